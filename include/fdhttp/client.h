@@ -1,0 +1,76 @@
+/*
+ * The client: one connection to a service, requests with named fds,
+ * responses with named fds.  Blocking, with a timeout on every call.
+ */
+#ifndef FDHTTP_CLIENT_H
+#define FDHTTP_CLIENT_H
+
+#include <fdhttp/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fdh_client;
+
+/* An fd sent with a request: borrowed, the caller keeps it. */
+struct fdh_named_fd {
+	const char *name;
+	int fd;
+};
+
+struct fdh_client_req {
+	const char *method;		/* "GET" when NULL */
+	const char *target;		/* path and query, "/echo?x=1" */
+	const struct fdh_header *headers;
+	size_t nheaders;
+	const void *body;
+	size_t body_len;
+	const struct fdh_named_fd *fds;	/* sent with the request head */
+	size_t nfds;
+};
+
+struct fdh_client_resp {
+	int status;
+	int http_minor;
+	struct fdh_header *headers;	/* owned by the response */
+	size_t nheaders;
+	char *body;			/* NUL-terminated for convenience; owned */
+	size_t body_len;
+	struct fdh_named_fd *fds;	/* owned; take one by setting its fd to -1 */
+	size_t nfds;
+	int closed;			/* the server closed (or will close) the connection */
+};
+
+/*
+ * Connects to path ("@name" for an abstract socket) within timeout_ms
+ * (0: no timeout).  The timeout also applies to every later request.
+ */
+FDH_API int fdh_client_connect(const char *path, int timeout_ms, struct fdh_client **ret_client);
+/* Wraps a connected AF_UNIX stream socket; consumes fd, on failure too. */
+FDH_API int fdh_client_from_fd(int fd, int timeout_ms, struct fdh_client **ret_client);
+FDH_API void fdh_client_free(struct fdh_client *c);
+FDH_API int fdh_client_fd(const struct fdh_client *c);	/* borrowed */
+/* Largest response body accepted (default 64 MiB) and fds (default 253). */
+FDH_API void fdh_client_set_limits(struct fdh_client *c, size_t max_body, unsigned max_fds);
+
+/*
+ * Sends req and waits for its response (skipping 1xx).  On success *ret_resp
+ * holds what arrived and must be released with fdh_client_resp_release().
+ * -ETIMEDOUT, -ECONNRESET/-EPIPE when the server went away, -EPROTO for a
+ * malformed response or fds that do not match its X-FD header.
+ */
+FDH_API int fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
+    struct fdh_client_resp *ret_resp);
+
+/* Case-insensitive header lookup in a response; NULL if absent. */
+FDH_API const char *fdh_client_resp_header(const struct fdh_client_resp *resp, const char *name);
+/* Takes the fd named name out of the response; -ENOENT if absent. */
+FDH_API int fdh_client_resp_take_fd(struct fdh_client_resp *resp, const char *name);
+/* Frees everything the response owns and closes its remaining fds. */
+FDH_API void fdh_client_resp_release(struct fdh_client_resp *resp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

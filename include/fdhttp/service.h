@@ -1,0 +1,127 @@
+/*
+ * The service runtime: routes, handlers, requests and responses.
+ *
+ * A service is a table of routes linked with libfdhttp into one executable
+ * whose main() calls fdh_service_main().  Handlers run one at a time; a
+ * request and everything borrowed from it is valid until the handler
+ * returns.
+ */
+#ifndef FDHTTP_SERVICE_H
+#define FDHTTP_SERVICE_H
+
+#include <stdarg.h>
+#include <fdhttp/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fdh_req;
+struct fdh_resp;
+
+/*
+ * A handler fills in resp and returns 0.  A negative errno return makes the
+ * framework discard whatever the handler put in resp (closing its fds) and
+ * answer 500.  The status defaults to 200.
+ */
+typedef int fdh_handler_fn(struct fdh_req *req, struct fdh_resp *resp, void *userdata);
+
+/*
+ * One route.  path is exact ("/echo") or a prefix written "/files/*", which
+ * matches every path that begins with "/files/".  A GET route also answers
+ * HEAD, with the would-be Content-Length and no body.
+ */
+struct fdh_route {
+	const char *method;
+	const char *path;
+	fdh_handler_fn *handler;
+	void *userdata;
+};
+
+struct fdh_service {
+	const char *name;		/* short, for process titles and logs */
+	const struct fdh_route *routes;
+	size_t nroutes;
+	/*
+	 * Called once with the arguments the framework did not consume, before
+	 * the first connection and, under fdhttpd, before the sandbox closes
+	 * in: the place to parse service options and open what the service
+	 * needs.  Returns 0, or a negative errno to stop with exit status 1;
+	 * it may print its own message to stderr first.
+	 */
+	int (*init)(int argc, char **argv, void *userdata);
+	void *userdata;
+	const char *usage;		/* service options for --help, or NULL */
+	/* Extra system calls the service's handlers need, by name; NULL-terminated. */
+	const char *const *syscalls;
+};
+
+/*
+ * Runs the service: alone with "--socket PATH" (plus the limit options of
+ * fdh_limits_set() spelled "--max-head N" ...), or as a worker of fdhttpd,
+ * which it recognises from the environment.  Returns the process exit status.
+ */
+FDH_API int fdh_service_main(const struct fdh_service *svc, int argc, char *argv[]);
+
+/* --- the request --------------------------------------------------------- */
+
+FDH_API const char *fdh_req_method(const struct fdh_req *req);
+FDH_API const char *fdh_req_path(const struct fdh_req *req);	/* without the query */
+FDH_API const char *fdh_req_query(const struct fdh_req *req);	/* after '?', "" if none */
+/* Case-insensitive; the first field of that name, or NULL. */
+FDH_API const char *fdh_req_header(const struct fdh_req *req, const char *name);
+FDH_API size_t fdh_req_header_count(const struct fdh_req *req);
+/* The i-th field in arrival order; -ERANGE past the end. */
+FDH_API int fdh_req_header_at(const struct fdh_req *req, size_t i, struct fdh_header *ret_header);
+FDH_API const void *fdh_req_body(const struct fdh_req *req, size_t *ret_len);
+/* 1 for HTTP/1.1, 0 for HTTP/1.0. */
+FDH_API int fdh_req_http_minor(const struct fdh_req *req);
+
+FDH_API size_t fdh_req_fd_count(const struct fdh_req *req);
+/* Name of the i-th fd in X-FD order, or NULL past the end. */
+FDH_API const char *fdh_req_fd_name(const struct fdh_req *req, size_t i);
+/* Borrows the fd named name: it stays the request's.  -ENOENT if absent (or taken). */
+FDH_API int fdh_req_fd(const struct fdh_req *req, const char *name);
+/* Takes the fd named name: the caller owns it from now on.  -ENOENT if absent. */
+FDH_API int fdh_req_take_fd(struct fdh_req *req, const char *name);
+
+FDH_API const struct fdh_peer *fdh_req_peer(const struct fdh_req *req);
+/*
+ * Borrows a pidfd for the peer process (Linux 6.5+), which unlike the pid
+ * cannot be reused; valid as long as the connection.  -EOPNOTSUPP where the
+ * kernel has none.
+ */
+FDH_API int fdh_req_peer_pidfd(struct fdh_req *req);
+
+/* --- the response -------------------------------------------------------- */
+
+FDH_API void fdh_resp_status(struct fdh_resp *resp, int status);
+/*
+ * Adds a header.  Refuses (-EINVAL) names that are not tokens, values with
+ * CR, LF or NUL, and the framing headers the framework owns
+ * (Content-Length, Transfer-Encoding, Connection, X-FD).
+ */
+FDH_API int fdh_resp_header(struct fdh_resp *resp, const char *name, const char *value);
+/* Sets the body to a copy of data; replaces any earlier body. */
+FDH_API int fdh_resp_body(struct fdh_resp *resp, const void *data, size_t len);
+/* Appends a copy of data to the body. */
+FDH_API int fdh_resp_append(struct fdh_resp *resp, const void *data, size_t len);
+FDH_API int fdh_resp_printf(struct fdh_resp *resp, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/*
+ * Sets the body to data without copying.  data must stay valid until
+ * release(data, ctx) is called, once the response is sent or abandoned
+ * (release may be NULL for static data).  Replaces any earlier body.
+ */
+FDH_API int fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t len,
+    void (*release)(const void *data, void *ctx), void *ctx);
+/*
+ * Attaches fd under name.  Consumes fd, on failure too (it is closed then):
+ * -EINVAL for a bad or repeated name, -E2BIG past the fd limit.
+ */
+FDH_API int fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

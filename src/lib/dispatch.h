@@ -1,0 +1,63 @@
+/*
+ * The dispatcher: one thread, one poll() loop, every connection of this
+ * process, requests served one at a time.  Connections come from a source
+ * the caller watches (a listening socket when the service runs alone, the
+ * control socket from fdhttpd in a worker) and are handed in with
+ * fdh_dispatch_add_conn().
+ */
+#ifndef FDH_DISPATCH_H
+#define FDH_DISPATCH_H
+
+#include <stdbool.h>
+
+#include <fdhttp/service.h>
+
+struct fdh_dispatch;
+
+/* Called from the loop; none may re-enter fdh_dispatch_run(). */
+struct fdh_dispatch_hooks {
+	/* A connection ended, for whatever reason (load accounting). */
+	void (*conn_closed)(struct fdh_dispatch *d, void *arg);
+	/* A response was sent in full. */
+	void (*request_done)(struct fdh_dispatch *d, void *arg);
+	void *arg;
+};
+
+/* A watched fd became readable or hung up.  A negative return stops the loop. */
+typedef int fdh_watch_fn(struct fdh_dispatch *d, int fd, void *arg);
+
+int fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
+    struct fdh_dispatch **ret_d);
+void fdh_dispatch_free(struct fdh_dispatch *d);	/* closes every connection */
+void fdh_dispatch_set_hooks(struct fdh_dispatch *d, const struct fdh_dispatch_hooks *hooks);
+
+/* Watches fd (borrowed) for input; at most FDH_DISPATCH_MAX_WATCH of them. */
+#define FDH_DISPATCH_MAX_WATCH 4
+int fdh_dispatch_watch(struct fdh_dispatch *d, int fd, fdh_watch_fn *cb, void *arg);
+/* Stops or resumes polling a watched fd, e.g. a listening socket while full. */
+void fdh_dispatch_watch_enable(struct fdh_dispatch *d, int fd, bool on);
+
+/*
+ * Adds a connected stream socket with its peer's credentials and pidfd
+ * (-1 when unknown; the dispatcher then asks the kernel when a handler does).
+ * Consumes fd and pidfd, on failure too.  -EBUSY when at max_conns,
+ * -ESHUTDOWN while draining.
+ */
+int fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *peer,
+    int pidfd);
+unsigned fdh_dispatch_nconns(const struct fdh_dispatch *d);
+bool fdh_dispatch_full(const struct fdh_dispatch *d);
+unsigned long long fdh_dispatch_nrequests(const struct fdh_dispatch *d);
+
+/*
+ * Graceful stop: idle keep-alive connections close now; a request in
+ * progress is finished and answered with Connection: close; a connection
+ * that has not sent its first request yet is served that one request.
+ * fdh_dispatch_run() returns 0 once no connection is left.
+ */
+void fdh_dispatch_drain(struct fdh_dispatch *d);
+/* Makes fdh_dispatch_run() return 0 at once (connections stay open). */
+void fdh_dispatch_stop(struct fdh_dispatch *d);
+int fdh_dispatch_run(struct fdh_dispatch *d);
+
+#endif

@@ -1,0 +1,35 @@
+/* SCM_RIGHTS send and receive over AF_UNIX sockets, shared by every role. */
+#ifndef FDH_FDPASS_H
+#define FDH_FDPASS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/*
+ * One recvmsg() into buf with room for max_fds descriptors, all received
+ * close-on-exec.  Received fds are stored at fds[0..*ret_nfds); the caller
+ * owns them whatever the return value.  *ret_truncated is set when the kernel
+ * dropped fds or control data (MSG_CTRUNC): more than max_fds were sent, or
+ * this process is at RLIMIT_NOFILE.  Anything in the control data but
+ * SCM_RIGHTS is discarded, fds found in it closed.  EINTR is retried here.
+ * Returns the byte count, 0 at end of stream, or -errno (-EAGAIN included).
+ */
+ssize_t fdh_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds,
+    size_t *ret_nfds, bool *ret_truncated);
+
+/*
+ * One sendmsg() of iov with fds (borrowed: the caller still owns and closes
+ * them) attached, MSG_NOSIGNAL so a vanished peer is -EPIPE, not SIGPIPE.
+ * EINTR is retried here.  Returns the byte count (possibly partial), or
+ * -errno.  The fds travel with the first byte sent: after a partial send
+ * they must not be sent again.
+ */
+ssize_t fdh_send_fds(int sock, const struct iovec *iov, size_t iovcnt, const int *fds,
+    size_t nfds);
+
+/* Closes fds[0..n) that are >= 0 and sets them to -1. */
+void fdh_close_fds(int *fds, size_t n);
+
+#endif

@@ -1,0 +1,1 @@
+# fdh_integration_test(NAME) / fdh_python_test(NAME)
