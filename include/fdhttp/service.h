@@ -27,7 +27,7 @@ struct fdh_resp;
 typedef int fdh_handler_fn(struct fdh_req *req, struct fdh_resp *resp, void *userdata);
 
 /*
- * One route.  path is exact ("/echo") or a prefix written "/files/*", which
+ * One route.  path is exact ("/echo") or a prefix: "/files/" then "*", which
  * matches every path that begins with "/files/".  A GET route also answers
  * HEAD, with the would-be Content-Length and no body.
  */
@@ -85,6 +85,9 @@ FDH_API int fdh_req_fd(const struct fdh_req *req, const char *name);
 /* Takes the fd named name: the caller owns it from now on.  -ENOENT if absent. */
 FDH_API int fdh_req_take_fd(struct fdh_req *req, const char *name);
 
+/* The limits this service runs with, e.g. to bound what a handler reads from an fd. */
+FDH_API const struct fdh_limits *fdh_req_limits(const struct fdh_req *req);
+
 FDH_API const struct fdh_peer *fdh_req_peer(const struct fdh_req *req);
 /*
  * Borrows a pidfd for the peer process (Linux 6.5+), which unlike the pid
@@ -106,6 +109,7 @@ FDH_API int fdh_resp_header(struct fdh_resp *resp, const char *name, const char 
 FDH_API int fdh_resp_body(struct fdh_resp *resp, const void *data, size_t len);
 /* Appends a copy of data to the body. */
 FDH_API int fdh_resp_append(struct fdh_resp *resp, const void *data, size_t len);
+/* Appends formatted text to the body. */
 FDH_API int fdh_resp_printf(struct fdh_resp *resp, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /*

@@ -1,5 +1,6 @@
 /* SCM_RIGHTS send and receive. */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>

@@ -1,0 +1,263 @@
+/*
+ * fdhttp-echo: the reference service.  Every route answers something a
+ * test or a benchmark can check exactly (CONTRACT section 8).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <fdhttp/service.h>
+
+/* How long POST /fd/read waits for the writer of a pipe, in ms. */
+#define FD_READ_TIMEOUT_MS 5000
+
+struct echo {
+	bool enable_crash;
+	int status_fd;	/* /proc/self/status, opened before any sandbox */
+};
+
+static struct echo echo = { .status_fd = -1 };
+
+static int
+health(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)req;
+	(void)ud;
+	return fdh_resp_body_borrow(resp, "ok", 2, NULL, NULL);
+}
+
+static int
+ping(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)req;
+	(void)ud;
+	return fdh_resp_body_borrow(resp, "pong", 4, NULL, NULL);
+}
+
+static int
+echo_body(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	const void *body;
+	size_t len, i, n = fdh_req_fd_count(req);
+	int r;
+
+	(void)ud;
+	body = fdh_req_body(req, &len);
+	r = fdh_resp_body(resp, body, len);
+	if (r < 0)
+		return r;
+	/* Same names, same order: the client can tell each fd came back. */
+	for (i = 0; i < n; i++) {
+		const char *name = fdh_req_fd_name(req, i);
+		int fd = fdh_req_take_fd(req, name);
+
+		if (fd < 0)
+			return fd;
+		r = fdh_resp_fd(resp, name, fd);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int
+text(struct fdh_resp *resp, int status, const char *msg)
+{
+	fdh_resp_status(resp, status);
+	(void)fdh_resp_header(resp, "Content-Type", "text/plain; charset=utf-8");
+	return fdh_resp_printf(resp, "%s\n", msg);
+}
+
+static int
+fd_read(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	size_t limit = fdh_req_limits(req)->max_body, total = 0;
+	int fd = fdh_req_fd(req, "input"), r;
+	char buf[16384];
+
+	(void)ud;
+	if (fd < 0)
+		return text(resp, 400, "this route needs an fd named input");
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		/* A writer that never closes must not hold the service forever. */
+		r = poll(&p, 1, FD_READ_TIMEOUT_MS);
+		if (r == 0) {
+			fdh_resp_body(resp, NULL, 0);
+			return text(resp, 408, "timed out reading fd input");
+		}
+		n = read(fd, buf, sizeof(buf));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			continue;
+		if (n == -1) {
+			fdh_resp_body(resp, NULL, 0);
+			return text(resp, 400, "fd input cannot be read");
+		}
+		if (n == 0)
+			return 0;
+		total += (size_t)n;
+		if (total > limit) {
+			fdh_resp_body(resp, NULL, 0);
+			return text(resp, 413, "fd input holds more than the body limit");
+		}
+		r = fdh_resp_append(resp, buf, (size_t)n);
+		if (r < 0)
+			return r;
+	}
+}
+
+static int
+fd_memfd(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	const char *body;
+	size_t len, off = 0;
+	int fd, r;
+
+	(void)ud;
+	body = fdh_req_body(req, &len);
+	fd = memfd_create("fdhttp-echo", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd == -1)
+		return -errno;
+	while (off < len) {
+		ssize_t n = write(fd, body + off, len - off);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			r = -errno;
+			goto fail;
+		}
+		off += (size_t)n;
+	}
+	/* Sealed: the receiver can trust the contents will not change under it. */
+	if (lseek(fd, 0, SEEK_SET) == -1 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == -1) {
+		r = -errno;
+		goto fail;
+	}
+	return fdh_resp_fd(resp, "output", fd);
+fail:
+	close(fd);
+	return r;
+}
+
+static int
+whoami(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	const struct fdh_peer *p = fdh_req_peer(req);
+
+	(void)ud;
+	(void)fdh_resp_header(resp, "Content-Type", "application/json");
+	return fdh_resp_printf(resp, "{\"pid\":%ld,\"uid\":%lu,\"gid\":%lu}\n", (long)p->pid,
+	    (unsigned long)p->uid, (unsigned long)p->gid);
+}
+
+/* The value of "Key:" in /proc/self/status, or -1. */
+static long
+status_field(const char *status, const char *key)
+{
+	size_t klen = strlen(key);
+	const char *p = status;
+
+	while (p && *p) {
+		if (strncmp(p, key, klen) == 0 && p[klen] == ':')
+			return strtol(p + klen + 1, NULL, 10);
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return -1;
+}
+
+static int
+sandbox(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	char status[8192], errname[32];
+	ssize_t n = -1;
+	int fd;
+
+	(void)req;
+	(void)ud;
+	/* procfs regenerates the text on every read from offset 0. */
+	if (echo.status_fd >= 0)
+		n = pread(echo.status_fd, status, sizeof(status) - 1, 0);
+	status[n > 0 ? n : 0] = '\0';
+
+	fd = open("/etc/hostname", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		strcpy(errname, "0");
+	} else {
+		const char *name = strerrorname_np(errno);
+
+		snprintf(errname, sizeof(errname), "%s", name ? name : "unknown");
+	}
+	(void)fdh_resp_header(resp, "Content-Type", "application/json");
+	return fdh_resp_printf(resp,
+	    "{\"seccomp\":%ld,\"no_new_privs\":%ld,\"uid\":%lu,\"gid\":%lu,\"open_errno\":\"%s\"}\n",
+	    status_field(status, "Seccomp"), status_field(status, "NoNewPrivs"),
+	    (unsigned long)getuid(), (unsigned long)getgid(), errname);
+}
+
+static int
+crash(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)req;
+	(void)ud;
+	if (!echo.enable_crash)
+		return text(resp, 404, "crash is off: start with --enable-crash");
+	abort();
+}
+
+static int
+init(int argc, char **argv, void *ud)
+{
+	int i;
+
+	(void)ud;
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--enable-crash") == 0) {
+			echo.enable_crash = true;
+		} else {
+			fprintf(stderr, "fdhttp-echo: unknown option %s (see --help)\n", argv[i]);
+			return -EINVAL;
+		}
+	}
+	echo.status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	return 0;
+}
+
+static const struct fdh_route routes[] = {
+	{ "GET",  "/health",    health,    NULL },
+	{ "POST", "/echo",      echo_body, NULL },
+	{ "POST", "/ping",      ping,      NULL },
+	{ "POST", "/fd/read",   fd_read,   NULL },
+	{ "POST", "/fd/memfd",  fd_memfd,  NULL },
+	{ "GET",  "/whoami",    whoami,    NULL },
+	{ "GET",  "/sandbox",   sandbox,   NULL },
+	{ "POST", "/crash",     crash,     NULL },
+};
+
+static const struct fdh_service service = {
+	.name = "echo",
+	.routes = routes,
+	.nroutes = sizeof(routes) / sizeof(routes[0]),
+	.init = init,
+	.usage = "      --enable-crash         POST /crash aborts the process (respawn tests)\n",
+};
+
+int
+main(int argc, char *argv[])
+{
+	return fdh_service_main(&service, argc, argv);
+}

@@ -1,0 +1,492 @@
+/*
+ * One connection: reading a request with its fds, handing it to its
+ * handler, writing the response with its fds.  Requests are served one at
+ * a time per connection, so every fd pairs with the request whose bytes it
+ * came with.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fdpass.h"
+
+static void conn_respond(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after,
+    bool is_head);
+
+short
+fdh_conn_wanted(const struct fdh_dispatch *d, const struct fdh_conn *c)
+{
+	if (c->state == CONN_WRITE)
+		return POLLOUT;
+	return d->starved ? 0 : POLLIN;
+}
+
+static void
+close_request_fds(struct fdh_dispatch *d, int *fds, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		if (fds[i] >= 0) {
+			close(fds[i]);
+			fds[i] = -1;
+			d->open_fds--;
+		}
+	}
+}
+
+/* Forget the request in progress: its buffer, its fds, its parse state. */
+static void
+conn_reset_request(struct fdh_dispatch *d, struct fdh_conn *c)
+{
+	if (c->fds) {
+		close_request_fds(d, c->fds, c->nfds);
+		free(c->fds);
+		c->fds = NULL;
+	}
+	c->nfds = 0;
+	free(c->in);
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+	c->scan = c->head_len = c->need = 0;
+}
+
+static void
+out_free(struct fdh_dispatch *d, struct fdh_conn_out *out)
+{
+	close_request_fds(d, out->fds, out->nfds);
+	if (out->release)
+		out->release(out->borrow, out->release_ctx);
+	free(out->fds);
+	free(out->buf);
+	free(out);
+}
+
+void
+fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c)
+{
+	conn_reset_request(d, c);
+	if (c->out)
+		out_free(d, c->out);
+	if (c->pidfd >= 0) {
+		close(c->pidfd);
+		d->open_fds--;
+	}
+	fdh_dispatch_timer_disarm(d, c);
+	fdh_dispatch_conn_gone(d, c);	/* before close(): the slot still names the fd */
+	close(c->fd);
+	d->open_fds--;
+	free(c);
+}
+
+/* The framework's own answer to a request it will not serve; then close. */
+static void
+conn_fail(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, int status,
+    const char *text)
+{
+	close_request_fds(d, fds, nfds);	/* every fd of a refused request */
+	fdh_resp_error(&d->resp, status, text);
+	conn_respond(d, c, true, false);
+}
+
+static void
+conn_finish(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after)
+{
+	c->served = true;
+	if (d->hooks.request_done)
+		d->hooks.request_done(d, d->hooks.arg);
+	if (close_after || d->draining) {
+		fdh_conn_close(d, c);
+		return;
+	}
+	c->state = CONN_WAIT;
+	fdh_dispatch_timer_arm(d, c, TIMER_IDLE);
+	fdh_dispatch_conn_events(d, c, fdh_conn_wanted(d, c));
+}
+
+/* Keeps what the socket did not take: copies of the bytes, the fds if none went. */
+static int
+conn_keep_rest(struct fdh_dispatch *d, struct fdh_conn *c, const char *head, size_t hlen,
+    const char *body, size_t blen, size_t sent, bool close_after)
+{
+	struct fdh_resp *r = &d->resp;
+	struct fdh_conn_out *out;
+	size_t hrest = sent < hlen ? hlen - sent : 0;
+	size_t bsent = sent > hlen ? sent - hlen : 0;
+	size_t copy = hrest + (r->borrowed ? 0 : blen - bsent);
+
+	out = calloc(1, sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	out->buf = malloc(copy ? copy : 1);
+	if (!out->buf)
+		goto fail;
+	memcpy(out->buf, head + (hlen - hrest), hrest);
+	if (!r->borrowed)
+		memcpy(out->buf + hrest, body + bsent, blen - bsent);
+	out->len = copy;
+	if (r->borrowed) {
+		out->borrow = body;
+		out->borrow_len = blen;
+		out->borrow_off = bsent;
+		out->release = r->release;
+		out->release_ctx = r->release_ctx;
+	}
+	if (sent == 0 && r->nfds) {
+		out->fds = malloc(r->nfds * sizeof(*out->fds));
+		if (!out->fds)
+			goto fail;
+		memcpy(out->fds, r->fds, r->nfds * sizeof(*out->fds));
+		out->nfds = r->nfds;
+		r->nfds = 0;		/* the fds are the pending output's now */
+	}
+	if (r->borrowed) {
+		r->borrowed = false;	/* released by the pending output, not by reset */
+		r->release = NULL;
+	}
+	out->close_after = close_after;
+	c->out = out;
+	return 0;
+fail:
+	free(out->buf);
+	free(out);
+	return -ENOMEM;
+}
+
+/*
+ * Sends d->resp on c: one head buffer and the body in one sendmsg that
+ * carries the response fds.  What the socket does not take waits for
+ * POLLOUT in c->out; the fds went with the first byte if any byte went.
+ */
+static void
+conn_respond(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after, bool is_head)
+{
+	struct fdh_resp *r = &d->resp;
+	struct iovec iov[2];
+	const char *head;
+	const char *body = fdh_resp_body_ptr(r);
+	size_t hlen, blen = is_head ? 0 : fdh_resp_body_len(r);
+	ssize_t n;
+	bool keep_10;
+
+	close_after = close_after || d->draining;
+	keep_10 = !close_after && d->req.conn == c && d->req.head.http_minor == 0;
+	if (fdh_resp_finish_head(r, close_after, keep_10, &head, &hlen) < 0) {
+		fdh_resp_reset(r);
+		fdh_conn_close(d, c);
+		return;
+	}
+	iov[0].iov_base = (void *)(uintptr_t)head;
+	iov[0].iov_len = hlen;
+	iov[1].iov_base = (void *)(uintptr_t)body;
+	iov[1].iov_len = blen;
+	n = fdh_send_fds(c->fd, iov, blen ? 2 : 1, r->fds, r->nfds);
+	if (n == (ssize_t)(hlen + blen)) {
+		fdh_resp_reset(r);	/* sent: our copies of the fds close now */
+		conn_finish(d, c, close_after);
+		return;
+	}
+	if (n < 0 && n != -EAGAIN) {
+		fdh_resp_reset(r);	/* the peer is gone; the fds die with the response */
+		fdh_conn_close(d, c);
+		return;
+	}
+	if (conn_keep_rest(d, c, head, hlen, body, blen, n > 0 ? (size_t)n : 0,
+	    close_after) < 0) {
+		fdh_resp_reset(r);
+		fdh_conn_close(d, c);
+		return;
+	}
+	fdh_resp_reset(r);
+	c->state = CONN_WRITE;
+	fdh_dispatch_timer_arm(d, c, TIMER_WRITE);
+	fdh_dispatch_conn_events(d, c, POLLOUT);
+}
+
+static void
+conn_write(struct fdh_dispatch *d, struct fdh_conn *c)
+{
+	struct fdh_conn_out *out = c->out;
+	struct iovec iov[2];
+	size_t iovcnt = 0, hrest = out->len - out->off;
+	size_t brest = out->borrow_len - out->borrow_off;
+	ssize_t n;
+	bool close_after;
+
+	if (hrest) {
+		iov[iovcnt].iov_base = out->buf + out->off;
+		iov[iovcnt++].iov_len = hrest;
+	}
+	if (brest) {
+		iov[iovcnt].iov_base = (char *)(uintptr_t)out->borrow + out->borrow_off;
+		iov[iovcnt++].iov_len = brest;
+	}
+	n = fdh_send_fds(c->fd, iov, iovcnt, out->fds, out->nfds);
+	if (n == -EAGAIN)
+		return;
+	if (n <= 0) {
+		fdh_conn_close(d, c);
+		return;
+	}
+	close_request_fds(d, out->fds, out->nfds);	/* they went with this first byte */
+	out->nfds = 0;
+	if ((size_t)n < hrest) {
+		out->off += (size_t)n;
+	} else {
+		out->off = out->len;
+		out->borrow_off += (size_t)n - hrest;
+	}
+	if (out->off < out->len || out->borrow_off < out->borrow_len) {
+		fdh_dispatch_timer_arm(d, c, TIMER_WRITE);	/* progress: a fresh write deadline */
+		return;
+	}
+	close_after = out->close_after;
+	c->out = NULL;
+	out_free(d, out);
+	conn_finish(d, c, close_after);
+}
+
+/* Hands the complete request in buf to its handler and answers it. */
+static void
+conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsigned nfds,
+    bool surplus)
+{
+	struct fdh_req *req = &d->req;
+	struct fdh_head *h = &req->head;
+	const struct fdh_route *route;
+	bool is_head, close_after;
+	unsigned i;
+	int status, r;
+
+	fdh_http_terminate(h);
+	for (i = 0; i < h->nfd_names; i++) {
+		const struct fdh_req_hdr *x = &h->hdrs[h->xfd_hdr];
+
+		memcpy(req->fd_names[i], x->value + h->fd_names[i].off, h->fd_names[i].len);
+		req->fd_names[i][h->fd_names[i].len] = '\0';
+	}
+	req->body = buf + c->head_len;
+	req->body_len = (size_t)h->content_length;
+	req->fds = fds;
+	req->nfds = nfds;
+	req->conn = c;
+	/* Bytes of a next request already here: answer this one, then close. */
+	close_after = !h->keep_alive || surplus;
+	is_head = h->method_id == HTTP_HEAD;
+
+	route = fdh_route_find(&d->routes, h->method, h->path, h->path_len, d->allow,
+	    sizeof(d->allow), &status);
+	if (!route) {
+		fdh_resp_error(&d->resp, status,
+		    status == 404 ? "no route for this path" : "method not allowed for this path");
+		if (status == 405)
+			(void)fdh_resp_header(&d->resp, "Allow", d->allow);
+	} else {
+		r = route->handler(req, &d->resp, route->userdata);
+		if (r < 0) {
+			char text[96];
+
+			snprintf(text, sizeof(text), "handler failed: %s", strerror(-r));
+			fdh_resp_error(&d->resp, 500, text);
+		}
+	}
+	close_request_fds(d, fds, nfds);	/* those the handler did not take */
+	conn_reset_request(d, c);		/* nothing may point into the request now */
+	d->nrequests++;
+	conn_respond(d, c, close_after, is_head);
+	req->conn = NULL;
+}
+
+/* Moves a request that did not arrive in one read into buffers of its own. */
+static int
+conn_keep_partial(struct fdh_dispatch *d, struct fdh_conn *c, const char *buf, size_t len,
+    const int *fds, unsigned nfds, size_t scan)
+{
+	size_t cap = c->head_len ? c->need : d->lim.max_head;
+
+	c->in = malloc(cap ? cap : 1);
+	c->fds = malloc((d->lim.max_fds ? d->lim.max_fds : 1) * sizeof(*c->fds));
+	if (!c->in || !c->fds) {
+		free(c->in);
+		free(c->fds);
+		c->in = NULL;
+		c->fds = NULL;
+		return -ENOMEM;
+	}
+	memcpy(c->in, buf, len);
+	memcpy(c->fds, fds, nfds * sizeof(*fds));
+	c->in_len = len;
+	c->in_cap = cap;
+	c->nfds = nfds;
+	c->scan = scan;
+	return 0;
+}
+
+static void
+conn_read(struct fdh_dispatch *d, struct fdh_conn *c)
+{
+	struct fdh_http_error err;
+	struct fdh_head *h = &d->req.head;
+	bool partial = c->in != NULL, truncated, parsed = false;
+	char *buf, text[128];
+	int *fds;
+	size_t off, room, fds_room, nnew = 0, len, scan, limit;
+	unsigned nfds;
+	ssize_t n, hl;
+
+	if (!fdh_dispatch_headroom(d))
+		return;		/* reading now could let the kernel drop a client's fds */
+	if (partial) {
+		buf = c->in;
+		off = c->in_len;
+		room = c->in_cap - c->in_len;
+		fds = c->fds;
+		fds_room = d->lim.max_fds - c->nfds;
+	} else {
+		buf = d->scratch;
+		off = 0;
+		room = d->scratch_cap;
+		fds = d->rfds;
+		fds_room = d->lim.max_fds;
+	}
+	n = fdh_recv_fds(c->fd, buf + off, room, fds + (partial ? c->nfds : 0), fds_room, &nnew,
+	    &truncated);
+	d->open_fds += (int)nnew;
+	nfds = (partial ? c->nfds : 0) + (unsigned)nnew;
+	if (partial)
+		c->nfds = nfds;
+	if (n == -EAGAIN)
+		return;
+	if (n <= 0) {
+		/* The client left (or broke the stream): nobody to answer. */
+		if (!partial)
+			close_request_fds(d, fds, nfds);
+		fdh_conn_close(d, c);
+		return;
+	}
+	len = off + (size_t)n;
+	if (partial)
+		c->in_len = len;
+	if (c->state == CONN_WAIT) {
+		c->state = CONN_READ;
+		fdh_dispatch_timer_arm(d, c, TIMER_REQUEST);
+	}
+	if (truncated) {
+		snprintf(text, sizeof(text), "more than %u fds sent with one request",
+		    d->lim.max_fds);
+		conn_fail(d, c, fds, nfds, 400, text);
+		return;
+	}
+
+	if (!c->head_len) {
+		limit = len < d->lim.max_head ? len : d->lim.max_head;
+		scan = c->scan;
+		hl = fdh_http_head_end(buf, limit, &scan);
+		if (hl < 0) {
+			conn_fail(d, c, fds, nfds, 400,
+			    "malformed request head: bare CR or LF, control byte or folded line");
+			return;
+		}
+		if (hl == 0 && len >= d->lim.max_head) {
+			snprintf(text, sizeof(text), "request head is larger than %zu bytes",
+			    d->lim.max_head);
+			conn_fail(d, c, fds, nfds, 431, text);
+			return;
+		}
+		if (hl == 0) {
+			if (partial)
+				c->scan = scan;
+			else if (conn_keep_partial(d, c, buf, len, fds, nfds, scan) < 0)
+				goto nomem;
+			return;
+		}
+		if (fdh_http_parse(&d->parser, buf, (size_t)hl, h, &err) < 0) {
+			conn_fail(d, c, fds, nfds, err.status, err.text);
+			return;
+		}
+		parsed = true;
+		c->head_len = (size_t)hl;
+		c->need = (size_t)hl + (size_t)h->content_length;
+		/* The client waits for this before the body; curl would stall a second. */
+		if (h->expect_continue && len == c->head_len && h->content_length > 0) {
+			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+			(void)send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
+	}
+	if (len < c->need) {
+		if (!partial) {
+			if (conn_keep_partial(d, c, buf, len, fds, nfds, 0) < 0)
+				goto nomem;
+		} else if (c->in_cap < c->need) {
+			char *p = realloc(c->in, c->need);
+
+			if (!p)
+				goto nomem;
+			c->in = buf = p;
+			c->in_cap = c->need;
+		}
+		return;
+	}
+
+	/* Complete.  A head parsed in an earlier read is parsed again from here. */
+	if (!parsed && fdh_http_parse(&d->parser, buf, c->head_len, h, &err) < 0) {
+		conn_fail(d, c, fds, nfds, err.status, err.text);
+		return;
+	}
+	/* fds that came with bytes of two requests belong to neither with certainty. */
+	if (len > c->need && nnew > 0) {
+		conn_fail(d, c, fds, nfds, 400, "fds arrived with bytes of two requests");
+		return;
+	}
+	if (nfds != h->nfd_names) {
+		snprintf(text, sizeof(text), "%u fds received but X-FD names %u", nfds,
+		    h->nfd_names);
+		conn_fail(d, c, fds, nfds, 400, text);
+		return;
+	}
+	conn_serve(d, c, buf, fds, nfds, len > c->need);
+	/* c may be closed now; when not, its request buffers go. */
+	return;
+nomem:
+	conn_fail(d, c, fds, nfds, 503, "out of memory");
+}
+
+void
+fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, short revents)
+{
+	if (c->state == CONN_WRITE) {
+		if (revents & (POLLOUT | POLLERR | POLLHUP))
+			conn_write(d, c);
+		return;
+	}
+	if (revents & (POLLIN | POLLERR | POLLHUP))
+		conn_read(d, c);
+}
+
+void
+fdh_conn_timeout(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind k)
+{
+	struct fdh_resp *r = &d->resp;
+	struct iovec iov[2];
+	const char *head;
+	size_t hlen;
+
+	/* A slow client gets its answer if the socket takes it now; never a wait. */
+	if (k == TIMER_REQUEST) {
+		fdh_resp_error(r, 408, "request was not received in full within the request timeout");
+		if (fdh_resp_finish_head(r, true, false, &head, &hlen) == 0) {
+			iov[0].iov_base = (void *)(uintptr_t)head;
+			iov[0].iov_len = hlen;
+			iov[1].iov_base = r->bbuf;
+			iov[1].iov_len = r->blen;
+			(void)fdh_send_fds(c->fd, iov, 2, NULL, 0);
+		}
+		fdh_resp_reset(r);
+	}
+	fdh_conn_close(d, c);
+}

@@ -1,0 +1,448 @@
+/*
+ * The dispatcher's loop: one poll() over the watched fds and every
+ * connection, timers kept in one list per timeout kind.  Each kind has a
+ * single duration, so appending on (re)arm keeps a list in deadline order
+ * and the next deadline is the earliest of three heads: no heap, no scan.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fdpass.h"
+
+/* Reads of a fresh request land here; a request larger than this spans reads. */
+#define SCRATCH_MIN (64 * 1024)
+/* How often a dispatcher short of descriptors looks again, in ms. */
+#define STARVED_RETRY_MS 50
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static unsigned
+timeout_of(const struct fdh_dispatch *d, enum fdh_timer_kind k)
+{
+	switch (k) {
+	case TIMER_IDLE:	return d->lim.idle_timeout_ms;
+	case TIMER_REQUEST:	return d->lim.request_timeout_ms;
+	default:		return d->lim.write_timeout_ms;
+	}
+}
+
+void
+fdh_dispatch_timer_disarm(struct fdh_dispatch *d, struct fdh_conn *c)
+{
+	struct fdh_timer_list *l;
+
+	if (c->timer == TIMER_NONE)
+		return;
+	l = &d->timers[c->timer];
+	if (c->tprev)
+		c->tprev->tnext = c->tnext;
+	else
+		l->head = c->tnext;
+	if (c->tnext)
+		c->tnext->tprev = c->tprev;
+	else
+		l->tail = c->tprev;
+	c->tprev = c->tnext = NULL;
+	c->timer = TIMER_NONE;
+}
+
+void
+fdh_dispatch_timer_arm(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind k)
+{
+	struct fdh_timer_list *l = &d->timers[k];
+
+	fdh_dispatch_timer_disarm(d, c);
+	c->timer = (uint8_t)k;
+	c->deadline = d->now + timeout_of(d, k);
+	c->tprev = l->tail;
+	c->tnext = NULL;
+	if (l->tail)
+		l->tail->tnext = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
+void
+fdh_dispatch_conn_events(struct fdh_dispatch *d, struct fdh_conn *c, short events)
+{
+	d->pfd[c->slot].events = events;
+}
+
+static int
+count_open_fds(struct fdh_dispatch *d)
+{
+	struct dirent *e;
+	int n = 0;
+
+	if (!d->fddir)
+		return -ENOENT;
+	rewinddir(d->fddir);
+	while ((e = readdir(d->fddir)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	return n;
+}
+
+/*
+ * Room for max_fds more descriptors (plus one for an accept or a memfd)?
+ * The cheap estimate decides while it is comfortably below the limit;
+ * near it, /proc/self/fd is counted, so fds handlers took or made are seen.
+ */
+bool
+fdh_dispatch_headroom(struct fdh_dispatch *d)
+{
+	rlim_t want = (rlim_t)d->lim.max_fds + 2;
+	int n;
+
+	if (d->nofile == RLIM_INFINITY ||
+	    (rlim_t)(d->open_fds + d->other_fds) + want <= d->nofile)
+		return true;
+	n = count_open_fds(d);
+	if (n >= 0)
+		d->other_fds = n - d->open_fds;
+	if (n < 0 || (rlim_t)n + want <= d->nofile) {
+		if (d->starved) {
+			unsigned i;
+
+			d->starved = false;
+			for (i = FDH_DISPATCH_MAX_WATCH; i < d->npfd; i++)
+				d->pfd[i].events = fdh_conn_wanted(d, d->slot_conn[i]);
+		}
+		return true;
+	}
+	if (!d->starved) {
+		unsigned i;
+
+		d->starved = true;	/* stop reading until descriptors free up */
+		for (i = FDH_DISPATCH_MAX_WATCH; i < d->npfd; i++)
+			d->pfd[i].events = fdh_conn_wanted(d, d->slot_conn[i]);
+	}
+	return false;
+}
+
+int
+fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
+    struct fdh_dispatch **ret_d)
+{
+	struct fdh_dispatch *d;
+	struct rlimit rl;
+	size_t bad, i;
+	int r = -ENOMEM, n;
+
+	if (limits->max_fds > FDH_MAX_FDS_CEILING || limits->max_head == 0 ||
+	    limits->max_conns == 0)
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->lim = *limits;
+	d->svc = svc;
+	r = fdh_route_table_init(&d->routes, svc->routes, svc->nroutes, &bad);
+	if (r < 0) {
+		free(d);
+		return r;
+	}
+	r = -ENOMEM;
+	d->cap = FDH_DISPATCH_MAX_WATCH + 16;
+	d->pfd = calloc(d->cap, sizeof(*d->pfd));
+	d->slot_conn = calloc(d->cap, sizeof(*d->slot_conn));
+	d->scratch_cap = d->lim.max_head > SCRATCH_MIN ? d->lim.max_head : SCRATCH_MIN;
+	d->scratch = malloc(d->scratch_cap);
+	d->rfds = calloc(d->lim.max_fds + 1, sizeof(*d->rfds));
+	d->hdrs = calloc(d->lim.max_headers + 1, sizeof(*d->hdrs));
+	d->xfd_names = calloc(d->lim.max_fds + 1, sizeof(*d->xfd_names));
+	d->req.fd_names = calloc(d->lim.max_fds + 1, sizeof(*d->req.fd_names));
+	if (!d->pfd || !d->slot_conn || !d->scratch || !d->rfds || !d->hdrs ||
+	    !d->xfd_names || !d->req.fd_names)
+		goto fail;
+	r = fdh_resp_init(&d->resp, d->lim.max_fds, &d->open_fds);
+	if (r < 0)
+		goto fail;
+	d->req.head.hdrs = d->hdrs;
+	d->req.head.fd_names = d->xfd_names;
+	d->req.d = d;
+	fdh_http_parser_init(&d->parser, &d->lim);
+	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++) {
+		d->pfd[i].fd = -1;
+		d->watch[i].fd = -1;
+	}
+	d->npfd = FDH_DISPATCH_MAX_WATCH;
+
+	/* Opened now, before any sandbox forbids opens, and kept for counting. */
+	d->fddir = opendir("/proc/self/fd");
+	d->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : RLIM_INFINITY;
+	n = count_open_fds(d);
+	d->other_fds = n > 0 ? n : 0;
+	d->now = now_ms();
+	*ret_d = d;
+	return 0;
+fail:
+	fdh_dispatch_free(d);
+	return r;
+}
+
+void
+fdh_dispatch_free(struct fdh_dispatch *d)
+{
+	if (!d)
+		return;
+	d->hooks = (struct fdh_dispatch_hooks){ 0 };	/* the owner is going away too */
+	while (d->npfd > FDH_DISPATCH_MAX_WATCH)
+		fdh_conn_close(d, d->slot_conn[d->npfd - 1]);
+	if (d->resp.fds)
+		fdh_resp_free(&d->resp);
+	if (d->fddir)
+		closedir(d->fddir);
+	fdh_route_table_free(&d->routes);
+	free(d->pfd);
+	free(d->slot_conn);
+	free(d->scratch);
+	free(d->rfds);
+	free(d->hdrs);
+	free(d->xfd_names);
+	free(d->req.fd_names);
+	free(d);
+}
+
+void
+fdh_dispatch_set_hooks(struct fdh_dispatch *d, const struct fdh_dispatch_hooks *hooks)
+{
+	d->hooks = *hooks;
+}
+
+int
+fdh_dispatch_watch(struct fdh_dispatch *d, int fd, fdh_watch_fn *cb, void *arg)
+{
+	unsigned i;
+
+	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++) {
+		if (d->watch[i].fd == -1) {
+			d->watch[i] = (struct fdh_watch){ .cb = cb, .arg = arg, .fd = fd, .on = true };
+			d->pfd[i].fd = fd;
+			d->pfd[i].events = POLLIN;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+void
+fdh_dispatch_watch_enable(struct fdh_dispatch *d, int fd, bool on)
+{
+	unsigned i;
+
+	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++) {
+		if (d->watch[i].fd == fd) {
+			d->watch[i].on = on;
+			d->pfd[i].fd = on ? fd : -1;	/* poll() skips negative fds */
+		}
+	}
+}
+
+int
+fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *peer, int pidfd)
+{
+	struct fdh_conn *c = NULL;
+	int flags, r;
+
+	if (d->draining) {
+		r = -ESHUTDOWN;
+		goto fail;
+	}
+	if (d->nconns >= d->lim.max_conns) {
+		r = -EBUSY;
+		goto fail;
+	}
+	/* A blocking socket would let one slow client stall every other. */
+	flags = fcntl(fd, F_GETFL);
+	if (flags == -1 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)) {
+		r = -errno;
+		goto fail;
+	}
+	if (d->npfd == d->cap) {
+		unsigned ncap = d->cap * 2;
+		struct pollfd *p = realloc(d->pfd, ncap * sizeof(*p));
+		struct fdh_conn **s;
+
+		if (!p) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		d->pfd = p;
+		s = realloc(d->slot_conn, ncap * sizeof(*s));
+		if (!s) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		d->slot_conn = s;
+		d->cap = ncap;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	c->fd = fd;
+	c->pidfd = pidfd;
+	c->peer = *peer;
+	c->timer = TIMER_NONE;
+	c->state = CONN_WAIT;
+	c->slot = d->npfd++;
+	d->slot_conn[c->slot] = c;
+	d->pfd[c->slot] = (struct pollfd){ .fd = fd, .events = fdh_conn_wanted(d, c) };
+	d->nconns++;
+	d->open_fds += pidfd >= 0 ? 2 : 1;
+	d->now = now_ms();
+	fdh_dispatch_timer_arm(d, c, TIMER_IDLE);
+	return 0;
+fail:
+	close(fd);
+	if (pidfd >= 0)
+		close(pidfd);
+	return r;
+}
+
+void
+fdh_dispatch_conn_gone(struct fdh_dispatch *d, struct fdh_conn *c)
+{
+	unsigned last = d->npfd - 1;
+
+	/* The last slot fills the hole; the loop walks slots downwards, so it was seen. */
+	if (c->slot != last) {
+		d->pfd[c->slot] = d->pfd[last];
+		d->slot_conn[c->slot] = d->slot_conn[last];
+		d->slot_conn[c->slot]->slot = c->slot;
+	}
+	d->npfd--;
+	d->nconns--;
+	if (d->hooks.conn_closed)
+		d->hooks.conn_closed(d, d->hooks.arg);
+}
+
+unsigned
+fdh_dispatch_nconns(const struct fdh_dispatch *d)
+{
+	return d->nconns;
+}
+
+bool
+fdh_dispatch_full(const struct fdh_dispatch *d)
+{
+	return d->nconns >= d->lim.max_conns;
+}
+
+unsigned long long
+fdh_dispatch_nrequests(const struct fdh_dispatch *d)
+{
+	return d->nrequests;
+}
+
+void
+fdh_dispatch_drain(struct fdh_dispatch *d)
+{
+	unsigned i;
+
+	d->draining = true;
+	/* Idle keep-alive connections go now; one yet to send its first request is served it. */
+	for (i = d->npfd; i-- > FDH_DISPATCH_MAX_WATCH;) {
+		struct fdh_conn *c = d->slot_conn[i];
+
+		if (c->state == CONN_WAIT && c->served)
+			fdh_conn_close(d, c);
+	}
+}
+
+void
+fdh_dispatch_stop(struct fdh_dispatch *d)
+{
+	d->stopped = true;
+}
+
+static void
+expire_timers(struct fdh_dispatch *d)
+{
+	unsigned k;
+
+	for (k = 0; k < TIMER_KINDS; k++) {
+		struct fdh_conn *c;
+
+		while ((c = d->timers[k].head) != NULL && c->deadline <= d->now)
+			fdh_conn_timeout(d, c, (enum fdh_timer_kind)k);
+	}
+}
+
+static int
+next_timeout(const struct fdh_dispatch *d)
+{
+	uint64_t next = UINT64_MAX;
+	unsigned k;
+
+	for (k = 0; k < TIMER_KINDS; k++)
+		if (d->timers[k].head && d->timers[k].head->deadline < next)
+			next = d->timers[k].head->deadline;
+	if (d->starved && next > d->now + STARVED_RETRY_MS)
+		next = d->now + STARVED_RETRY_MS;
+	if (next == UINT64_MAX)
+		return -1;
+	return next <= d->now ? 0 : (int)(next - d->now > 86400000 ? 86400000 : next - d->now);
+}
+
+int
+fdh_dispatch_run(struct fdh_dispatch *d)
+{
+	d->stopped = false;
+	for (;;) {
+		unsigned i;
+		int n, r;
+
+		d->now = now_ms();
+		expire_timers(d);
+		if (d->starved)
+			(void)fdh_dispatch_headroom(d);
+		if (d->stopped || (d->draining && d->nconns == 0))
+			return 0;
+		n = poll(d->pfd, d->npfd, next_timeout(d));
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			continue;
+		d->now = now_ms();
+		/* Downwards: a closed connection's slot is refilled from one already seen. */
+		for (i = d->npfd; n > 0 && i-- > FDH_DISPATCH_MAX_WATCH;) {
+			short rev = d->pfd[i].revents;
+
+			if (!rev)
+				continue;
+			n--;
+			d->pfd[i].revents = 0;
+			fdh_conn_event(d, d->slot_conn[i], rev);
+		}
+		for (i = 0; n > 0 && i < FDH_DISPATCH_MAX_WATCH; i++) {
+			short rev = d->pfd[i].revents;
+
+			if (!rev || d->pfd[i].fd < 0)
+				continue;
+			n--;
+			d->pfd[i].revents = 0;
+			r = d->watch[i].cb(d, d->watch[i].fd, d->watch[i].arg);
+			if (r < 0)
+				return r;
+		}
+	}
+}

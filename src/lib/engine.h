@@ -1,0 +1,157 @@
+/*
+ * The serving engine's shared state: the dispatcher, its connections and
+ * the request being handled.  Private to src/lib.
+ *
+ * Memory: an idle connection is one struct fdh_conn.  A request that
+ * arrives in one read is parsed, handled and answered from buffers the
+ * dispatcher owns and reuses; only a request spread over several reads, or
+ * a response the socket would not take at once, gets buffers of its own,
+ * freed when that exchange ends.
+ */
+#ifndef FDH_ENGINE_H
+#define FDH_ENGINE_H
+
+#include <dirent.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/resource.h>
+
+#include "dispatch.h"
+#include "http.h"
+#include "resp.h"
+#include "route.h"
+
+enum fdh_conn_state {
+	CONN_WAIT,		/* no byte of a request yet */
+	CONN_READ,		/* a request is arriving */
+	CONN_WRITE,		/* a response is leaving */
+};
+
+enum fdh_timer_kind {
+	TIMER_IDLE,
+	TIMER_REQUEST,
+	TIMER_WRITE,
+	TIMER_KINDS,
+	TIMER_NONE = TIMER_KINDS,
+};
+
+/* The unsent rest of a response the socket did not take at once. */
+struct fdh_conn_out {
+	char *buf;			/* copied head and body remainder */
+	size_t len;
+	size_t off;
+	const void *borrow;		/* a borrowed body, sent after buf */
+	size_t borrow_len;
+	size_t borrow_off;
+	void (*release)(const void *data, void *ctx);
+	void *release_ctx;
+	int *fds;			/* still unsent: they go with the first byte */
+	unsigned nfds;
+	bool close_after;
+};
+
+struct fdh_conn {
+	int fd;
+	int pidfd;			/* -1 until known */
+	unsigned slot;			/* index in the pollfd array */
+	uint8_t state;
+	uint8_t timer;
+	bool served;			/* at least one response sent */
+	struct fdh_conn *tprev;
+	struct fdh_conn *tnext;
+	uint64_t deadline;		/* ms, CLOCK_MONOTONIC */
+	struct fdh_peer peer;
+	/* A request spread over reads: its bytes so far, and its fds. */
+	char *in;
+	size_t in_len;
+	size_t in_cap;
+	size_t scan;
+	size_t head_len;		/* 0 until the blank line is in */
+	size_t need;			/* head + body, once head_len is known */
+	int *fds;
+	unsigned nfds;
+	struct fdh_conn_out *out;
+};
+
+struct fdh_req {
+	struct fdh_head head;
+	char *body;
+	size_t body_len;
+	int *fds;			/* -1 once taken */
+	unsigned nfds;
+	char (*fd_names)[FDH_FD_NAME_MAX + 1];
+	struct fdh_conn *conn;
+	struct fdh_dispatch *d;
+};
+
+struct fdh_timer_list {
+	struct fdh_conn *head;
+	struct fdh_conn *tail;
+};
+
+struct fdh_watch {
+	fdh_watch_fn *cb;
+	void *arg;
+	int fd;
+	bool on;
+};
+
+struct fdh_dispatch {
+	struct fdh_limits lim;
+	const struct fdh_service *svc;
+	struct fdh_route_table routes;
+	struct fdh_dispatch_hooks hooks;
+
+	/* Slots [0, FDH_DISPATCH_MAX_WATCH) are watches, connections follow. */
+	struct pollfd *pfd;
+	struct fdh_conn **slot_conn;
+	unsigned npfd;
+	unsigned cap;
+	struct fdh_watch watch[FDH_DISPATCH_MAX_WATCH];
+	unsigned nconns;
+
+	struct fdh_timer_list timers[TIMER_KINDS];
+	uint64_t now;
+
+	char *scratch;			/* where a fresh request is read */
+	size_t scratch_cap;
+	int *rfds;			/* the fds of that read */
+	struct fdh_req_hdr *hdrs;
+	struct fdh_xfd_name *xfd_names;
+	struct fdh_http_parser parser;
+	struct fdh_req req;
+	struct fdh_resp resp;
+	char allow[160];
+
+	/*
+	 * Descriptor accounting, so that a read never makes the kernel drop a
+	 * client's fds at RLIMIT_NOFILE: open_fds counts what the engine holds,
+	 * other_fds the rest of the process as last counted in /proc/self/fd.
+	 */
+	int open_fds;
+	int other_fds;
+	rlim_t nofile;
+	DIR *fddir;
+	bool starved;
+
+	bool draining;
+	bool stopped;
+	unsigned long long nrequests;
+};
+
+/* dispatch.c */
+void fdh_dispatch_timer_arm(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind k);
+void fdh_dispatch_timer_disarm(struct fdh_dispatch *d, struct fdh_conn *c);
+void fdh_dispatch_conn_events(struct fdh_dispatch *d, struct fdh_conn *c, short events);
+bool fdh_dispatch_headroom(struct fdh_dispatch *d);
+void fdh_dispatch_conn_gone(struct fdh_dispatch *d, struct fdh_conn *c);
+
+/* conn.c */
+void fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, short revents);
+void fdh_conn_timeout(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind k);
+void fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c);
+/* Events a connection in its state wants. */
+short fdh_conn_wanted(const struct fdh_dispatch *d, const struct fdh_conn *c);
+
+#endif

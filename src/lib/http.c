@@ -1,0 +1,308 @@
+/* Request heads: the byte-level scan and the llhttp glue. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+ssize_t
+fdh_http_head_end(const char *buf, size_t len, size_t *scan)
+{
+	size_t i;
+
+	for (i = *scan; i < len; i++) {
+		unsigned char ch = (unsigned char)buf[i];
+
+		if (ch > ' ')
+			continue;
+		switch (ch) {
+		case '\n':
+			/* HTTP wants CRLF; a bare LF ends lines for some parsers and not others. */
+			if (i == 0 || buf[i - 1] != '\r')
+				return -EBADMSG;
+			if (i == 1)
+				return -EBADMSG;	/* an empty line where the request line goes */
+			if (i >= 3 && buf[i - 2] == '\n') {
+				*scan = i + 1;
+				return (ssize_t)(i + 1);
+			}
+			break;
+		case '\r':
+			if (i + 1 == len) {
+				*scan = i;		/* decide once the next byte is here */
+				return 0;
+			}
+			if (buf[i + 1] != '\n')
+				return -EBADMSG;	/* a bare CR */
+			break;
+		case ' ':
+		case '\t':
+			/* A line that starts with whitespace continues the previous one (obs-fold). */
+			if (i > 0 && buf[i - 1] == '\n')
+				return -EBADMSG;
+			break;
+		default:
+			return -EBADMSG;	/* NUL and other controls have no place in a head */
+		}
+	}
+	*scan = i;
+	return 0;
+}
+
+static struct fdh_http_parser *
+parser_of(llhttp_t *l)
+{
+	return l->data;
+}
+
+static int
+on_url(llhttp_t *l, const char *at, size_t len)
+{
+	struct fdh_head *h = parser_of(l)->head;
+
+	if (h->path == NULL)
+		h->path = (char *)(uintptr_t)at;
+	h->path_len += (uint32_t)len;
+	return 0;
+}
+
+static int
+on_header_field(llhttp_t *l, const char *at, size_t len)
+{
+	struct fdh_http_parser *p = parser_of(l);
+	struct fdh_head *h = p->head;
+	struct fdh_req_hdr *hdr;
+
+	if (p->in_value || h->nhdrs == 0) {
+		if (h->nhdrs == p->limits->max_headers) {
+			p->too_many = true;
+			return -1;
+		}
+		hdr = &h->hdrs[h->nhdrs++];
+		hdr->name = (char *)(uintptr_t)at;
+		hdr->name_len = 0;
+		hdr->value = NULL;
+		hdr->value_len = 0;
+		p->in_value = false;
+	}
+	h->hdrs[h->nhdrs - 1].name_len += (uint32_t)len;
+	return 0;
+}
+
+static int
+on_header_value(llhttp_t *l, const char *at, size_t len)
+{
+	struct fdh_http_parser *p = parser_of(l);
+	struct fdh_req_hdr *hdr = &p->head->hdrs[p->head->nhdrs - 1];
+
+	if (hdr->value == NULL)
+		hdr->value = (char *)(uintptr_t)at;
+	hdr->value_len += (uint32_t)len;
+	p->in_value = true;
+	return 0;
+}
+
+static bool
+name_is(const struct fdh_req_hdr *hdr, const char *name, uint32_t len)
+{
+	return hdr->name_len == len && strncasecmp(hdr->name, name, len) == 0;
+}
+
+static int
+on_header_value_complete(llhttp_t *l)
+{
+	struct fdh_http_parser *p = parser_of(l);
+	struct fdh_head *h = p->head;
+	struct fdh_req_hdr *hdr = &h->hdrs[h->nhdrs - 1];
+
+	p->in_value = true;
+	if (hdr->value == NULL)
+		hdr->value = hdr->name + hdr->name_len;	/* empty: the NUL lands on the colon */
+	while (hdr->value_len > 0 &&
+	    (hdr->value[hdr->value_len - 1] == ' ' || hdr->value[hdr->value_len - 1] == '\t'))
+		hdr->value_len--;
+
+	switch (hdr->name_len) {
+	case 4:
+		if (name_is(hdr, "x-fd", 4)) {
+			p->nxfd++;
+			h->xfd_hdr = (int)(h->nhdrs - 1);
+		}
+		break;
+	case 6:
+		if (name_is(hdr, "expect", 6)) {
+			if (hdr->value_len == 12 && strncasecmp(hdr->value, "100-continue", 12) == 0)
+				h->expect_continue = true;
+			else
+				p->bad_expect = true;
+		}
+		break;
+	case 14:
+		if (name_is(hdr, "content-length", 14))
+			p->ncl++;
+		break;
+	case 17:
+		if (name_is(hdr, "transfer-encoding", 17))
+			p->nte++;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static int
+on_headers_complete(llhttp_t *l)
+{
+	(void)l;
+	return HPE_PAUSED;	/* the body is framed by Content-Length alone, without llhttp */
+}
+
+void
+fdh_http_parser_init(struct fdh_http_parser *p, const struct fdh_limits *limits)
+{
+	memset(p, 0, sizeof(*p));
+	p->limits = limits;
+	llhttp_settings_init(&p->settings);
+	p->settings.on_url = on_url;
+	p->settings.on_header_field = on_header_field;
+	p->settings.on_header_value = on_header_value;
+	p->settings.on_header_value_complete = on_header_value_complete;
+	p->settings.on_headers_complete = on_headers_complete;
+}
+
+static int
+fail(struct fdh_http_error *err, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int
+fail(struct fdh_http_error *err, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->status = status;
+	va_start(ap, fmt);
+	vsnprintf(err->text, sizeof(err->text), fmt, ap);
+	va_end(ap);
+	return -EBADMSG;
+}
+
+/* Origin-form "/p?q", or absolute-form "http://authority/p?q", which servers must accept. */
+static int
+split_target(struct fdh_head *h)
+{
+	char *t = h->path, *end = h->path + h->path_len, *q;
+
+	if (h->path_len > 7 && strncasecmp(t, "http://", 7) == 0) {
+		t += 7;
+		while (t < end && *t != '/' && *t != '?')
+			t++;
+		if (t == end || *t != '/')
+			return -1;
+	}
+	if (t == end || *t != '/')
+		return -1;		/* asterisk- and authority-form: nothing here serves them */
+	q = memchr(t, '?', (size_t)(end - t));
+	h->path = t;
+	if (q) {
+		h->path_len = (uint32_t)(q - t);
+		h->query = q + 1;
+		h->query_len = (uint32_t)(end - q - 1);
+	} else {
+		h->path_len = (uint32_t)(end - t);
+	}
+	return 0;
+}
+
+int
+fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head *head,
+    struct fdh_http_error *ret_err)
+{
+	llhttp_errno_t e;
+
+	head->method = NULL;
+	head->path = NULL;
+	head->path_len = 0;
+	head->query = NULL;
+	head->query_len = 0;
+	head->nhdrs = 0;
+	head->xfd_hdr = -1;
+	head->nfd_names = 0;
+	head->content_length = 0;
+	head->expect_continue = false;
+	p->head = head;
+	p->ncl = p->nte = p->nxfd = 0;
+	p->in_value = p->too_many = p->bad_expect = false;
+	llhttp_init(&p->llhttp, HTTP_REQUEST, &p->settings);
+	p->llhttp.data = p;
+
+	e = llhttp_execute(&p->llhttp, buf, len);
+	if (e != HPE_PAUSED) {
+		if (p->too_many)
+			return fail(ret_err, 431, "request has more than %u header fields",
+			    p->limits->max_headers);
+		if (e == HPE_OK)
+			return fail(ret_err, 400, "malformed request head: incomplete");
+		return fail(ret_err, 400, "malformed request head: %s",
+		    llhttp_get_error_reason(&p->llhttp));
+	}
+	if (llhttp_get_error_pos(&p->llhttp) != buf + len)
+		return fail(ret_err, 400, "malformed request head: bytes after the head");
+	if (p->llhttp.http_major != 1)
+		return fail(ret_err, 505, "only HTTP/1.0 and HTTP/1.1 are served");
+	/* Two framings, or two lengths, are how requests get smuggled past proxies. */
+	if (p->ncl > 1)
+		return fail(ret_err, 400, "more than one Content-Length header");
+	if (p->nte > 0 && p->ncl > 0)
+		return fail(ret_err, 400, "Content-Length together with Transfer-Encoding");
+	if (p->nte > 0)
+		return fail(ret_err, 501, "Transfer-Encoding is not supported; send Content-Length");
+	if (p->bad_expect)
+		return fail(ret_err, 417, "only Expect: 100-continue is supported");
+	if (p->nxfd > 1)
+		return fail(ret_err, 400, "more than one X-FD header");
+	if (head->path == NULL || split_target(head) == -1)
+		return fail(ret_err, 400, "request target must be an absolute path");
+
+	head->method_id = (uint8_t)llhttp_get_method(&p->llhttp);
+	head->method = llhttp_method_name((llhttp_method_t)head->method_id);
+	head->http_minor = (uint8_t)p->llhttp.http_minor;
+	head->keep_alive = llhttp_should_keep_alive(&p->llhttp) != 0;
+	if (p->llhttp.flags & F_CONTENT_LENGTH)
+		head->content_length = p->llhttp.content_length;
+	if (head->content_length > p->limits->max_body)
+		return fail(ret_err, 413, "request body is larger than %zu bytes",
+		    p->limits->max_body);
+
+	if (head->xfd_hdr >= 0) {
+		const struct fdh_req_hdr *x = &head->hdrs[head->xfd_hdr];
+		int n = fdh_xfd_parse(x->value, x->value_len, head->fd_names,
+		    p->limits->max_fds);
+
+		if (n == -E2BIG)
+			return fail(ret_err, 400, "X-FD names more than %u fds",
+			    p->limits->max_fds);
+		if (n < 0)
+			return fail(ret_err, 400,
+			    "X-FD must list unique names of 1-64 characters from [A-Za-z0-9._-]");
+		head->nfd_names = (unsigned)n;
+	}
+	return 0;
+}
+
+void
+fdh_http_terminate(struct fdh_head *h)
+{
+	unsigned i;
+
+	/* Each terminator lands on a delimiter already parsed: ' ', '?', ':', CR or OWS. */
+	h->path[h->path_len] = '\0';
+	if (h->query)
+		h->query[h->query_len] = '\0';
+	for (i = 0; i < h->nhdrs; i++) {
+		h->hdrs[i].name[h->hdrs[i].name_len] = '\0';
+		h->hdrs[i].value[h->hdrs[i].value_len] = '\0';
+	}
+}

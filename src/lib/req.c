@@ -1,0 +1,148 @@
+/* What a handler sees of its request. */
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "engine.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+const char *
+fdh_req_method(const struct fdh_req *req)
+{
+	return req->head.method;
+}
+
+const char *
+fdh_req_path(const struct fdh_req *req)
+{
+	return req->head.path;
+}
+
+const char *
+fdh_req_query(const struct fdh_req *req)
+{
+	return req->head.query ? req->head.query : "";
+}
+
+const char *
+fdh_req_header(const struct fdh_req *req, const char *name)
+{
+	size_t len = strlen(name);
+	unsigned i;
+
+	for (i = 0; i < req->head.nhdrs; i++) {
+		const struct fdh_req_hdr *h = &req->head.hdrs[i];
+
+		if (h->name_len == len && strcasecmp(h->name, name) == 0)
+			return h->value;
+	}
+	return NULL;
+}
+
+size_t
+fdh_req_header_count(const struct fdh_req *req)
+{
+	return req->head.nhdrs;
+}
+
+int
+fdh_req_header_at(const struct fdh_req *req, size_t i, struct fdh_header *ret_header)
+{
+	if (i >= req->head.nhdrs)
+		return -ERANGE;
+	ret_header->name = req->head.hdrs[i].name;
+	ret_header->value = req->head.hdrs[i].value;
+	return 0;
+}
+
+const void *
+fdh_req_body(const struct fdh_req *req, size_t *ret_len)
+{
+	*ret_len = req->body_len;
+	return req->body;
+}
+
+int
+fdh_req_http_minor(const struct fdh_req *req)
+{
+	return req->head.http_minor;
+}
+
+size_t
+fdh_req_fd_count(const struct fdh_req *req)
+{
+	return req->nfds;
+}
+
+const char *
+fdh_req_fd_name(const struct fdh_req *req, size_t i)
+{
+	return i < req->nfds ? req->fd_names[i] : NULL;
+}
+
+static int
+fd_index(const struct fdh_req *req, const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < req->nfds; i++)
+		if (strcmp(req->fd_names[i], name) == 0)
+			return req->fds[i] >= 0 ? (int)i : -ENOENT;
+	return -ENOENT;
+}
+
+int
+fdh_req_fd(const struct fdh_req *req, const char *name)
+{
+	int i = fd_index(req, name);
+
+	return i < 0 ? i : req->fds[i];
+}
+
+int
+fdh_req_take_fd(struct fdh_req *req, const char *name)
+{
+	int i = fd_index(req, name), fd;
+
+	if (i < 0)
+		return i;
+	fd = req->fds[i];
+	req->fds[i] = -1;
+	/* The handler holds it now; headroom checks count it as the process's. */
+	req->d->open_fds--;
+	req->d->other_fds++;
+	return fd;
+}
+
+const struct fdh_peer *
+fdh_req_peer(const struct fdh_req *req)
+{
+	return &req->conn->peer;
+}
+
+int
+fdh_req_peer_pidfd(struct fdh_req *req)
+{
+	struct fdh_conn *c = req->conn;
+	socklen_t len = sizeof(int);
+	int fd;
+
+	if (c->pidfd >= 0)
+		return c->pidfd;
+	/* Asked of the kernel only when wanted: most handlers never need one. */
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == -1)
+		return errno == ENOPROTOOPT ? -EOPNOTSUPP : -errno;
+	c->pidfd = fd;
+	req->d->open_fds++;
+	return fd;
+}
+
+const struct fdh_limits *
+fdh_req_limits(const struct fdh_req *req)
+{
+	return &req->d->lim;
+}

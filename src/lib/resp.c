@@ -1,0 +1,357 @@
+/* Responses: headers, bodies, fds and the head that frames them. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+
+#include <fdhttp/service.h>
+#include "resp.h"
+
+const char *
+fdh_status_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 410: return "Gone";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 415: return "Unsupported Media Type";
+	case 417: return "Expectation Failed";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default:  return "";
+	}
+}
+
+int
+fdh_resp_init(struct fdh_resp *r, unsigned max_fds, int *open_fds)
+{
+	memset(r, 0, sizeof(*r));
+	r->status = 200;
+	r->max_fds = max_fds;
+	r->open_fds = open_fds;
+	r->hcap = 1024;
+	r->hbuf = malloc(r->hcap);
+	r->bcap = 4096;
+	r->bbuf = malloc(r->bcap);
+	r->fds = calloc(max_fds ? max_fds : 1, sizeof(*r->fds));
+	r->fd_names = calloc(max_fds ? max_fds : 1, sizeof(*r->fd_names));
+	if (!r->hbuf || !r->bbuf || !r->fds || !r->fd_names) {
+		fdh_resp_free(r);
+		return -ENOMEM;
+	}
+	r->hlen = FDH_RESP_RESERVE;
+	return 0;
+}
+
+void
+fdh_resp_free(struct fdh_resp *r)
+{
+	if (r->fds)
+		fdh_resp_reset(r);
+	free(r->hbuf);
+	free(r->bbuf);
+	free(r->fds);
+	free(r->fd_names);
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+drop_borrow(struct fdh_resp *r)
+{
+	if (r->borrowed && r->release)
+		r->release(r->borrow, r->release_ctx);
+	r->borrowed = false;
+	r->borrow = NULL;
+	r->borrow_len = 0;
+	r->release = NULL;
+}
+
+void
+fdh_resp_reset(struct fdh_resp *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->nfds; i++) {
+		close(r->fds[i]);
+		(*r->open_fds)--;
+	}
+	r->nfds = 0;
+	drop_borrow(r);
+	r->status = 200;
+	r->hlen = FDH_RESP_RESERVE;
+	r->blen = 0;
+}
+
+static int
+grow(char **buf, size_t *cap, size_t need)
+{
+	size_t ncap = *cap;
+	char *p;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need)
+		ncap *= 2;
+	p = realloc(*buf, ncap);
+	if (!p)
+		return -ENOMEM;
+	*buf = p;
+	*cap = ncap;
+	return 0;
+}
+
+void
+fdh_resp_status(struct fdh_resp *resp, int status)
+{
+	resp->status = status;
+}
+
+static bool
+is_tchar(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+int
+fdh_resp_header(struct fdh_resp *resp, const char *name, const char *value)
+{
+	static const char *const owned[] = {
+		"content-length", "transfer-encoding", "connection", "x-fd",
+	};
+	size_t nlen = strlen(name), vlen = strlen(value), i;
+	char *p;
+	int r;
+
+	if (nlen == 0)
+		return -EINVAL;
+	for (i = 0; i < nlen; i++)
+		if (!is_tchar((unsigned char)name[i]))
+			return -EINVAL;
+	/* A CR or LF in a value would let its author write headers, or a second response. */
+	for (i = 0; i < vlen; i++)
+		if (value[i] == '\r' || value[i] == '\n')
+			return -EINVAL;
+	/* The framework frames the message; a handler's own framing would contradict it. */
+	for (i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+		if (strcasecmp(name, owned[i]) == 0)
+			return -EINVAL;
+	r = grow(&resp->hbuf, &resp->hcap, resp->hlen + nlen + vlen + 4);
+	if (r < 0)
+		return r;
+	p = resp->hbuf + resp->hlen;
+	memcpy(p, name, nlen);
+	p += nlen;
+	*p++ = ':';
+	*p++ = ' ';
+	memcpy(p, value, vlen);
+	p += vlen;
+	*p++ = '\r';
+	*p++ = '\n';
+	resp->hlen = (size_t)(p - resp->hbuf);
+	return 0;
+}
+
+int
+fdh_resp_append(struct fdh_resp *resp, const void *data, size_t len)
+{
+	int r;
+
+	if (resp->borrowed)
+		return -EINVAL;		/* a borrowed body cannot grow */
+	if (len == 0)
+		return 0;
+	r = grow(&resp->bbuf, &resp->bcap, resp->blen + len);
+	if (r < 0)
+		return r;
+	memcpy(resp->bbuf + resp->blen, data, len);
+	resp->blen += len;
+	return 0;
+}
+
+int
+fdh_resp_body(struct fdh_resp *resp, const void *data, size_t len)
+{
+	drop_borrow(resp);
+	resp->blen = 0;
+	return fdh_resp_append(resp, data, len);
+}
+
+int
+fdh_resp_printf(struct fdh_resp *resp, const char *fmt, ...)
+{
+	va_list ap;
+	int n, r;
+
+	if (resp->borrowed)
+		return -EINVAL;
+	va_start(ap, fmt);
+	n = vsnprintf(resp->bbuf + resp->blen, resp->bcap - resp->blen, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	if ((size_t)n >= resp->bcap - resp->blen) {
+		r = grow(&resp->bbuf, &resp->bcap, resp->blen + (size_t)n + 1);
+		if (r < 0)
+			return r;
+		va_start(ap, fmt);
+		vsnprintf(resp->bbuf + resp->blen, resp->bcap - resp->blen, fmt, ap);
+		va_end(ap);
+	}
+	resp->blen += (size_t)n;
+	return 0;
+}
+
+int
+fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t len,
+    void (*release)(const void *data, void *ctx), void *ctx)
+{
+	drop_borrow(resp);
+	resp->blen = 0;
+	resp->borrowed = true;
+	resp->borrow = data;
+	resp->borrow_len = len;
+	resp->release = release;
+	resp->release_ctx = ctx;
+	return 0;
+}
+
+int
+fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd)
+{
+	size_t len = strlen(name);
+	unsigned i;
+
+	if (fd < 0)
+		return -EBADF;
+	if (!fdh_fd_name_valid(name, len))
+		goto invalid;
+	for (i = 0; i < resp->nfds; i++)
+		if (strcmp(resp->fd_names[i], name) == 0)
+			goto invalid;
+	if (resp->nfds == resp->max_fds) {
+		close(fd);
+		return -E2BIG;
+	}
+	memcpy(resp->fd_names[resp->nfds], name, len + 1);
+	resp->fds[resp->nfds++] = fd;
+	(*resp->open_fds)++;
+	return 0;
+invalid:
+	close(fd);
+	return -EINVAL;
+}
+
+static char *
+put(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+static char *
+put_u64(char *p, unsigned long long v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+int
+fdh_resp_finish_head(struct fdh_resp *r, bool close, bool keep_alive_10,
+    const char **ret_head, size_t *ret_len)
+{
+	const char *reason = fdh_status_reason(r->status);
+	size_t rlen = strlen(reason), slen, names = 0, need;
+	char status[FDH_RESP_RESERVE], *p;
+	unsigned i;
+	int s = r->status, err;
+
+	if (s < 100 || s > 999)
+		s = 500;
+	for (i = 0; i < r->nfds; i++)
+		names += strlen(r->fd_names[i]) + 1;
+	need = r->hlen + 64 + names + 32;
+	err = grow(&r->hbuf, &r->hcap, need);
+	if (err < 0)
+		return err;
+
+	/* The status line goes last, right-aligned against the first header line. */
+	p = put(status, "HTTP/1.1 ", 9);
+	*p++ = (char)('0' + s / 100);
+	*p++ = (char)('0' + s / 10 % 10);
+	*p++ = (char)('0' + s % 10);
+	*p++ = ' ';
+	p = put(p, reason, rlen);
+	p = put(p, "\r\n", 2);
+	slen = (size_t)(p - status);
+	memcpy(r->hbuf + FDH_RESP_RESERVE - slen, status, slen);
+
+	p = r->hbuf + r->hlen;
+	p = put(p, "Content-Length: ", 16);
+	p = put_u64(p, fdh_resp_body_len(r));
+	p = put(p, "\r\n", 2);
+	if (close)
+		p = put(p, "Connection: close\r\n", 19);
+	else if (keep_alive_10)
+		p = put(p, "Connection: keep-alive\r\n", 24);
+	if (r->nfds) {
+		p = put(p, "X-FD: ", 6);
+		for (i = 0; i < r->nfds; i++) {
+			if (i)
+				*p++ = ',';
+			p = put(p, r->fd_names[i], strlen(r->fd_names[i]));
+		}
+		p = put(p, "\r\n", 2);
+	}
+	p = put(p, "\r\n", 2);
+	*ret_head = r->hbuf + FDH_RESP_RESERVE - slen;
+	*ret_len = (size_t)(p - *ret_head);
+	return 0;
+}
+
+void
+fdh_resp_error(struct fdh_resp *r, int status, const char *text)
+{
+	fdh_resp_reset(r);
+	r->status = status;
+	/* Both fit the buffers fdh_resp_init() made; failure would only drop the body. */
+	(void)fdh_resp_header(r, "Content-Type", "text/plain; charset=utf-8");
+	(void)fdh_resp_body(r, text, strlen(text));
+	(void)fdh_resp_append(r, "\n", 1);
+}

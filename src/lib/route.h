@@ -1,0 +1,30 @@
+/* Route lookup: exact paths and prefixes ("/files/" followed by a star). */
+#ifndef FDH_ROUTE_H
+#define FDH_ROUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <fdhttp/service.h>
+
+struct fdh_route_table {
+	const struct fdh_route *routes;
+	size_t n;
+	uint32_t *match_len;		/* bytes compared: the path, or the prefix before '*' */
+	uint8_t *prefix;
+};
+
+/* Checks every route (-EINVAL names the index in *ret_bad) and precomputes lengths. */
+int fdh_route_table_init(struct fdh_route_table *t, const struct fdh_route *routes, size_t n,
+    size_t *ret_bad);
+void fdh_route_table_free(struct fdh_route_table *t);
+
+/*
+ * The route for method and path, or NULL with *ret_status 404, or 405 and
+ * the methods that path does answer written to allow (", "-separated).
+ * HEAD falls back to the GET route.
+ */
+const struct fdh_route *fdh_route_find(const struct fdh_route_table *t, const char *method,
+    const char *path, size_t path_len, char *allow, size_t allow_size, int *ret_status);
+
+#endif

@@ -1,0 +1,281 @@
+/*
+ * fdh_service_main(): a service's whole life.  Alone ("--socket PATH") it
+ * listens itself in one process; under fdhttpd it is a worker fed over the
+ * control socket.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dispatch.h"
+#include "listen.h"
+
+static const char *const limit_opts[] = {
+	"max-head", "max-headers", "max-body", "max-fds", "max-conns",
+	"request-timeout", "idle-timeout", "write-timeout",
+};
+
+struct standalone {
+	int lfd;
+	int sfd;
+	bool draining;
+};
+
+static void
+usage(const struct fdh_service *svc, const char *prog, FILE *f)
+{
+	fprintf(f,
+	    "usage: %s --socket PATH [OPTIONS] [SERVICE-OPTIONS]\n"
+	    "       (under fdhttpd: fdhttpd [OPTIONS] -- %s [SERVICE-OPTIONS])\n"
+	    "\n"
+	    "Serves the %s service on a Unix socket, alone, in one process.\n"
+	    "\n"
+	    "  -s, --socket PATH          listen here (\"@NAME\": abstract socket)\n"
+	    "      --max-head BYTES       request line and headers (default %d)\n"
+	    "      --max-headers N        header fields (default %d)\n"
+	    "      --max-body BYTES       request body (default %d)\n"
+	    "      --max-fds N            fds per request (default %d)\n"
+	    "      --max-conns N          connections (default %d)\n"
+	    "      --request-timeout S    to receive a whole request (default %d)\n"
+	    "      --idle-timeout S       keep-alive wait (default %d)\n"
+	    "      --write-timeout S      response write without progress (default %d)\n"
+	    "  -h, --help                 this text\n"
+	    "      --version              print the version\n",
+	    prog, prog, svc->name ? svc->name : prog, FDH_DEFAULT_MAX_HEAD,
+	    FDH_DEFAULT_MAX_HEADERS, FDH_DEFAULT_MAX_BODY, FDH_DEFAULT_MAX_FDS,
+	    FDH_DEFAULT_MAX_CONNS, FDH_DEFAULT_REQUEST_TIMEOUT_MS / 1000,
+	    FDH_DEFAULT_IDLE_TIMEOUT_MS / 1000, FDH_DEFAULT_WRITE_TIMEOUT_MS / 1000);
+	if (svc->usage)
+		fprintf(f, "\nService options:\n%s", svc->usage);
+}
+
+static int
+on_accept(struct fdh_dispatch *d, int lfd, void *arg)
+{
+	struct standalone *s = arg;
+	unsigned i;
+
+	(void)s;
+	/* A bounded batch, so a flood of connects cannot starve the open ones. */
+	for (i = 0; i < 64 && !fdh_dispatch_full(d); i++) {
+		struct ucred uc;
+		struct fdh_peer peer = { 0 };
+		socklen_t len = sizeof(uc);
+		int fd;
+
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE)
+				fdh_dispatch_watch_enable(d, lfd, false);	/* until one closes */
+			if (errno == ECONNABORTED || errno == EINTR)
+				continue;
+			break;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
+			peer.pid = uc.pid;
+			peer.uid = uc.uid;
+			peer.gid = uc.gid;
+		}
+		(void)fdh_dispatch_add_conn(d, fd, &peer, -1);
+	}
+	/* Full: the kernel's backlog holds the rest until a connection ends. */
+	if (fdh_dispatch_full(d))
+		fdh_dispatch_watch_enable(d, lfd, false);
+	return 0;
+}
+
+static void
+on_conn_closed(struct fdh_dispatch *d, void *arg)
+{
+	struct standalone *s = arg;
+
+	if (!s->draining)
+		fdh_dispatch_watch_enable(d, s->lfd, true);
+}
+
+static int
+on_signal(struct fdh_dispatch *d, int sfd, void *arg)
+{
+	struct standalone *s = arg;
+	struct signalfd_siginfo si;
+
+	if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+		return 0;
+	if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+		/* Stop accepting; finish what is in flight; idle connections go now. */
+		s->draining = true;
+		fdh_dispatch_watch_enable(d, s->lfd, false);
+		fdh_dispatch_drain(d);
+	}
+	return 0;
+}
+
+static int
+run_standalone(const struct fdh_service *svc, const struct fdh_limits *limits,
+    const char *prog, const char *path)
+{
+	struct standalone s = { .lfd = -1, .sfd = -1 };
+	struct fdh_dispatch *d = NULL;
+	struct fdh_dispatch_hooks hooks = { .conn_closed = on_conn_closed, .arg = &s };
+	sigset_t mask;
+	int r, status = 1;
+
+	r = fdh_listen_unix(path, 0660, &s.lfd);
+	if (r < 0) {
+		fprintf(stderr, "%s: cannot listen on %s: %s\n", prog, path,
+		    r == -EADDRINUSE ? "a server is already listening there" :
+		    r == -EEXIST ? "the path exists and is not a socket" : strerror(-r));
+		return 1;
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1 ||
+	    (s.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) == -1) {
+		fprintf(stderr, "%s: signalfd: %s\n", prog, strerror(errno));
+		goto out;
+	}
+	r = fdh_dispatch_new(svc, limits, &d);
+	if (r < 0) {
+		fprintf(stderr, "%s: %s\n", prog, r == -EINVAL ?
+		    "invalid route table or limits" : strerror(-r));
+		goto out;
+	}
+	fdh_dispatch_set_hooks(d, &hooks);
+	if (fdh_dispatch_watch(d, s.lfd, on_accept, &s) < 0 ||
+	    fdh_dispatch_watch(d, s.sfd, on_signal, &s) < 0)
+		goto out;
+	fprintf(stderr, "%s: listening on %s\n", prog, path);
+	r = fdh_dispatch_run(d);
+	if (r < 0) {
+		fprintf(stderr, "%s: poll: %s\n", prog, strerror(-r));
+		goto out;
+	}
+	status = 0;
+out:
+	fdh_dispatch_free(d);
+	if (s.sfd >= 0)
+		close(s.sfd);
+	if (s.lfd >= 0) {
+		close(s.lfd);
+		if (path[0] != '@')
+			(void)unlink(path);
+	}
+	return status;
+}
+
+/* "--name VALUE" or "--name=VALUE" for name; NULL when argv[*i] is another option. */
+static const char *
+opt_value(int argc, char **argv, int *i, const char *name, bool *ret_missing)
+{
+	const char *a = argv[*i] + 2;
+	size_t len = strlen(name);
+
+	*ret_missing = false;
+	if (strncmp(a, name, len) != 0)
+		return NULL;
+	if (a[len] == '=')
+		return a + len + 1;
+	if (a[len] != '\0')
+		return NULL;
+	if (*i + 1 >= argc) {
+		*ret_missing = true;
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+int
+fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
+{
+	const char *prog = argc > 0 && argv[0] ? argv[0] : "service";
+	const char *socket_path = NULL;
+	struct fdh_limits limits;
+	char **sargv;
+	int sargc = 0, i, r, status;
+
+	if (strrchr(prog, '/'))
+		prog = strrchr(prog, '/') + 1;
+	/* Handlers that write to a closed pipe get EPIPE; the process lives. */
+	signal(SIGPIPE, SIG_IGN);
+	fdh_limits_default(&limits);
+
+	sargv = calloc((size_t)argc + 1, sizeof(*sargv));
+	if (!sargv)
+		return 1;
+	sargv[sargc++] = argv[0];
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *v;
+		bool missing, known = false;
+		size_t k;
+
+		if (strcmp(a, "--") == 0) {
+			while (++i < argc)
+				sargv[sargc++] = argv[i];
+			break;
+		}
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(svc, prog, stdout);
+			free(sargv);
+			return 0;
+		}
+		if (strcmp(a, "--version") == 0) {
+			printf("%s (fdhttp %s)\n", prog, FDH_VERSION);
+			free(sargv);
+			return 0;
+		}
+		if (strcmp(a, "-s") == 0 || strncmp(a, "--socket", 8) == 0) {
+			if (strcmp(a, "-s") == 0) {
+				if (i + 1 < argc)
+					socket_path = argv[++i];
+				else
+					missing = true;
+			} else {
+				socket_path = opt_value(argc, argv, &i, "socket", &missing);
+			}
+			if (!socket_path || !socket_path[0]) {
+				fprintf(stderr, "%s: --socket needs a path\n", prog);
+				free(sargv);
+				return 2;
+			}
+			continue;
+		}
+		for (k = 0; a[0] == '-' && a[1] == '-' && k < sizeof(limit_opts) / sizeof(*limit_opts); k++) {
+			v = opt_value(argc, argv, &i, limit_opts[k], &missing);
+			if (!v && !missing)
+				continue;
+			known = true;
+			if (missing || fdh_limits_set(&limits, limit_opts[k], v) < 0) {
+				fprintf(stderr, "%s: invalid value for --%s: %s\n", prog,
+				    limit_opts[k], missing ? "(missing)" : v);
+				free(sargv);
+				return 2;
+			}
+			break;
+		}
+		if (!known)
+			sargv[sargc++] = argv[i];	/* the service's own */
+	}
+	sargv[sargc] = NULL;
+
+	if (!socket_path) {
+		fprintf(stderr, "%s: --socket PATH is required (see --help)\n", prog);
+		free(sargv);
+		return 2;
+	}
+	if (svc->init) {
+		r = svc->init(sargc, sargv, svc->userdata);
+		if (r < 0) {
+			free(sargv);
+			return r == -EINVAL ? 2 : 1;
+		}
+	}
+	status = run_standalone(svc, &limits, prog, socket_path);
+	free(sargv);
+	return status;
+}
