@@ -98,17 +98,20 @@ count_open_fds(struct fdh_dispatch *d)
 
 /*
  * Room for max_fds more descriptors (plus one for an accept or a memfd)?
- * The cheap estimate decides while it is comfortably below the limit;
- * near it, /proc/self/fd is counted, so fds handlers took or made are seen.
+ * The estimate decides while it is far below the limit (a quarter of it,
+ * or 64, spare beyond the request's fds).  Nearer, /proc/self/fd is counted before
+ * every read, so fds a handler or the service opened on its own are seen
+ * too: the estimate only knows those the engine handled.
  */
 bool
 fdh_dispatch_headroom(struct fdh_dispatch *d)
 {
 	rlim_t want = (rlim_t)d->lim.max_fds + 2;
+	rlim_t spare = d->nofile / 4 > 64 ? d->nofile / 4 : 64;
 	int n;
 
 	if (d->nofile == RLIM_INFINITY ||
-	    (rlim_t)(d->open_fds + d->other_fds) + want <= d->nofile)
+	    (rlim_t)(d->open_fds + d->other_fds) + want + spare <= d->nofile)
 		return true;
 	n = count_open_fds(d);
 	if (n >= 0)

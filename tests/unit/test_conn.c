@@ -1,0 +1,601 @@
+/*
+ * The engine end to end inside one process: a real dispatcher on its own
+ * thread, connections over socketpairs, handlers of the test's own.  What
+ * the wire-level integration tests cannot reach cheaply lives here:
+ * partial writes, every timer, drain, taken fds, descriptor headroom.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <fdhttp/service.h>
+#include "dispatch.h"
+#include "harness.h"
+
+#define BIG_BODY (4 * 1024 * 1024)
+
+static int taken_fd = -1;
+static struct rlimit saved_nofile;
+static char *big;
+
+static int
+h_hello(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	const struct fdh_peer *p = fdh_req_peer(req);
+	const char *x = fdh_req_header(req, "x-test");
+
+	(void)ud;
+	return fdh_resp_printf(resp, "%s %s ?%s x=%s uid=%u", fdh_req_method(req),
+	    fdh_req_path(req), fdh_req_query(req), x ? x : "-", (unsigned)p->uid);
+}
+
+static int
+h_big(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	int fd = fdh_test_make_memfd("attached");
+
+	(void)req;
+	(void)ud;
+	if (fdh_resp_fd(resp, "memo", fd) < 0)
+		return -EIO;
+	return fdh_resp_body_borrow(resp, big, BIG_BODY, NULL, NULL);
+}
+
+static int
+h_take(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)ud;
+	taken_fd = fdh_req_take_fd(req, "keep");
+	return fdh_resp_printf(resp, "%zu", fdh_req_fd_count(req));
+}
+
+static int
+h_fail(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)req;
+	(void)ud;
+	(void)fdh_resp_body(resp, "partial work", 12);
+	return -EIO;
+}
+
+static int
+h_len(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	size_t len, i;
+	const unsigned char *b = fdh_req_body(req, &len);
+	unsigned sum = 0;
+
+	(void)ud;
+	for (i = 0; i < len; i++)
+		sum += b[i];
+	return fdh_resp_printf(resp, "%zu %u %zu", len, sum, fdh_req_fd_count(req));
+}
+
+static const struct fdh_route routes[] = {
+	{ "GET", "/hello/*", h_hello, NULL },
+	{ "GET", "/big", h_big, NULL },
+	{ "POST", "/take", h_take, NULL },
+	{ "POST", "/fail", h_fail, NULL },
+	{ "POST", "/len", h_len, NULL },
+};
+
+static const struct fdh_service svc = {
+	.name = "test",
+	.routes = routes,
+	.nroutes = sizeof(routes) / sizeof(routes[0]),
+};
+
+/* A dispatcher on a thread, fed connections through a pipe it watches. */
+struct loop {
+	struct fdh_dispatch *d;
+	pthread_t thread;
+	int feed[2];
+	int result;
+	unsigned closed;
+};
+
+static int
+on_feed(struct fdh_dispatch *d, int fd, void *arg)
+{
+	struct loop *l = arg;
+	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+	int cmd;
+
+	if (read(fd, &cmd, sizeof(cmd)) != (ssize_t)sizeof(cmd))
+		return -EIO;
+	if (cmd == -1)
+		fdh_dispatch_stop(d);
+	else if (cmd == -2)
+		fdh_dispatch_drain(d);
+	else
+		l->result = fdh_dispatch_add_conn(d, cmd, &peer, -1);
+	return 0;
+}
+
+static void
+on_closed(struct fdh_dispatch *d, void *arg)
+{
+	struct loop *l = arg;
+
+	(void)d;
+	__atomic_add_fetch(&l->closed, 1, __ATOMIC_SEQ_CST);
+}
+
+static void *
+loop_main(void *arg)
+{
+	struct loop *l = arg;
+
+	l->result = fdh_dispatch_run(l->d);
+	return NULL;
+}
+
+static void
+loop_start(struct loop *l, const struct fdh_limits *lim)
+{
+	struct fdh_dispatch_hooks hooks = { .conn_closed = on_closed, .arg = l };
+
+	memset(l, 0, sizeof(*l));
+	assert_int_equal(pipe2(l->feed, O_CLOEXEC), 0);
+	assert_int_equal(fdh_dispatch_new(&svc, lim, &l->d), 0);
+	fdh_dispatch_set_hooks(l->d, &hooks);
+	assert_int_equal(fdh_dispatch_watch(l->d, l->feed[0], on_feed, l), 0);
+	assert_int_equal(pthread_create(&l->thread, NULL, loop_main, l), 0);
+}
+
+static void
+loop_cmd(struct loop *l, int cmd)
+{
+	assert_int_equal(write(l->feed[1], &cmd, sizeof(cmd)), (ssize_t)sizeof(cmd));
+}
+
+/* A connection: our end is returned, the other goes to the dispatcher. */
+static int
+loop_connect(struct loop *l)
+{
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	loop_cmd(l, sv[1]);
+	return sv[0];
+}
+
+static void
+loop_stop(struct loop *l)
+{
+	loop_cmd(l, -1);
+	assert_int_equal(pthread_join(l->thread, NULL), 0);
+	fdh_dispatch_free(l->d);
+	close(l->feed[0]);
+	close(l->feed[1]);
+}
+
+static void
+limits_short(struct fdh_limits *lim)
+{
+	fdh_limits_default(lim);
+	lim->request_timeout_ms = 300;
+	lim->idle_timeout_ms = 300;
+	lim->write_timeout_ms = 300;
+}
+
+static int64_t
+ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+test_request_seen_by_handler(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	char want[128];
+	int c;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	fdh_test_sends(c, "GET /hello/world?a=1&b=2 HTTP/1.1\r\nHost: x\r\nX-Test:  spaced  \r\n\r\n",
+	    NULL, 0);
+	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
+	assert_int_equal(m.status, 200);
+	snprintf(want, sizeof(want), "GET /hello/world ?a=1&b=2 x=spaced uid=%u", (unsigned)getuid());
+	assert_string_equal(fdh_test_msg_body(&m), want);
+	fdh_test_msg_free(&m);
+	close(c);
+	loop_stop(&l);
+}
+
+/* A body the socket cannot take at once: the rest follows, the fd went first. */
+static void
+test_partial_write_keeps_fds_with_first_byte(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	char buf[64];
+	int c, small = 4096;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	assert_int_equal(setsockopt(c, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	fdh_test_sends(c, "GET /big HTTP/1.1\r\n\r\n", NULL, 0);
+	usleep(100 * 1000);	/* let the first sendmsg fill the socket */
+	assert_int_equal(fdh_test_read_message(c, 5000, &m), 0);
+	assert_int_equal(m.status, 200);
+	assert_int_equal(m.body_len, BIG_BODY);
+	assert_memory_equal(fdh_test_msg_body(&m), big, BIG_BODY);
+	assert_int_equal(m.nfds, 1);
+	assert_int_equal(m.fds_at, 0);
+	assert_int_equal(fdh_test_read_fd(m.fds[0], buf, sizeof(buf)), 8);
+	assert_string_equal(buf, "attached");
+	fdh_test_msg_free(&m);
+	/* Keep-alive survives the slow path. */
+	fdh_test_sends(c, "GET /hello/again HTTP/1.1\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
+	assert_int_equal(m.status, 200);
+	fdh_test_msg_free(&m);
+	close(c);
+	loop_stop(&l);
+}
+
+static void
+test_write_timeout_closes_and_frees(void **state)
+{
+	struct fdh_limits lim;
+	struct loop l;
+	int c, before, small = 4096;
+
+	(void)state;
+	limits_short(&lim);
+	loop_start(&l, &lim);
+	before = fdh_test_count_fds(0);
+	c = loop_connect(&l);
+	assert_int_equal(setsockopt(c, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	fdh_test_sends(c, "GET /big HTTP/1.1\r\n\r\n", NULL, 0);
+	/* Never read: after the write timeout the server gives up on us. */
+	usleep(800 * 1000);
+	assert_int_equal(__atomic_load_n(&l.closed, __ATOMIC_SEQ_CST), 1);
+	close(c);
+	/* The pending body, the attached memfd and the server end are all gone. */
+	assert_int_equal(fdh_test_count_fds(0), before);
+	loop_stop(&l);
+}
+
+static void
+test_request_timeout_answers_408(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int64_t t0;
+	int c;
+
+	(void)state;
+	limits_short(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	t0 = ms_now();
+	fdh_test_sends(c, "GET /hello/x HTTP/1.1\r\nHost:", NULL, 0);
+	assert_int_equal(fdh_test_read_all(c, 3000, &m), 0);
+	assert_true(m.eof);
+	assert_true(ms_now() - t0 >= 250);
+	assert_non_null(strstr(m.data, "HTTP/1.1 408 "));
+	assert_non_null(strstr(m.data, "Connection: close\r\n"));
+	fdh_test_msg_free(&m);
+	close(c);
+	loop_stop(&l);
+}
+
+static void
+test_idle_timeout_closes_silently(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int c;
+
+	(void)state;
+	limits_short(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);		/* never sends a byte */
+	assert_int_equal(fdh_test_read_all(c, 3000, &m), 0);
+	assert_true(m.eof);
+	assert_int_equal(m.len, 0);
+	fdh_test_msg_free(&m);
+	close(c);
+	loop_stop(&l);
+}
+
+/* A request in several pieces, the fds on the second, the body on a third. */
+static void
+test_request_over_many_reads(void **state)
+{
+	static char body[300000];
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	unsigned sum = 0;
+	size_t i;
+	char head[256], want[64];
+	int c, fds[2];
+
+	(void)state;
+	for (i = 0; i < sizeof(body); i++) {
+		body[i] = (char)(i * 7);
+		sum += (unsigned char)body[i];
+	}
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	fds[0] = fdh_test_make_memfd("a");
+	fds[1] = fdh_test_make_memfd("b");
+	snprintf(head, sizeof(head),
+	    "POST /len HTTP/1.1\r\nX-FD: a, b\r\nContent-Length: %zu\r\n\r\n", sizeof(body));
+	assert_int_equal(fdh_test_send_all(c, head, 10, NULL, 0), 0);
+	usleep(20 * 1000);
+	assert_int_equal(fdh_test_send_all(c, head + 10, strlen(head) - 10, fds, 2), 0);
+	usleep(20 * 1000);
+	assert_int_equal(fdh_test_send_all(c, body, sizeof(body), NULL, 0), 0);
+	assert_int_equal(fdh_test_read_message(c, 3000, &m), 0);
+	assert_int_equal(m.status, 200);
+	snprintf(want, sizeof(want), "%zu %u 2", sizeof(body), sum);
+	assert_string_equal(fdh_test_msg_body(&m), want);
+	fdh_test_msg_free(&m);
+	close(fds[0]);
+	close(fds[1]);
+	close(c);
+	loop_stop(&l);
+}
+
+static void
+test_taken_fd_survives_others_close(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int c, p1[2], p2[2], fds[2];
+	char ch;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	assert_int_equal(pipe2(p1, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(p2, O_CLOEXEC), 0);
+	fds[0] = p1[1];
+	fds[1] = p2[1];
+	fdh_test_sends(c, "POST /take HTTP/1.1\r\nX-FD: keep,drop\r\n\r\n", fds, 2);
+	close(p1[1]);
+	close(p2[1]);
+	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
+	assert_string_equal(fdh_test_msg_body(&m), "2");
+	fdh_test_msg_free(&m);
+	/* "drop" was closed after the handler: its pipe reads EOF. */
+	assert_int_equal(read(p2[0], &ch, 1), 0);
+	/* "keep" is the handler's: its pipe is still open for writing. */
+	assert_true(taken_fd >= 0);
+	assert_int_equal(fdh_test_fd_is_open(taken_fd), 1);
+	close(taken_fd);
+	assert_int_equal(read(p1[0], &ch, 1), 0);
+	close(p1[0]);
+	close(p2[0]);
+	close(c);
+	loop_stop(&l);
+}
+
+static void
+test_handler_error_is_500_and_keeps_connection(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int c;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	fdh_test_sends(c, "POST /fail HTTP/1.1\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
+	assert_int_equal(m.status, 500);
+	assert_null(strstr(fdh_test_msg_body(&m), "partial work"));
+	fdh_test_msg_free(&m);
+	fdh_test_sends(c, "GET /hello/x HTTP/1.1\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
+	assert_int_equal(m.status, 200);
+	fdh_test_msg_free(&m);
+	close(c);
+	loop_stop(&l);
+}
+
+/* Drain: a served idle connection closes, a fresh one gets its one request. */
+static void
+test_drain_serves_first_request_then_ends(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int served, fresh;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	served = loop_connect(&l);
+	fresh = loop_connect(&l);
+	fdh_test_sends(served, "GET /hello/x HTTP/1.1\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_message(served, 2000, &m), 0);
+	fdh_test_msg_free(&m);
+	loop_cmd(&l, -2);
+	assert_int_equal(fdh_test_read_all(served, 2000, &m), 0);
+	assert_true(m.eof);
+	assert_int_equal(m.len, 0);
+	fdh_test_msg_free(&m);
+	fdh_test_sends(fresh, "GET /hello/y HTTP/1.1\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_all(fresh, 2000, &m), 0);
+	assert_true(m.eof);
+	assert_non_null(strstr(m.data, "HTTP/1.1 200 OK\r\n"));
+	assert_non_null(strstr(m.data, "Connection: close\r\n"));
+	fdh_test_msg_free(&m);
+	/* Nothing left: the loop ends by itself. */
+	assert_int_equal(pthread_join(l.thread, NULL), 0);
+	assert_int_equal(l.result, 0);
+	fdh_dispatch_free(l.d);
+	close(l.feed[0]);
+	close(l.feed[1]);
+	close(served);
+	close(fresh);
+}
+
+static void
+test_max_conns_refuses_and_closes(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int a, b, third;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	lim.max_conns = 2;
+	loop_start(&l, &lim);
+	a = loop_connect(&l);
+	b = loop_connect(&l);
+	third = loop_connect(&l);
+	assert_int_equal(fdh_test_read_all(third, 2000, &m), 0);
+	assert_true(m.eof);		/* the dispatcher closed the fd it could not take */
+	fdh_test_msg_free(&m);
+	assert_int_equal(l.result, -EBUSY);
+	close(a);
+	close(b);
+	close(third);
+	loop_stop(&l);
+}
+
+/*
+ * At RLIMIT_NOFILE the kernel would drop a client's fds silently; the
+ * dispatcher must wait instead, and serve the request whole once there is room.
+ */
+static void
+test_no_read_without_fd_headroom(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct rlimit old, low;
+
+	struct loop l;
+	int c, fds[4], filler[64], nfill = 0, i, open_now;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	lim.max_fds = 4;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	saved_nofile = old;
+	low = old;
+	low.rlim_cur = (rlim_t)fdh_test_count_fds(0) + 24;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	for (i = 0; i < 4; i++)
+		fds[i] = fdh_test_make_memfd("x");
+	usleep(50 * 1000);
+	/* Leave fewer free slots than one request's fds. */
+	open_now = fdh_test_count_fds(0);
+	while (open_now + nfill < (int)low.rlim_cur - 2 && nfill < 64)
+		filler[nfill++] = dup(0);
+	fdh_test_sends(c, "POST /len HTTP/1.1\r\nX-FD: a,b,c,d\r\n\r\n", fds, 4);
+	usleep(200 * 1000);
+	/* Nothing answered while starved. */
+	assert_int_equal(fdh_test_read_all(c, 100, &m), 0);
+	if (!m.timed_out)
+		fprintf(stderr, "got %zu bytes: %s\n", m.len, m.data);
+	assert_true(m.timed_out);
+	assert_int_equal(m.len, 0);
+	fdh_test_msg_free(&m);
+	for (i = 0; i < nfill; i++)
+		close(filler[i]);
+	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
+	assert_int_equal(m.status, 200);
+	assert_string_equal(fdh_test_msg_body(&m), "0 0 4");
+	fdh_test_msg_free(&m);
+	for (i = 0; i < 4; i++)
+		close(fds[i]);
+	close(c);
+	loop_stop(&l);
+}
+
+static int
+restore_nofile(void **state)
+{
+	(void)state;
+	return setrlimit(RLIMIT_NOFILE, &saved_nofile);
+}
+
+static void
+test_surplus_bytes_answered_with_close(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int c;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	fdh_test_sends(c, "GET /hello/1 HTTP/1.1\r\n\r\nGET /hello/2 HTTP/1.1\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_all(c, 2000, &m), 0);
+	assert_true(m.eof);
+	assert_non_null(strstr(m.data, "/hello/1"));
+	assert_null(strstr(m.data, "/hello/2"));
+	assert_non_null(strstr(m.data, "Connection: close\r\n"));
+	fdh_test_msg_free(&m);
+	close(c);
+	loop_stop(&l);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_request_seen_by_handler),
+		cmocka_unit_test(test_partial_write_keeps_fds_with_first_byte),
+		cmocka_unit_test(test_write_timeout_closes_and_frees),
+		cmocka_unit_test(test_request_timeout_answers_408),
+		cmocka_unit_test(test_idle_timeout_closes_silently),
+		cmocka_unit_test(test_request_over_many_reads),
+		cmocka_unit_test(test_taken_fd_survives_others_close),
+		cmocka_unit_test(test_handler_error_is_500_and_keeps_connection),
+		cmocka_unit_test(test_drain_serves_first_request_then_ends),
+		cmocka_unit_test(test_max_conns_refuses_and_closes),
+		cmocka_unit_test_teardown(test_no_read_without_fd_headroom, restore_nofile),
+		cmocka_unit_test(test_surplus_bytes_answered_with_close),
+	};
+	size_t i;
+
+	big = malloc(BIG_BODY);
+	for (i = 0; i < BIG_BODY; i++)
+		big[i] = (char)('a' + i % 26);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
