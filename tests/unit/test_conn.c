@@ -121,7 +121,8 @@ on_feed(struct fdh_dispatch *d, int fd, void *arg)
 	else if (cmd == -2)
 		fdh_dispatch_drain(d);
 	else
-		l->result = fdh_dispatch_add_conn(d, cmd, &peer, -1);
+		__atomic_store_n(&l->result, fdh_dispatch_add_conn(d, cmd, &peer, -1),
+		    __ATOMIC_SEQ_CST);
 	return 0;
 }
 
@@ -474,7 +475,7 @@ test_max_conns_refuses_and_closes(void **state)
 	struct fdh_limits lim;
 	struct fdh_test_msg m;
 	struct loop l;
-	int a, b, third;
+	int a, b, third, i;
 
 	(void)state;
 	fdh_limits_default(&lim);
@@ -486,7 +487,10 @@ test_max_conns_refuses_and_closes(void **state)
 	assert_int_equal(fdh_test_read_all(third, 2000, &m), 0);
 	assert_true(m.eof);		/* the dispatcher closed the fd it could not take */
 	fdh_test_msg_free(&m);
-	assert_int_equal(l.result, -EBUSY);
+	/* The close comes before add_conn returns: give the result a moment. */
+	for (i = 0; i < 100 && __atomic_load_n(&l.result, __ATOMIC_SEQ_CST) == 0; i++)
+		usleep(10 * 1000);
+	assert_int_equal(__atomic_load_n(&l.result, __ATOMIC_SEQ_CST), -EBUSY);
 	close(a);
 	close(b);
 	close(third);
