@@ -327,7 +327,7 @@ conn_keep_partial(struct fdh_dispatch *d, struct fdh_conn *c, const char *buf, s
 }
 
 static void
-conn_read(struct fdh_dispatch *d, struct fdh_conn *c)
+conn_read(struct fdh_dispatch *d, struct fdh_conn *c, short revents)
 {
 	struct fdh_http_error err;
 	struct fdh_head *h = &d->req.head;
@@ -338,8 +338,16 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c)
 	unsigned nfds;
 	ssize_t n, hl;
 
-	if (!fdh_dispatch_headroom(d))
-		return;		/* reading now could let the kernel drop a client's fds */
+	if (!fdh_dispatch_headroom(d)) {
+		/*
+		 * Reading now could let the kernel drop a client's fds.  A peer
+		 * that hung up cannot read an answer: close it, which also frees
+		 * whatever fds it left queued; poll() would report it again.
+		 */
+		if (revents & (POLLHUP | POLLERR))
+			fdh_conn_close(d, c);
+		return;
+	}
 	if (partial) {
 		buf = c->in;
 		off = c->in_len;
@@ -465,7 +473,7 @@ fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, short revents)
 		return;
 	}
 	if (revents & (POLLIN | POLLERR | POLLHUP))
-		conn_read(d, c);
+		conn_read(d, c, revents);
 }
 
 void

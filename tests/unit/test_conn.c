@@ -509,7 +509,8 @@ test_no_read_without_fd_headroom(void **state)
 	struct rlimit old, low;
 
 	struct loop l;
-	int c, fds[4], filler[64], nfill = 0, i, open_now;
+	int c, gone, fds[4], filler[64], nfill = 0, i, open_now;
+	unsigned closed;
 
 	(void)state;
 	fdh_limits_default(&lim);
@@ -521,6 +522,7 @@ test_no_read_without_fd_headroom(void **state)
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
 	loop_start(&l, &lim);
 	c = loop_connect(&l);
+	gone = loop_connect(&l);
 	for (i = 0; i < 4; i++)
 		fds[i] = fdh_test_make_memfd("x");
 	usleep(50 * 1000);
@@ -537,6 +539,12 @@ test_no_read_without_fd_headroom(void **state)
 	assert_true(m.timed_out);
 	assert_int_equal(m.len, 0);
 	fdh_test_msg_free(&m);
+	/* A peer that hangs up meanwhile is let go, not polled in a busy loop. */
+	closed = __atomic_load_n(&l.closed, __ATOMIC_SEQ_CST);
+	close(gone);
+	for (i = 0; i < 100 && __atomic_load_n(&l.closed, __ATOMIC_SEQ_CST) == closed; i++)
+		usleep(10 * 1000);
+	assert_int_equal(__atomic_load_n(&l.closed, __ATOMIC_SEQ_CST), closed + 1);
 	for (i = 0; i < nfill; i++)
 		close(filler[i]);
 	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
