@@ -24,8 +24,12 @@ fdh_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds,
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
 		.msg_control = u.buf,
-		/* Room for exactly max_fds: one more and the kernel sets MSG_CTRUNC. */
-		.msg_controllen = max_fds ? CMSG_SPACE(sizeof(int) * max_fds) : 0,
+		/*
+		 * Room for exactly max_fds: one more and the kernel sets
+		 * MSG_CTRUNC.  CMSG_SPACE() would round up to the alignment and
+		 * leave room for one fd more when max_fds is odd.
+		 */
+		.msg_controllen = max_fds ? CMSG_LEN(sizeof(int) * max_fds) : 0,
 	};
 	struct cmsghdr *cm;
 	size_t nfds = 0;
@@ -52,10 +56,12 @@ fdh_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds,
 			int fd;
 
 			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (nfds < max_fds)
+			if (nfds < max_fds) {
 				fds[nfds++] = fd;
-			else
-				close(fd);	/* cannot happen with our controllen; never leak */
+			} else {
+				close(fd);	/* more than asked for: refuse as the kernel would */
+				msg.msg_flags |= MSG_CTRUNC;
+			}
 		}
 	}
 	*ret_nfds = nfds;

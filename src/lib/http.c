@@ -15,7 +15,7 @@ fdh_http_head_end(const char *buf, size_t len, size_t *scan)
 	for (i = *scan; i < len; i++) {
 		unsigned char ch = (unsigned char)buf[i];
 
-		if (ch > ' ')
+		if (ch > ' ' && ch != 0x7f)
 			continue;
 		switch (ch) {
 		case '\n':
@@ -97,6 +97,9 @@ on_header_value(llhttp_t *l, const char *at, size_t len)
 	struct fdh_http_parser *p = parser_of(l);
 	struct fdh_req_hdr *hdr = &p->head->hdrs[p->head->nhdrs - 1];
 
+	/* llhttp reports an empty value at the next line's start: not ours to end. */
+	if (len == 0)
+		return 0;
 	if (hdr->value == NULL)
 		hdr->value = (char *)(uintptr_t)at;
 	hdr->value_len += (uint32_t)len;
@@ -118,6 +121,10 @@ on_header_value_complete(llhttp_t *l)
 	struct fdh_req_hdr *hdr = &h->hdrs[h->nhdrs - 1];
 
 	p->in_value = true;
+	if (hdr->name_len == 0) {
+		p->empty_name = true;
+		return -1;
+	}
 	if (hdr->value == NULL)
 		hdr->value = hdr->name + hdr->name_len;	/* empty: the NUL lands on the colon */
 	while (hdr->value_len > 0 &&
@@ -234,7 +241,7 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 	head->expect_continue = false;
 	p->head = head;
 	p->ncl = p->nte = p->nxfd = 0;
-	p->in_value = p->too_many = p->bad_expect = false;
+	p->in_value = p->too_many = p->bad_expect = p->empty_name = false;
 	llhttp_init(&p->llhttp, HTTP_REQUEST, &p->settings);
 	p->llhttp.data = p;
 
@@ -243,6 +250,8 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 		if (p->too_many)
 			return fail(ret_err, 431, "request has more than %u header fields",
 			    p->limits->max_headers);
+		if (p->empty_name)
+			return fail(ret_err, 400, "malformed request head: empty header name");
 		if (e == HPE_OK)
 			return fail(ret_err, 400, "malformed request head: incomplete");
 		return fail(ret_err, 400, "malformed request head: %s",

@@ -64,6 +64,7 @@ struct fdh_http_parser {
 	bool in_value;
 	bool too_many;
 	bool bad_expect;
+	bool empty_name;
 };
 
 void fdh_http_parser_init(struct fdh_http_parser *p, const struct fdh_limits *limits);

@@ -36,7 +36,7 @@ parse_count(const char *v, unsigned long long min, unsigned long long max,
 	return 0;
 }
 
-/* Seconds with an optional fraction, to whole milliseconds, at least 1 ms. */
+/* Seconds with an optional fraction, to whole milliseconds: 1 ms to 49 days. */
 static int
 parse_seconds(const char *v, unsigned *ret_ms)
 {
@@ -47,7 +47,7 @@ parse_seconds(const char *v, unsigned *ret_ms)
 		return -EINVAL;
 	errno = 0;
 	s = strtod(v, &end);
-	if (errno || *end || !isfinite(s) || s < 0.001 || s > 86400.0 * 365)
+	if (errno || *end || !isfinite(s) || s < 0.001 || s > 4294967.0)
 		return -EINVAL;
 	*ret_ms = (unsigned)(s * 1000.0 + 0.5);
 	return 0;

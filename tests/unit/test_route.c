@@ -1,0 +1,350 @@
+/*
+ * The route table (CONTRACT section 2, Routing): exact paths and
+ * "/prefix/" + "*" prefixes, 404, 405 with Allow, HEAD served by GET.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <fdhttp/service.h>
+#include "route.h"
+
+static int
+h_any(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)req;
+	(void)resp;
+	(void)ud;
+	return 0;
+}
+
+static const struct fdh_route routes[] = {
+	{ "GET", "/health", h_any, NULL },		/* 0 */
+	{ "POST", "/echo", h_any, NULL },		/* 1 */
+	{ "GET", "/files/*", h_any, NULL },		/* 2 */
+	{ "PUT", "/a", h_any, NULL },			/* 3 */
+	{ "POST", "/a", h_any, NULL },			/* 4 */
+	{ "GET", "/a", h_any, NULL },			/* 5 */
+	{ "POST", "/a", h_any, NULL },			/* 6: a repeat */
+	{ "DELETE", "/files/*", h_any, NULL },		/* 7 */
+	{ "UNLOCK", "/w", h_any, NULL },		/* 8 */
+	{ "LOCK", "/w", h_any, NULL },			/* 9 */
+	{ "GET", "/w", h_any, NULL },			/* 10 */
+	{ "GET", "/w", h_any, NULL },			/* 11: a repeat */
+	{ "HEAD", "/w", h_any, NULL },			/* 12 */
+	{ "GET", "/files/special", h_any, NULL },	/* 13: shadowed by 2 */
+	{ "GET", "/", h_any, NULL },			/* 14 */
+};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+static int
+setup(void **state)
+{
+	static struct fdh_route_table t;
+	size_t bad = 999;
+
+	if (fdh_route_table_init(&t, routes, NROUTES, &bad) != 0)
+		return -1;
+	*state = &t;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	fdh_route_table_free(*state);
+	return 0;
+}
+
+/* Looks method and path up; returns the route's index, or -status. */
+static int
+find(void **state, const char *method, const char *path, char *allow, size_t size)
+{
+	const struct fdh_route *r;
+	char dummy[128];
+	int status = -1;
+
+	if (!allow) {
+		allow = dummy;
+		size = sizeof(dummy);
+	}
+	r = fdh_route_find(*state, method, path, strlen(path), allow, size, &status);
+	if (r) {
+		assert_true(r >= routes && r < routes + NROUTES);
+		return (int)(r - routes);
+	}
+	assert_true(status == 404 || status == 405);
+	return -status;
+}
+
+/* Splits an Allow value on ", " and checks it holds exactly want[], each once. */
+static void
+assert_allow(const char *allow, const char *const *want, size_t nwant)
+{
+	char copy[256], *tok, *save = NULL;
+	size_t seen[16] = { 0 }, ntok = 0, i;
+
+	assert_true(strlen(allow) < sizeof(copy));
+	strcpy(copy, allow);
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		bool found = false;
+
+		while (*tok == ' ')
+			tok++;
+		for (i = 0; i < nwant; i++) {
+			if (strcmp(tok, want[i]) == 0) {
+				seen[i]++;
+				found = true;
+			}
+		}
+		if (!found)
+			fail_msg("Allow \"%s\" lists \"%s\"", allow, tok);
+		ntok++;
+	}
+	for (i = 0; i < nwant; i++)
+		if (seen[i] != 1)
+			fail_msg("Allow \"%s\" lists %s %zu times", allow, want[i], seen[i]);
+	assert_int_equal(ntok, nwant);
+}
+
+static void
+test_exact(void **state)
+{
+	assert_int_equal(find(state, "GET", "/health", NULL, 0), 0);
+	assert_int_equal(find(state, "POST", "/echo", NULL, 0), 1);
+	assert_int_equal(find(state, "GET", "/health/", NULL, 0), -404);
+	assert_int_equal(find(state, "GET", "/healthz", NULL, 0), -404);
+	assert_int_equal(find(state, "GET", "/healt", NULL, 0), -404);
+	assert_int_equal(find(state, "GET", "/Health", NULL, 0), -404);
+	assert_int_equal(find(state, "GET", "/", NULL, 0), 14);
+}
+
+static void
+test_path_length_counts(void **state)
+{
+	const struct fdh_route *r;
+	char allow[64];
+	int status = 0;
+
+	/* The path is path[0..len): what follows (the query's '?') is not part of it. */
+	r = fdh_route_find(*state, "GET", "/health?x=1", 7, allow, sizeof(allow), &status);
+	assert_ptr_equal(r, &routes[0]);
+	r = fdh_route_find(*state, "GET", "/healthz", 6, allow, sizeof(allow), &status);
+	assert_null(r);
+	assert_int_equal(status, 404);
+}
+
+static void
+test_prefix(void **state)
+{
+	assert_int_equal(find(state, "GET", "/files/x", NULL, 0), 2);
+	assert_int_equal(find(state, "GET", "/files/", NULL, 0), 2);
+	assert_int_equal(find(state, "GET", "/files/a/b/c", NULL, 0), 2);
+	assert_int_equal(find(state, "DELETE", "/files/x", NULL, 0), 7);
+	assert_int_equal(find(state, "GET", "/files", NULL, 0), -404);
+	assert_int_equal(find(state, "GET", "/filesx", NULL, 0), -404);
+	assert_int_equal(find(state, "GET", "/filesx/y", NULL, 0), -404);
+	assert_int_equal(find(state, "GET", "/file", NULL, 0), -404);
+	assert_int_equal(find(state, "GET", "/x/files/y", NULL, 0), -404);
+}
+
+static void
+test_table_order(void **state)
+{
+	/* The prefix route comes first in the table, so it wins. */
+	assert_int_equal(find(state, "GET", "/files/special", NULL, 0), 2);
+	/* The first of two identical routes. */
+	assert_int_equal(find(state, "POST", "/a", NULL, 0), 4);
+}
+
+static void
+test_not_found(void **state)
+{
+	const struct fdh_route *r;
+	char allow[64] = "untouched";
+	int status = 0;
+
+	r = fdh_route_find(*state, "GET", "/nothing", 8, allow, sizeof(allow), &status);
+	assert_null(r);
+	assert_int_equal(status, 404);
+	r = fdh_route_find(*state, "POST", "", 0, allow, sizeof(allow), &status);
+	assert_null(r);
+	assert_int_equal(status, 404);
+}
+
+static void
+test_method_not_allowed(void **state)
+{
+	static const char *const health[] = { "GET", "HEAD" };
+	static const char *const echo[] = { "POST" };
+	static const char *const a[] = { "PUT", "POST", "GET", "HEAD" };
+	static const char *const files[] = { "GET", "HEAD", "DELETE" };
+	char allow[128];
+
+	memset(allow, 'Z', sizeof(allow));
+	allow[sizeof(allow) - 1] = '\0';
+	assert_int_equal(find(state, "POST", "/health", allow, sizeof(allow)), -405);
+	assert_allow(allow, health, 2);
+
+	assert_int_equal(find(state, "GET", "/echo", allow, sizeof(allow)), -405);
+	assert_allow(allow, echo, 1);
+
+	assert_int_equal(find(state, "DELETE", "/a", allow, sizeof(allow)), -405);
+	assert_allow(allow, a, 4);
+
+	assert_int_equal(find(state, "PUT", "/files/x", allow, sizeof(allow)), -405);
+	assert_allow(allow, files, 3);
+
+	/* Methods are case-sensitive: "get" is not GET. */
+	assert_int_equal(find(state, "get", "/health", allow, sizeof(allow)), -405);
+	assert_allow(allow, health, 2);
+}
+
+static void
+test_allow_methods_that_contain_each_other(void **state)
+{
+	static const char *const w[] = { "UNLOCK", "LOCK", "GET", "HEAD" };
+	char allow[128];
+
+	/* LOCK is inside UNLOCK, HEAD comes both from GET and its own route. */
+	assert_int_equal(find(state, "POST", "/w", allow, sizeof(allow)), -405);
+	assert_allow(allow, w, 4);
+}
+
+static void
+test_head_uses_get(void **state)
+{
+	static const char *const echo[] = { "POST" };
+	char allow[128];
+
+	assert_int_equal(find(state, "HEAD", "/health", NULL, 0), 0);
+	assert_int_equal(find(state, "HEAD", "/files/x", NULL, 0), 2);
+	assert_int_equal(find(state, "HEAD", "/a", NULL, 0), 5);
+	assert_int_equal(find(state, "HEAD", "/nothing", NULL, 0), -404);
+	/* No GET route: HEAD is not allowed either. */
+	assert_int_equal(find(state, "HEAD", "/echo", allow, sizeof(allow)), -405);
+	assert_allow(allow, echo, 1);
+}
+
+static void
+test_head_route_of_its_own(void **state)
+{
+	static const struct fdh_route own[] = {
+		{ "HEAD", "/h", h_any, NULL },
+		{ "GET", "/h", h_any, NULL },
+	};
+	static const char *const h[] = { "HEAD", "GET" };
+	struct fdh_route_table t;
+	const struct fdh_route *r;
+	char allow[64];
+	size_t bad = 0;
+	int status = 0;
+
+	(void)state;
+	assert_int_equal(fdh_route_table_init(&t, own, 2, &bad), 0);
+	r = fdh_route_find(&t, "HEAD", "/h", 2, allow, sizeof(allow), &status);
+	assert_ptr_equal(r, &own[0]);
+	r = fdh_route_find(&t, "GET", "/h", 2, allow, sizeof(allow), &status);
+	assert_ptr_equal(r, &own[1]);
+	r = fdh_route_find(&t, "PUT", "/h", 2, allow, sizeof(allow), &status);
+	assert_null(r);
+	assert_int_equal(status, 405);
+	assert_allow(allow, h, 2);
+	fdh_route_table_free(&t);
+}
+
+static void
+test_invalid_tables(void **state)
+{
+	struct fdh_route bad_routes[4] = {
+		{ "GET", "/ok", h_any, NULL },
+		{ "GET", "/also-ok/*", h_any, NULL },
+		{ "GET", "/x", h_any, NULL },
+		{ "GET", "/y", h_any, NULL },
+	};
+	struct fdh_route_table t;
+	size_t bad;
+
+	(void)state;
+	/* The table is fine as it is. */
+	bad = 77;
+	assert_int_equal(fdh_route_table_init(&t, bad_routes, 4, &bad), 0);
+	fdh_route_table_free(&t);
+
+	bad_routes[2].handler = NULL;
+	bad = 77;
+	assert_int_equal(fdh_route_table_init(&t, bad_routes, 4, &bad), -EINVAL);
+	assert_int_equal(bad, 2);
+	bad_routes[2].handler = h_any;
+
+	bad_routes[3].path = "y";
+	bad = 77;
+	assert_int_equal(fdh_route_table_init(&t, bad_routes, 4, &bad), -EINVAL);
+	assert_int_equal(bad, 3);
+
+	bad_routes[1].path = "";
+	bad = 77;
+	assert_int_equal(fdh_route_table_init(&t, bad_routes, 4, &bad), -EINVAL);
+	assert_int_equal(bad, 1);
+	bad_routes[1].path = "/ok2";
+	bad_routes[3].path = "/y";
+
+	bad_routes[0].path = NULL;
+	bad = 77;
+	assert_int_equal(fdh_route_table_init(&t, bad_routes, 4, &bad), -EINVAL);
+	assert_int_equal(bad, 0);
+	bad_routes[0].path = "/ok";
+
+	bad_routes[1].method = NULL;
+	bad = 77;
+	assert_int_equal(fdh_route_table_init(&t, bad_routes, 4, &bad), -EINVAL);
+	assert_int_equal(bad, 1);
+
+	bad_routes[1].method = "";
+	bad = 77;
+	assert_int_equal(fdh_route_table_init(&t, bad_routes, 4, &bad), -EINVAL);
+	assert_int_equal(bad, 1);
+}
+
+static void
+test_empty_table(void **state)
+{
+	struct fdh_route_table t;
+	char allow[16];
+	size_t bad = 0;
+	int status = 0;
+
+	(void)state;
+	assert_int_equal(fdh_route_table_init(&t, NULL, 0, &bad), 0);
+	assert_null(fdh_route_find(&t, "GET", "/", 1, allow, sizeof(allow), &status));
+	assert_int_equal(status, 404);
+	fdh_route_table_free(&t);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_exact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_path_length_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefix, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_table_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_method_not_allowed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_allow_methods_that_contain_each_other,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_head_uses_get, setup, teardown),
+		cmocka_unit_test(test_head_route_of_its_own),
+		cmocka_unit_test(test_invalid_tables),
+		cmocka_unit_test(test_empty_table),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
