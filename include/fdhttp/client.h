@@ -22,6 +22,12 @@ struct fdh_named_fd {
 struct fdh_client_req {
 	const char *method;		/* "GET" when NULL */
 	const char *target;		/* path and query, "/echo?x=1" */
+	/*
+	 * Sent after "Host: localhost" (left out when one is given here).
+	 * Content-Length, Transfer-Encoding and X-FD are the client's to
+	 * write: passing one is -EINVAL.  With "Expect: 100-continue" the
+	 * body waits for the server's 100 Continue (up to the timeout).
+	 */
 	const struct fdh_header *headers;
 	size_t nheaders;
 	const void *body;
@@ -39,26 +45,36 @@ struct fdh_client_resp {
 	size_t body_len;
 	struct fdh_named_fd *fds;	/* owned; take one by setting its fd to -1 */
 	size_t nfds;
-	int closed;			/* the server closed (or will close) the connection */
+	/*
+	 * The server closed (or will close) the connection, or the body was
+	 * left unsent because the server answered first: later requests on
+	 * this client return -ENOTCONN.
+	 */
+	int closed;
 };
 
 /*
  * Connects to path ("@name" for an abstract socket) within timeout_ms
- * (0: no timeout).  The timeout also applies to every later request.
+ * (0: no timeout).  The timeout also applies to every later request, to
+ * the whole of it: a server trickling bytes cannot stretch a call past it.
  */
 FDH_API int fdh_client_connect(const char *path, int timeout_ms, struct fdh_client **ret_client);
 /* Wraps a connected AF_UNIX stream socket; consumes fd, on failure too. */
 FDH_API int fdh_client_from_fd(int fd, int timeout_ms, struct fdh_client **ret_client);
 FDH_API void fdh_client_free(struct fdh_client *c);
 FDH_API int fdh_client_fd(const struct fdh_client *c);	/* borrowed */
-/* Largest response body accepted (default 64 MiB) and fds (default 253). */
+/* Largest response body accepted (default 64 MiB) and fds (default and at most 253). */
 FDH_API void fdh_client_set_limits(struct fdh_client *c, size_t max_body, unsigned max_fds);
 
 /*
  * Sends req and waits for its response (skipping 1xx).  On success *ret_resp
  * holds what arrived and must be released with fdh_client_resp_release().
  * -ETIMEDOUT, -ECONNRESET/-EPIPE when the server went away, -EPROTO for a
- * malformed response or fds that do not match its X-FD header.
+ * malformed response or fds that do not match its X-FD header, -EMSGSIZE
+ * for a body over the limit, -EINVAL (-EBADF, -E2BIG for fds) for a
+ * request that cannot be sent as given: nothing is sent then, and the
+ * client stays usable.  After any other failure the connection is
+ * unusable: later calls get -ENOTCONN.  No received fd outlives a failure.
  */
 FDH_API int fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
     struct fdh_client_resp *ret_resp);
@@ -67,7 +83,7 @@ FDH_API int fdh_client_request(struct fdh_client *c, const struct fdh_client_req
 FDH_API const char *fdh_client_resp_header(const struct fdh_client_resp *resp, const char *name);
 /* Takes the fd named name out of the response; -ENOENT if absent. */
 FDH_API int fdh_client_resp_take_fd(struct fdh_client_resp *resp, const char *name);
-/* Frees everything the response owns and closes its remaining fds. */
+/* Frees everything the response owns and closes its remaining fds; resp is zeroed. */
 FDH_API void fdh_client_resp_release(struct fdh_client_resp *resp);
 
 #ifdef __cplusplus
