@@ -296,6 +296,8 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 	}
 	close_request_fds(d, fds, nfds);	/* those the handler did not take */
 	conn_reset_request(d, c);		/* nothing may point into the request now */
+	/* Timers armed from here on count from now, not from before the handler. */
+	fdh_dispatch_clock(d);
 	d->nrequests++;
 	conn_respond(d, c, close_after, is_head);
 	req->conn = NULL;

@@ -103,37 +103,44 @@ count_open_fds(struct fdh_dispatch *d)
  * every read, so fds a handler or the service opened on its own are seen
  * too: the estimate only knows those the engine handled.
  */
+static void
+set_starved(struct fdh_dispatch *d, bool starved)
+{
+	unsigned i;
+
+	if (d->starved == starved)
+		return;
+	d->starved = starved;
+	for (i = FDH_DISPATCH_MAX_WATCH; i < d->npfd; i++)
+		d->pfd[i].events = fdh_conn_wanted(d, d->slot_conn[i]);
+}
+
 bool
 fdh_dispatch_headroom(struct fdh_dispatch *d)
 {
 	rlim_t want = (rlim_t)d->lim.max_fds + 2;
 	rlim_t spare = d->nofile / 4 > 64 ? d->nofile / 4 : 64;
+	bool ok;
 	int n;
 
 	if (d->nofile == RLIM_INFINITY ||
-	    (rlim_t)(d->open_fds + d->other_fds) + want + spare <= d->nofile)
-		return true;
-	n = count_open_fds(d);
-	if (n >= 0)
-		d->other_fds = n - d->open_fds;
-	if (n < 0 || (rlim_t)n + want <= d->nofile) {
-		if (d->starved) {
-			unsigned i;
-
-			d->starved = false;
-			for (i = FDH_DISPATCH_MAX_WATCH; i < d->npfd; i++)
-				d->pfd[i].events = fdh_conn_wanted(d, d->slot_conn[i]);
-		}
-		return true;
+	    (rlim_t)(d->open_fds + d->other_fds) + want + spare <= d->nofile) {
+		ok = true;
+	} else {
+		n = count_open_fds(d);
+		if (n >= 0)
+			d->other_fds = n - d->open_fds;
+		ok = n < 0 || (rlim_t)n + want <= d->nofile;
 	}
-	if (!d->starved) {
-		unsigned i;
+	/* Starved: stop reading until descriptors free up; then read again. */
+	set_starved(d, !ok);
+	return ok;
+}
 
-		d->starved = true;	/* stop reading until descriptors free up */
-		for (i = FDH_DISPATCH_MAX_WATCH; i < d->npfd; i++)
-			d->pfd[i].events = fdh_conn_wanted(d, d->slot_conn[i]);
-	}
-	return false;
+void
+fdh_dispatch_clock(struct fdh_dispatch *d)
+{
+	d->now = now_ms();
 }
 
 int
