@@ -1,1 +1,6 @@
 # fdh_integration_test(NAME) / fdh_python_test(NAME)
+fdh_python_test(test_python_fds)
+fdh_python_test(test_curl)
+fdh_integration_test(echo_client)
+fdh_integration_test(protocol)
+fdh_integration_test(fds)
