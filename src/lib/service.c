@@ -14,6 +14,7 @@
 
 #include "dispatch.h"
 #include "listen.h"
+#include "worker.h"
 
 static const char *const limit_opts[] = {
 	"max-head", "max-headers", "max-body", "max-fds", "max-conns",
@@ -204,6 +205,15 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 	/* Handlers that write to a closed pipe get EPIPE; the process lives. */
 	signal(SIGPIPE, SIG_IGN);
 	fdh_limits_default(&limits);
+
+	/* Started by fdhttpd: connections come over the control socket. */
+	if (getenv(FDH_ENV_CONTROL_FD)) {
+		if (fdh_worker_env_limits(&limits) < 0) {
+			fprintf(stderr, "%s: %s does not parse\n", prog, FDH_ENV_LIMITS);
+			return 2;
+		}
+		return fdh_worker_main(svc, &limits, argc, argv);
+	}
 
 	sargv = calloc((size_t)argc + 1, sizeof(*sargv));
 	if (!sargv)

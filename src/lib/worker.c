@@ -1,0 +1,426 @@
+/*
+ * A service's life as a worker of fdhttpd: connections arrive over the
+ * control socket (fd 3) with their peer's credentials, and go to the
+ * dispatcher; the supervisor hears when each ends, and asks for a drain
+ * when this worker is to go.
+ *
+ * The worker never waits on the control socket: it is read when poll()
+ * says so and written with MSG_DONTWAIT.  Should the supervisor's queue be
+ * full, reports wait in a local queue and go with the next event.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "dispatch.h"
+#include "fdpass.h"
+#include "worker.h"
+
+/* A FIFO of connection ids. */
+struct idq {
+	uint64_t *v;
+	size_t head, len, cap;
+};
+
+struct worker {
+	struct fdh_dispatch *d;
+	int ctl;
+	int sfd;			/* SIGTERM/SIGINT: drain, as DRAIN would */
+	unsigned id;
+	const char *name;
+	unsigned long long max_requests;	/* 0: never retire */
+	bool retire_sent;
+	bool retire_pending;		/* RETIRE still to send */
+	bool draining;
+	bool hung_up;			/* the supervisor is gone */
+	/*
+	 * Ids of the connections held, oldest first.  The dispatcher reports
+	 * that a connection ended but not which, so the oldest one's id is
+	 * reported: the supervisor's per-worker count stays exact, its
+	 * per-uid count attributes a close to the oldest connection.
+	 */
+	struct idq held;
+	struct idq unsent;		/* CONN_CLOSED ids still to send */
+	unsigned title_conns;
+};
+
+static int
+idq_push(struct idq *q, uint64_t id)
+{
+	if (q->len == q->cap) {
+		size_t n = q->cap ? q->cap * 2 : 64, i;
+		uint64_t *v = malloc(n * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		for (i = 0; i < q->len; i++)
+			v[i] = q->v[(q->head + i) % q->cap];
+		free(q->v);
+		q->v = v;
+		q->head = 0;
+		q->cap = n;
+	}
+	q->v[(q->head + q->len) % q->cap] = id;
+	q->len++;
+	return 0;
+}
+
+static uint64_t
+idq_pop(struct idq *q)
+{
+	uint64_t id = q->v[q->head];
+
+	q->head = (q->head + 1) % q->cap;
+	q->len--;
+	return id;
+}
+
+static void
+set_title(struct worker *w)
+{
+	unsigned n = w->d ? fdh_dispatch_nconns(w->d) : 0;
+
+	/* Memory writes only, and only when the count changes. */
+	if (n == w->title_conns)
+		return;
+	w->title_conns = n;
+	fdh_title_set("fdhttpd: worker %u %s [%u conn%s]", w->id, w->name, n, n == 1 ? "" : "s");
+}
+
+static void
+supervisor_gone(struct worker *w, const char *why)
+{
+	if (w->hung_up)
+		return;
+	w->hung_up = true;
+	fdh_dispatch_watch_enable(w->d, w->ctl, false);
+	if (!w->draining)
+		fdh_log(FDH_LOG_WARN, "%s; finishing the connections held, then exiting", why);
+	w->draining = true;
+	fdh_dispatch_drain(w->d);
+}
+
+/* 0 sent, -EAGAIN full (try later), another -errno: the supervisor is gone. */
+static int
+send_msg(struct worker *w, const struct fdh_ctl_msg *m)
+{
+	int r;
+
+	if (w->hung_up)
+		return 0;	/* nobody left to tell */
+	r = fdh_ctl_send(w->ctl, m, NULL, 0);
+	if (r < 0 && r != -EAGAIN) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "control socket: %s", strerror(-r));
+		supervisor_gone(w, why);
+		return r;
+	}
+	return r;
+}
+
+/* Sends what waited for room; stops at the first -EAGAIN. */
+static void
+flush(struct worker *w)
+{
+	struct fdh_ctl_msg m;
+
+	while (w->unsent.len > 0) {
+		fdh_ctl_init(&m, FDH_CTL_CONN_CLOSED);
+		m.u.closed.id = w->unsent.v[w->unsent.head];
+		if (send_msg(w, &m) == -EAGAIN)
+			return;
+		idq_pop(&w->unsent);
+	}
+	if (w->retire_pending) {
+		fdh_ctl_init(&m, FDH_CTL_RETIRE);
+		m.u.retire.nrequests = fdh_dispatch_nrequests(w->d);
+		if (send_msg(w, &m) == -EAGAIN)
+			return;
+		w->retire_pending = false;
+	}
+}
+
+static void
+report_closed(struct worker *w, uint64_t id)
+{
+	if (idq_push(&w->unsent, id) < 0) {
+		/* The supervisor would count this connection forever: better restart. */
+		fdh_log(FDH_LOG_ERROR, "out of memory; exiting");
+		exit(1);
+	}
+	flush(w);
+}
+
+static void
+on_conn_closed(struct fdh_dispatch *d, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)d;
+	if (w->held.len > 0)
+		report_closed(w, idq_pop(&w->held));
+	set_title(w);
+}
+
+static void
+on_request_done(struct fdh_dispatch *d, void *arg)
+{
+	struct worker *w = arg;
+
+	/* Counting is free; the one message goes when the count is reached. */
+	if (w->max_requests == 0 || w->retire_sent ||
+	    fdh_dispatch_nrequests(d) < w->max_requests)
+		return;
+	w->retire_sent = true;
+	w->retire_pending = true;
+	flush(w);
+}
+
+static void
+on_new_conn(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
+{
+	struct fdh_peer peer = {
+		.pid = (pid_t)m->u.conn.pid,
+		.uid = (uid_t)m->u.conn.uid,
+		.gid = (gid_t)m->u.conn.gid,
+	};
+	int r;
+
+	/* Consumes both fds, on failure too. */
+	r = fdh_dispatch_add_conn(w->d, fds[0], &peer, nfds == 2 ? fds[1] : -1);
+	if (r < 0) {
+		fdh_log(FDH_LOG_WARN, "connection from pid %ld dropped: %s", (long)peer.pid,
+		    strerror(-r));
+		report_closed(w, m->u.conn.id);
+		return;
+	}
+	if (idq_push(&w->held, m->u.conn.id) < 0) {
+		fdh_log(FDH_LOG_ERROR, "out of memory; exiting");
+		exit(1);
+	}
+	set_title(w);
+}
+
+static int
+on_ctl(struct fdh_dispatch *d, int fd, void *arg)
+{
+	struct worker *w = arg;
+	int budget;
+
+	(void)d;
+	/* Bounded, so that a burst of connections cannot starve those held. */
+	for (budget = 64; budget > 0 && !w->hung_up; budget--) {
+		struct fdh_ctl_msg m;
+		int fds[FDH_CTL_MAX_FDS];
+		const char *why = NULL;
+		size_t nfds = 0;
+		char buf[160];
+		int r;
+
+		r = fdh_ctl_recv(fd, FDH_CTL_WORKER, &m, fds, &nfds, &why);
+		if (r == -EAGAIN)
+			break;
+		if (r == 0) {
+			supervisor_gone(w, "the supervisor closed the control socket");
+			break;
+		}
+		if (r < 0) {
+			snprintf(buf, sizeof(buf), "bad control message: %s",
+			    r == -EBADMSG ? why : strerror(-r));
+			supervisor_gone(w, buf);
+			break;
+		}
+		switch (m.h.type) {
+		case FDH_CTL_NEW_CONN:
+			on_new_conn(w, &m, fds, nfds);
+			break;
+		case FDH_CTL_DRAIN:
+			if (!w->draining)
+				fdh_log(FDH_LOG_DEBUG, "draining");
+			w->draining = true;
+			fdh_dispatch_drain(w->d);
+			break;
+		default:
+			/* Types reserved for the broker: not spoken by this version. */
+			fdh_close_fds(fds, nfds);
+			break;
+		}
+	}
+	flush(w);
+	return 0;
+}
+
+static int
+on_signal(struct fdh_dispatch *d, int fd, void *arg)
+{
+	struct worker *w = arg;
+	struct signalfd_siginfo si;
+
+	(void)d;
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		/* The whole group got it (a service manager stopping): drain too. */
+		if (!w->draining)
+			fdh_log(FDH_LOG_INFO, "SIG%s: draining", sigabbrev_np((int)si.ssi_signo));
+		w->draining = true;
+		fdh_dispatch_drain(w->d);
+	}
+	return 0;
+}
+
+static unsigned long long
+env_number(const char *name, unsigned long long dflt)
+{
+	const char *v = getenv(name);
+	unsigned long long n;
+	char *end;
+
+	if (v == NULL || *v < '0' || *v > '9')
+		return dflt;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	return *end != '\0' || errno ? dflt : n;
+}
+
+int
+fdh_worker_env_limits(struct fdh_limits *l)
+{
+	const char *v = getenv(FDH_ENV_LIMITS);
+
+	return v == NULL ? 0 : fdh_ctl_limits_parse(l, v, NULL);
+}
+
+/* The control socket from the environment, checked; -1 when unusable. */
+static int
+control_fd(void)
+{
+	unsigned long long n = env_number(FDH_ENV_CONTROL_FD, (unsigned long long)-1);
+	int type = 0;
+	socklen_t len = sizeof(type);
+
+	if (n < 3 || n > 65535)
+		return -1;
+	if (getsockopt((int)n, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
+	    type != SOCK_SEQPACKET)
+		return -1;
+	/* Ours alone: nothing a handler might start inherits it. */
+	if (fcntl((int)n, F_SETFD, FD_CLOEXEC) == -1)
+		return -1;
+	return (int)n;
+}
+
+static int
+open_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+		return -1;
+	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+int
+fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
+    int argc, char **argv)
+{
+	struct worker w = { .ctl = -1, .sfd = -1, .title_conns = (unsigned)-1 };
+	struct fdh_dispatch_hooks hooks = {
+		.conn_closed = on_conn_closed,
+		.request_done = on_request_done,
+		.arg = &w,
+	};
+	struct fdh_ctl_msg m;
+	const char *slash;
+	char role[32];
+	int level, r, status = 1;
+
+	/* First: the argument strings are about to become the title's room. */
+	fdh_title_init(argc, argv);
+	w.id = (unsigned)env_number(FDH_ENV_WORKER_ID, 0);
+	w.max_requests = env_number(FDH_ENV_MAX_REQUESTS, 0);
+	level = getenv(FDH_ENV_LOG_LEVEL) ? fdh_log_level_parse(getenv(FDH_ENV_LOG_LEVEL)) : -1;
+	snprintf(role, sizeof(role), "worker %u", w.id);
+	fdh_log_setup(level < 0 ? FDH_LOG_INFO : (enum fdh_log_level)level, role);
+	w.name = svc->name;
+	if (w.name == NULL) {
+		w.name = argc > 0 && argv[0] ? argv[0] : "service";
+		slash = strrchr(w.name, '/');
+		w.name = slash ? slash + 1 : w.name;
+	}
+	w.ctl = control_fd();
+	if (w.ctl == -1) {
+		fdh_log(FDH_LOG_ERROR, "%s does not name a control socket; start workers with fdhttpd",
+		    FDH_ENV_CONTROL_FD);
+		return 1;
+	}
+	/* The handlers have no use for these, and nothing they run should see them. */
+	unsetenv(FDH_ENV_CONTROL_FD);
+	unsetenv(FDH_ENV_LIMITS);
+	unsetenv(FDH_ENV_WORKER_ID);
+	unsetenv(FDH_ENV_MAX_REQUESTS);
+	unsetenv(FDH_ENV_LOG_LEVEL);
+	set_title(&w);
+
+	if (svc->init) {
+		r = svc->init(argc, argv, svc->userdata);
+		if (r < 0) {
+			fdh_log(FDH_LOG_ERROR, "%s: init failed: %s", w.name, strerror(-r));
+			status = r == -EINVAL ? 2 : 1;
+			goto out;
+		}
+	}
+	r = fdh_dispatch_new(svc, limits, &w.d);
+	if (r < 0) {
+		fdh_log(FDH_LOG_ERROR, "%s: %s", w.name, r == -EINVAL ?
+		    "invalid route table or limits" : strerror(-r));
+		goto out;
+	}
+	fdh_dispatch_set_hooks(w.d, &hooks);
+	w.sfd = open_signals();
+	if (w.sfd == -1) {
+		fdh_log(FDH_LOG_ERROR, "signalfd: %s", strerror(errno));
+		goto out;
+	}
+	if (fdh_dispatch_watch(w.d, w.ctl, on_ctl, &w) < 0 ||
+	    fdh_dispatch_watch(w.d, w.sfd, on_signal, &w) < 0) {
+		fdh_log(FDH_LOG_ERROR, "cannot watch the control socket");
+		goto out;
+	}
+	w.title_conns = (unsigned)-1;
+	set_title(&w);
+	/*
+	 * The service is initialised and no connection has been seen: the
+	 * place where the seccomp filter closes in, before READY.
+	 */
+	fdh_ctl_init(&m, FDH_CTL_READY);
+	r = fdh_ctl_send(w.ctl, &m, NULL, 0);
+	if (r < 0) {
+		fdh_log(FDH_LOG_ERROR, "sending READY: %s", strerror(-r));
+		goto out;
+	}
+	fdh_log(FDH_LOG_DEBUG, "%s ready", w.name);
+	r = fdh_dispatch_run(w.d);
+	if (r < 0) {
+		fdh_log(FDH_LOG_ERROR, "poll: %s", strerror(-r));
+		goto out;
+	}
+	status = 0;
+out:
+	fdh_dispatch_free(w.d);
+	if (w.sfd != -1)
+		close(w.sfd);
+	close(w.ctl);
+	free(w.held.v);
+	free(w.unsent.v);
+	return status;
+}
