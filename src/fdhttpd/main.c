@@ -1,0 +1,120 @@
+/*
+ * fdhttpd: owns the listening socket, runs the workers, hands them the
+ * connections.  Startup is all-or-nothing: every option and the socket are
+ * checked before the first worker starts, and a refusal exits non-zero
+ * leaving nothing behind.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libutil.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "notify.h"
+#include "options.h"
+#include "signals.h"
+#include "sockfile.h"
+#include "spawn.h"
+#include "supervisor.h"
+
+/*
+ * Keeps fds 0-2 open, on /dev/null if need be, so that no socket we open
+ * lands there and gets written to as if it were stderr.
+ */
+static void
+ensure_stdio(void)
+{
+	int fd;
+
+	for (fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		if (open("/dev/null", O_RDWR) != fd)
+			exit(1);
+	}
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct options o;
+	struct sockfile sock;
+	struct pidfh *pfh = NULL;
+	pid_t other;
+	int r, sigfd;
+
+	ensure_stdio();
+	options_parse(argc, argv, &o);
+	fdh_log_setup(o.log_level, "supervisor");
+	/*
+	 * Before anything keeps a pointer into the environment: this moves it
+	 * to fresh memory, as the title is written over the original one.
+	 */
+	fdh_title_init(argc, argv);
+	notify_init();
+
+	r = sockfile_activated(&sock);
+	if (r < 0)
+		exit(1);
+	if (r == 0 && o.socket_path == NULL) {
+		fputs("fdhttpd: --socket is required unless socket-activated (see fdhttpd --help)\n",
+		    stderr);
+		exit(2);
+	}
+	/* Blocked before the socket exists: a SIGTERM from now on is a clean stop. */
+	sigfd = signals_open();
+	if (sigfd < 0)
+		fatal("signals: %s", strerror(-sigfd));
+	if (o.pidfile) {
+		pfh = pidfile_open(o.pidfile, 0644, &other);
+		if (pfh == NULL) {
+			if (errno == EEXIST)
+				fatal("%s: fdhttpd is already running as pid %ld; refusing to start",
+				    o.pidfile, (long)other);
+			fatal("%s: %s", o.pidfile, strerror(errno));
+		}
+		fcntl(pidfile_fileno(pfh), F_SETFD, FD_CLOEXEC);
+	}
+	if (r == 0 && sockfile_listen(o.socket_path, o.mode, o.owner_uid, o.owner_gid, &sock) < 0) {
+		if (pfh)
+			pidfile_remove(pfh);
+		exit(1);
+	}
+	r = spawn_setup(&o);
+	if (r < 0) {
+		log_error("preparing workers: %s", strerror(-r));
+		sockfile_stop(&sock, !sock.activated);
+		sockfile_free(&sock);
+		if (pfh)
+			pidfile_remove(pfh);
+		exit(1);
+	}
+	if (pfh && pidfile_write(pfh) == -1)
+		log_warn("%s: %s", o.pidfile, strerror(errno));
+
+	fdh_title_set("fdhttpd: supervisor %s", sock.name);
+	log_info("fdhttpd %s on %s%s: %u worker%s of %s, %u connections each", FDH_VERSION,
+	    sock.name, sock.activated ? " (socket-activated)" : "", o.workers,
+	    o.workers == 1 ? "" : "s", o.service, o.limits.max_conns);
+	if (o.no_sandbox)
+		log_warn("--no-sandbox: workers run without the sandbox; for development only");
+	if (o.nallow_open > 0)
+		log_warn("--allow-open: fdhttpd %s does not broker opens yet; the option has no effect",
+		    FDH_VERSION);
+
+	r = supervisor_run(&o, &sock, sigfd);
+
+	sockfile_stop(&sock, !sock.activated);
+	sockfile_free(&sock);
+	if (pfh)
+		pidfile_remove(pfh);
+	spawn_free();
+	notify_free();
+	close(sigfd);
+	log_info("stopped");
+	options_free(&o);
+	return r;
+}

@@ -1,0 +1,129 @@
+/*
+ * Connections the supervisor refuses itself (403 for a peer outside
+ * --allow-uid/--allow-gid, 503 over --max-conns-per-uid), before any
+ * worker sees them.
+ *
+ * The answer is written at once, then the connection lingers briefly,
+ * its input read and discarded: closing a unix socket with unread input
+ * makes the client's next read fail with ECONNRESET, and a client that
+ * sends its request after our answer would get EPIPE instead of reading
+ * the answer.  Lingering is bounded in count, time and bytes.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fdpass.h"
+#include "supervisor.h"
+
+static const char *
+reason(int status)
+{
+	switch (status) {
+	case 403:	return "Forbidden";
+	case 503:	return "Service Unavailable";
+	default:	return "Error";
+	}
+}
+
+void
+reject_conn(struct sup *s, int fd, int status, const char *fmt, ...)
+{
+	char body[256], buf[512];
+	va_list ap;
+	int blen, n;
+
+	va_start(ap, fmt);
+	blen = vsnprintf(body, sizeof(body) - 1, fmt, ap);
+	va_end(ap);
+	if (blen < 0)
+		blen = 0;
+	if ((size_t)blen > sizeof(body) - 2)
+		blen = (int)sizeof(body) - 2;
+	body[blen++] = '\n';
+	body[blen] = '\0';
+	n = snprintf(buf, sizeof(buf),
+	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+	    "Connection: close\r\n\r\n%s", status, reason(status), blen, body);
+	/* A fresh socket's buffer takes these few bytes whole, or nothing matters. */
+	if (n > 0 && send(fd, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1,
+	    MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		close(fd);
+		return;
+	}
+	shutdown(fd, SHUT_WR);
+	if (s->nlingers == SUP_MAX_LINGER) {
+		close(fd);
+		return;
+	}
+	s->lingers[s->nlingers].fd = fd;
+	s->lingers[s->nlingers].deadline = now_ms() + SUP_LINGER_MS;
+	s->lingers[s->nlingers].nread = 0;
+	s->nlingers++;
+}
+
+static void
+linger_end(struct sup *s, size_t i)
+{
+	close(s->lingers[i].fd);
+	s->lingers[i] = s->lingers[--s->nlingers];
+}
+
+void
+reject_on_event(struct sup *s, size_t i)
+{
+	struct lingering *l = &s->lingers[i];
+	char buf[4096];
+	int fds[FDH_MAX_FDS_CEILING];
+	size_t nfds = 0;
+	bool truncated;
+	ssize_t n;
+
+	n = fdh_recv_fds(l->fd, buf, sizeof(buf), fds, FDH_MAX_FDS_CEILING, &nfds, &truncated);
+	/* Whatever fds a refused client sent are closed unread. */
+	fdh_close_fds(fds, nfds);
+	if (n == -EAGAIN)
+		return;
+	if (n <= 0) {
+		linger_end(s, i);
+		return;
+	}
+	l->nread += (size_t)n;
+	if (l->nread > SUP_LINGER_BYTES)
+		linger_end(s, i);
+}
+
+void
+reject_timers(struct sup *s, int64_t now)
+{
+	size_t i = 0;
+
+	while (i < s->nlingers) {
+		if (now >= s->lingers[i].deadline)
+			linger_end(s, i);	/* moves the last one here */
+		else
+			i++;
+	}
+}
+
+int64_t
+reject_next_timer(const struct sup *s)
+{
+	int64_t t = 0;
+	size_t i;
+
+	for (i = 0; i < s->nlingers; i++)
+		if (t == 0 || s->lingers[i].deadline < t)
+			t = s->lingers[i].deadline;
+	return t;
+}
+
+void
+reject_free(struct sup *s)
+{
+	while (s->nlingers > 0)
+		linger_end(s, s->nlingers - 1);
+}

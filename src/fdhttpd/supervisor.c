@@ -1,0 +1,395 @@
+/*
+ * The supervisor's loop: one poll() over the signalfd, the listening
+ * socket, every worker's control socket and the refused connections still
+ * lingering.  Accepted connections go to the least-loaded ready worker
+ * with the peer's credentials; the supervisor closes its copy once the
+ * send succeeded.  It never blocks on a worker: control sockets are
+ * written with MSG_DONTWAIT and a full one just makes that worker skipped.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "log.h"
+#include "notify.h"
+#include "supervisor.h"
+
+/* Linux 6.5; older headers lack the number, which never changes. */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+/* Connections accepted per loop turn, so that workers' messages keep flowing. */
+#define ACCEPT_BUDGET		64
+/* Out of fds or memory: how long to leave the backlog alone. */
+#define ACCEPT_PAUSE_MS		100
+
+int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool
+gid_allowed(const struct options *o, gid_t gid)
+{
+	size_t i;
+
+	for (i = 0; i < o->nallow_gids; i++)
+		if (o->allow_gids[i] == gid)
+			return true;
+	return false;
+}
+
+/*
+ * --allow-uid / --allow-gid: either list admits.  A group counts whether
+ * it is the peer's primary group or one of its supplementary groups
+ * (SO_PEERGROUPS), as file permissions would see it.
+ */
+static bool
+peer_allowed(const struct options *o, int fd, const struct ucred *cred)
+{
+	gid_t groups[256];
+	socklen_t len = sizeof(groups);
+	size_t i;
+
+	if (o->nallow_uids == 0 && o->nallow_gids == 0)
+		return true;
+	for (i = 0; i < o->nallow_uids; i++)
+		if (o->allow_uids[i] == cred->uid)
+			return true;
+	if (gid_allowed(o, cred->gid))
+		return true;
+	if (o->nallow_gids == 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == -1)
+		return false;	/* more than 256 groups: the primary one decides */
+	for (i = 0; i < len / sizeof(gid_t); i++)
+		if (gid_allowed(o, groups[i]))
+			return true;
+	return false;
+}
+
+/* The peer's pidfd, or -1 where the kernel has none (it is then never asked again). */
+static int
+peer_pidfd(struct sup *s, int fd)
+{
+	socklen_t len = sizeof(int);
+	int pidfd = -1;
+
+	if (!s->pidfd_supported)
+		return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == -1) {
+		if (errno == ENOPROTOOPT || errno == EINVAL)
+			s->pidfd_supported = false;
+		return -1;	/* the peer may have exited already: credentials still go */
+	}
+	return pidfd;
+}
+
+/*
+ * Sends c to a worker.  Consumes c's fds when it returns true; when no
+ * worker can take it now, returns false and c stays the caller's.
+ */
+static bool
+hand_off(struct sup *s, struct pending_conn *c)
+{
+	struct proc *p;
+
+	while ((p = workers_pick(s)) != NULL) {
+		struct fdh_ctl_msg m;
+		int fds[2] = { c->fd, c->pidfd };
+		int r;
+
+		fdh_ctl_init(&m, FDH_CTL_NEW_CONN);
+		m.u.conn.id = c->id;
+		m.u.conn.pid = (int32_t)c->peer.pid;
+		m.u.conn.uid = (uint32_t)c->peer.uid;
+		m.u.conn.gid = (uint32_t)c->peer.gid;
+		if (c->pidfd != -1)
+			m.h.flags |= FDH_CTL_F_PIDFD;
+		r = fdh_ctl_send(p->ctl, &m, fds, c->pidfd != -1 ? 2 : 1);
+		if (r == 0) {
+			/* The worker has its own copies now. */
+			close(c->fd);
+			if (c->pidfd != -1)
+				close(c->pidfd);
+			c->fd = c->pidfd = -1;
+			conns_assign(s, c->id, p);
+			return true;
+		}
+		if (r == -EAGAIN) {
+			log_debug("worker %u (pid %ld): control socket full; skipping it",
+			    p->id, (long)p->pid);
+			p->blocked = true;
+			continue;
+		}
+		workers_ctl_failed(s, p, -r);
+	}
+	return false;
+}
+
+static void
+drop_pending(struct sup *s)
+{
+	if (!s->have_pending)
+		return;
+	close(s->pending.fd);
+	if (s->pending.pidfd != -1)
+		close(s->pending.pidfd);
+	conns_drop(s, s->pending.id);
+	s->have_pending = false;
+}
+
+/* Checks one accepted connection and hands it over, or refuses it. */
+static void
+admit(struct sup *s, int fd)
+{
+	struct pending_conn c = { .fd = fd, .pidfd = -1 };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	unsigned n;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		log_warn("SO_PEERCRED: %s; closing the connection", strerror(errno));
+		close(fd);
+		return;
+	}
+	if (!peer_allowed(s->o, fd, &cred)) {
+		log_info("refused pid %ld uid %u gid %u: not in --allow-uid/--allow-gid",
+		    (long)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
+		reject_conn(s, fd, 403, "uid %u is not allowed to connect to this service",
+		    (unsigned)cred.uid);
+		return;
+	}
+	n = conns_uid_count(s, cred.uid);
+	if (n >= s->o->max_conns_per_uid) {
+		log_warn("refused pid %ld uid %u: it has %u connections open (--max-conns-per-uid)",
+		    (long)cred.pid, (unsigned)cred.uid, n);
+		reject_conn(s, fd, 503, "uid %u has too many connections open (limit %u)",
+		    (unsigned)cred.uid, s->o->max_conns_per_uid);
+		return;
+	}
+	if (conns_open(s, cred.uid, &c.id) < 0) {
+		log_error("out of memory; closing a connection");
+		close(fd);
+		return;
+	}
+	c.peer.pid = cred.pid;
+	c.peer.uid = cred.uid;
+	c.peer.gid = cred.gid;
+	c.pidfd = peer_pidfd(s, fd);
+	if (!hand_off(s, &c)) {
+		/* Every worker went full or blocked meanwhile: hold it, stop accepting. */
+		s->pending = c;
+		s->have_pending = true;
+	}
+}
+
+static bool
+can_accept(const struct sup *s, int64_t now)
+{
+	return !s->stopping && s->sock->fd != -1 && !s->have_pending &&
+	    now >= s->accept_pause_until && workers_have_room(s);
+}
+
+static void
+accept_some(struct sup *s)
+{
+	int budget;
+
+	for (budget = ACCEPT_BUDGET; budget > 0 && can_accept(s, now_ms()); budget--) {
+		int fd = accept4(s->sock->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd == -1) {
+			switch (errno) {
+			case EAGAIN:
+				return;
+			case EINTR:
+			case ECONNABORTED:
+				continue;
+			case EMFILE:
+			case ENFILE:
+			case ENOBUFS:
+			case ENOMEM:
+				/* The backlog keeps them; try again shortly. */
+				log_warn("accept: %s; pausing %d ms", strerror(errno), ACCEPT_PAUSE_MS);
+				s->accept_pause_until = now_ms() + ACCEPT_PAUSE_MS;
+				return;
+			default:
+				log_error("accept: %s", strerror(errno));
+				s->accept_pause_until = now_ms() + ACCEPT_PAUSE_MS;
+				return;
+			}
+		}
+		admit(s, fd);
+	}
+}
+
+/* sig: the signal that asked for it, or 0 when the supervisor gives up itself. */
+static void
+begin_shutdown(struct sup *s, int sig)
+{
+	if (s->stopping) {
+		log_info("SIG%s again: already stopping", sigabbrev_np(sig));
+		return;
+	}
+	s->stopping = true;
+	if (sig)
+		log_info("SIG%s: stopping; workers get %u ms to finish", sigabbrev_np(sig),
+		    s->o->grace_ms);
+	notify_send("STOPPING=1");
+	/* New clients are refused at once instead of waiting in a dead backlog. */
+	sockfile_stop(s->sock, !s->sock->activated);
+	drop_pending(s);
+	reject_free(s);
+	workers_shutdown(s);
+}
+
+static void
+on_signals(struct sup *s)
+{
+	struct signalfd_siginfo si;
+	ssize_t n;
+
+	while ((n = read(s->sigfd, &si, sizeof(si))) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			workers_reap(s);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			begin_shutdown(s, (int)si.ssi_signo);
+			break;
+		case SIGHUP:
+			if (!s->stopping)
+				workers_restart(s);
+			break;
+		default:
+			break;
+		}
+	}
+	/* Coalesced SIGCHLDs, and children that went before we looked. */
+	workers_reap(s);
+}
+
+static int
+poll_timeout(const struct sup *s, int64_t now)
+{
+	int64_t t = workers_next_timer(s), r = reject_next_timer(s);
+
+	if (r && (t == 0 || r < t))
+		t = r;
+	if (s->accept_pause_until > now && (t == 0 || s->accept_pause_until < t))
+		t = s->accept_pause_until;
+	if (t == 0)
+		return -1;
+	return t <= now ? 0 : (int)(t - now > 60000 ? 60000 : t - now);
+}
+
+/* What each pollfd stands for: fixed slots first, then workers, then lingers. */
+enum { PFD_SIGNAL, PFD_LISTEN, PFD_FIXED };
+
+static int
+run(struct sup *s)
+{
+	struct pollfd *pfds = NULL;
+	struct proc **pprocs = NULL;
+	size_t cap = 0;
+
+	while (!(s->stopping && s->nprocs == 0)) {
+		size_t n = PFD_FIXED, nworkers, k, i;
+		int64_t now = now_ms();
+		int r;
+
+		if (s->have_pending && !s->stopping && hand_off(s, &s->pending))
+			s->have_pending = false;
+		workers_replace_step(s);
+
+		if (cap < PFD_FIXED + s->nprocs + SUP_MAX_LINGER) {
+			cap = PFD_FIXED + s->nprocs + SUP_MAX_LINGER + 16;
+			free(pfds);
+			free(pprocs);
+			pfds = calloc(cap, sizeof(*pfds));
+			pprocs = calloc(cap, sizeof(*pprocs));
+			if (pfds == NULL || pprocs == NULL)
+				fatal("out of memory");
+		}
+		pfds[PFD_SIGNAL] = (struct pollfd){ .fd = s->sigfd, .events = POLLIN };
+		/* While every worker is full the backlog waits in the kernel. */
+		pfds[PFD_LISTEN] = (struct pollfd){
+			.fd = can_accept(s, now) ? s->sock->fd : -1, .events = POLLIN };
+		for (k = 0; k < s->nprocs; k++) {
+			struct proc *p = s->procs[k];
+
+			if (p->ctl == -1)
+				continue;
+			pprocs[n] = p;
+			pfds[n++] = (struct pollfd){ .fd = p->ctl,
+			    .events = (short)(POLLIN | (p->blocked || p->drain_pending ? POLLOUT : 0)) };
+		}
+		nworkers = n;
+		for (i = 0; i < s->nlingers; i++)
+			pfds[n++] = (struct pollfd){ .fd = s->lingers[i].fd, .events = POLLIN };
+
+		r = poll(pfds, n, poll_timeout(s, now));
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal("poll: %s", strerror(errno));
+		}
+		/*
+		 * Workers first: nothing below frees a proc until on_signals()
+		 * reaps, last.  Lingers in reverse, as ending one moves the last.
+		 */
+		for (k = PFD_FIXED; k < nworkers; k++)
+			if (pfds[k].revents)
+				workers_on_ctl(s, pprocs[k], pfds[k].revents);
+		for (i = n; i > nworkers; i--)
+			if (pfds[i - 1].revents && i - 1 - nworkers < s->nlingers)
+				reject_on_event(s, i - 1 - nworkers);
+		if (pfds[PFD_LISTEN].revents)
+			accept_some(s);
+		now = now_ms();
+		workers_timers(s, now);
+		reject_timers(s, now);
+		if (pfds[PFD_SIGNAL].revents)
+			on_signals(s);
+		if (s->exit_status != 0 && !s->stopping)
+			begin_shutdown(s, 0);
+	}
+	free(pfds);
+	free(pprocs);
+	return s->exit_status;
+}
+
+int
+supervisor_run(const struct options *o, struct sockfile *sock, int sigfd)
+{
+	struct sup s;
+	int r;
+
+	memset(&s, 0, sizeof(s));
+	s.o = o;
+	s.sock = sock;
+	s.sigfd = sigfd;
+	s.pidfd_supported = true;
+	r = workers_init(&s);
+	if (r < 0)
+		fatal("starting workers: %s", strerror(-r));
+	r = run(&s);
+	drop_pending(&s);
+	reject_free(&s);
+	workers_free(&s);
+	conns_free(&s);
+	return r;
+}

@@ -1,0 +1,155 @@
+/*
+ * The supervisor's state, shared by its parts: supervisor.c (the loop,
+ * accept and hand-off), workers.c (worker lifecycle and control messages),
+ * conns.c (connection ids and per-uid counts), reject.c (403/503 answers).
+ * One thread; nothing here is touched from a signal handler.
+ */
+#ifndef FDHTTPD_SUPERVISOR_H
+#define FDHTTPD_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <fdhttp/common.h>
+#include "options.h"
+#include "sockfile.h"
+
+enum proc_state {
+	PROC_STARTING,		/* forked; no READY yet */
+	PROC_READY,		/* takes connections */
+	PROC_DRAINING,		/* DRAIN sent (or pending): finishing, then exits */
+};
+
+/* One worker process, from fork to reaping. */
+struct proc {
+	pid_t pid;
+	int ctl;		/* our end of its control socket; -1 once closed */
+	unsigned id;		/* its slot's number, 1-based: "worker N" */
+	unsigned gen;		/* the SIGHUP generation it was started in */
+	enum proc_state state;
+	unsigned nconns;	/* connections handed over and not reported closed */
+	bool blocked;		/* control socket full: skipped until POLLOUT */
+	bool drain_pending;	/* DRAIN still to send when the socket has room */
+	bool retiring;		/* asked to be replaced (--max-requests) */
+	bool was_ready;
+	bool killed;		/* SIGKILL sent */
+	int64_t started_ms;
+	int64_t kill_at;	/* SIGKILL when due (ms); 0: no deadline */
+};
+
+/* A place for one worker among --workers. */
+struct slot {
+	struct proc *cur;	/* the worker serving it, ready or starting */
+	struct proc *next;	/* its successor while it is being replaced */
+	unsigned failures;	/* consecutive early deaths, for the backoff */
+	int64_t respawn_at;	/* a start pending (ms); 0: none */
+};
+
+/* The supervisor's record of a handed-over connection, by id. */
+struct conn_rec {
+	uint32_t gen;		/* the id's upper half: stale ids do not match */
+	bool used;
+	uid_t uid;
+	struct proc *owner;	/* NULL while not yet handed over */
+};
+
+struct uid_count {
+	uid_t uid;
+	unsigned n;
+};
+
+/* An accepted connection no worker could take yet. */
+struct pending_conn {
+	int fd;
+	int pidfd;
+	struct fdh_peer peer;
+	uint64_t id;
+};
+
+/* A refused connection, kept for a moment so that the answer is read. */
+struct lingering {
+	int fd;
+	int64_t deadline;
+	size_t nread;
+};
+
+#define SUP_MAX_LINGER		64
+#define SUP_LINGER_MS		1000
+#define SUP_LINGER_BYTES	(64 * 1024)
+#define SUP_BACKOFF_FIRST_MS	100
+#define SUP_BACKOFF_MAX_MS	5000
+/* A worker that lived this long before dying is not "dying repeatedly". */
+#define SUP_HEALTHY_MS		5000
+/* How long a worker that closed its control socket gets to exit by itself. */
+#define SUP_HANGUP_KILL_MS	1000
+
+struct sup {
+	const struct options *o;
+	struct sockfile *sock;
+	int sigfd;
+
+	struct proc **procs;	/* every live worker, in no order */
+	size_t nprocs, cprocs;
+	struct slot *slots;
+	unsigned nslots;
+	unsigned rr;		/* where the next least-loaded search starts */
+	unsigned gen;		/* bumped by SIGHUP: older workers get replaced */
+
+	bool stopping;
+	int exit_status;	/* non-zero: stop, and exit with it */
+	bool notified_ready;
+	bool pidfd_supported;
+	int64_t accept_pause_until;	/* after EMFILE and the like */
+
+	struct conn_rec *conns;
+	size_t cconns;
+	uint32_t *free_ids;
+	size_t nfree;
+	struct uid_count *uids;
+	size_t nuids, cuids;
+
+	bool have_pending;
+	struct pending_conn pending;
+
+	struct lingering lingers[SUP_MAX_LINGER];
+	size_t nlingers;
+};
+
+int64_t now_ms(void);
+
+/* supervisor.c */
+int supervisor_run(const struct options *o, struct sockfile *sock, int sigfd);
+
+/* workers.c */
+int workers_init(struct sup *s);
+void workers_free(struct sup *s);
+struct proc *workers_pick(struct sup *s);
+bool workers_have_room(const struct sup *s);
+void workers_on_ctl(struct sup *s, struct proc *p, short revents);
+void workers_ctl_failed(struct sup *s, struct proc *p, int err);
+void workers_reap(struct sup *s);
+void workers_timers(struct sup *s, int64_t now);
+int64_t workers_next_timer(const struct sup *s);
+void workers_replace_step(struct sup *s);
+void workers_restart(struct sup *s);
+void workers_shutdown(struct sup *s);
+
+/* conns.c */
+unsigned conns_uid_count(const struct sup *s, uid_t uid);
+int conns_open(struct sup *s, uid_t uid, uint64_t *ret_id);
+void conns_assign(struct sup *s, uint64_t id, struct proc *p);
+int conns_close(struct sup *s, uint64_t id, struct proc *p);
+void conns_drop(struct sup *s, uint64_t id);
+void conns_release_proc(struct sup *s, struct proc *p);
+void conns_free(struct sup *s);
+
+/* reject.c */
+void reject_conn(struct sup *s, int fd, int status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void reject_on_event(struct sup *s, size_t i);
+void reject_timers(struct sup *s, int64_t now);
+int64_t reject_next_timer(const struct sup *s);
+void reject_free(struct sup *s);
+
+#endif

@@ -1,0 +1,539 @@
+/*
+ * Worker lifecycle: start, READY, hand-off choice, replacement (SIGHUP,
+ * --max-requests), drain, death and respawn with backoff.  Every message a
+ * worker sends is checked; a worker that breaks the protocol is killed.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "log.h"
+#include "notify.h"
+#include "spawn.h"
+#include "supervisor.h"
+
+static struct proc *
+proc_new(struct sup *s, unsigned slot)
+{
+	struct proc *p;
+	int r;
+
+	if (s->nprocs == s->cprocs) {
+		size_t n = s->cprocs ? s->cprocs * 2 : 16;
+		struct proc **v = reallocarray(s->procs, n, sizeof(*v));
+
+		if (v == NULL) {
+			log_error("worker %u: cannot start: out of memory", slot + 1);
+			return NULL;
+		}
+		s->procs = v;
+		s->cprocs = n;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		log_error("worker %u: cannot start: out of memory", slot + 1);
+		return NULL;
+	}
+	p->id = slot + 1;
+	p->gen = s->gen;
+	p->state = PROC_STARTING;
+	p->started_ms = now_ms();
+	r = spawn_worker(s->o, p->id, &p->pid, &p->ctl);
+	if (r < 0) {
+		log_error("worker %u: cannot start: %s", p->id, strerror(-r));
+		free(p);
+		return NULL;
+	}
+	s->procs[s->nprocs++] = p;
+	log_info("worker %u (pid %ld) started", p->id, (long)p->pid);
+	return p;
+}
+
+static int64_t
+backoff_ms(unsigned failures)
+{
+	int64_t d;
+
+	if (failures == 0)
+		return 0;
+	d = (int64_t)SUP_BACKOFF_FIRST_MS << (failures > 7 ? 6 : failures - 1);
+	return d > SUP_BACKOFF_MAX_MS ? SUP_BACKOFF_MAX_MS : d;
+}
+
+static void slot_start(struct sup *s, unsigned i);
+
+/*
+ * A worker of slot i died or could not start: start another, at once the
+ * first time, then after a delay doubling up to SUP_BACKOFF_MAX_MS while
+ * that keeps happening.
+ */
+static void
+slot_again(struct sup *s, unsigned i)
+{
+	struct slot *sl = &s->slots[i];
+	int64_t d = backoff_ms(sl->failures++);
+
+	if (d == 0) {
+		/* A successor is retried by workers_replace_step. */
+		if (sl->cur == NULL)
+			slot_start(s, i);
+		return;
+	}
+	sl->respawn_at = now_ms() + d;
+	log_info("worker %u: starting again in %lld ms", i + 1, (long long)d);
+}
+
+static void
+slot_start(struct sup *s, unsigned i)
+{
+	struct proc *p = proc_new(s, i);
+
+	if (p == NULL)
+		slot_again(s, i);
+	else
+		s->slots[i].cur = p;
+}
+
+int
+workers_init(struct sup *s)
+{
+	unsigned i;
+
+	s->nslots = s->o->workers;
+	s->slots = calloc(s->nslots, sizeof(*s->slots));
+	if (s->slots == NULL)
+		return -ENOMEM;
+	for (i = 0; i < s->nslots; i++)
+		slot_start(s, i);
+	return 0;
+}
+
+void
+workers_free(struct sup *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nprocs; i++) {
+		if (s->procs[i]->ctl != -1)
+			close(s->procs[i]->ctl);
+		free(s->procs[i]);
+	}
+	free(s->procs);
+	free(s->slots);
+	s->procs = NULL;
+	s->slots = NULL;
+	s->nprocs = s->cprocs = 0;
+}
+
+static bool
+eligible(const struct sup *s, const struct proc *p)
+{
+	return p != NULL && p->state == PROC_READY && p->ctl != -1 && !p->blocked &&
+	    p->nconns < s->o->limits.max_conns;
+}
+
+/*
+ * The least-loaded ready worker, a retiring one only when no other has
+ * room.  The search starts after the last one chosen, so that equal loads
+ * take turns.
+ */
+struct proc *
+workers_pick(struct sup *s)
+{
+	struct proc *best = NULL;
+	unsigned k, besti = 0;
+	uint64_t bestkey = UINT64_MAX;
+
+	for (k = 0; k < s->nslots; k++) {
+		unsigned i = (s->rr + k) % s->nslots;
+		struct proc *p = s->slots[i].cur;
+		uint64_t key;
+
+		if (!eligible(s, p))
+			continue;
+		key = p->nconns + (p->retiring ? (uint64_t)UINT32_MAX : 0);
+		if (key < bestkey) {
+			best = p;
+			bestkey = key;
+			besti = i;
+		}
+	}
+	if (best)
+		s->rr = (besti + 1) % s->nslots;
+	return best;
+}
+
+bool
+workers_have_room(const struct sup *s)
+{
+	unsigned i;
+
+	for (i = 0; i < s->nslots; i++)
+		if (eligible(s, s->slots[i].cur))
+			return true;
+	return false;
+}
+
+static void
+proc_close_ctl(struct proc *p)
+{
+	/* Closing our end also releases connections still queued in it. */
+	if (p->ctl != -1) {
+		close(p->ctl);
+		p->ctl = -1;
+	}
+	p->blocked = false;
+	p->drain_pending = false;
+}
+
+static void
+proc_kill(struct proc *p)
+{
+	if (!p->killed && kill(p->pid, SIGKILL) == 0)
+		p->killed = true;
+	proc_close_ctl(p);
+}
+
+static void
+proc_send_drain(struct proc *p)
+{
+	struct fdh_ctl_msg m;
+	int r;
+
+	fdh_ctl_init(&m, FDH_CTL_DRAIN);
+	r = fdh_ctl_send(p->ctl, &m, NULL, 0);
+	if (r == -EAGAIN) {
+		p->drain_pending = true;	/* sent on POLLOUT */
+		return;
+	}
+	p->drain_pending = false;
+	if (r < 0) {
+		log_warn("worker %u (pid %ld): sending DRAIN: %s", p->id, (long)p->pid,
+		    strerror(-r));
+		proc_close_ctl(p);
+	}
+}
+
+/* Asks p to finish what it has in flight and exit; SIGKILL after --grace. */
+static void
+proc_drain(struct sup *s, struct proc *p, const char *why)
+{
+	if (p->state == PROC_DRAINING)
+		return;
+	p->state = PROC_DRAINING;
+	p->retiring = false;
+	if (!p->killed)
+		p->kill_at = now_ms() + s->o->grace_ms;
+	log_info("worker %u (pid %ld) draining: %s", p->id, (long)p->pid, why);
+	if (p->ctl != -1)
+		proc_send_drain(p);
+}
+
+static void
+check_all_ready(struct sup *s)
+{
+	unsigned i;
+
+	if (s->notified_ready)
+		return;
+	for (i = 0; i < s->nslots; i++)
+		if (s->slots[i].cur == NULL || !s->slots[i].cur->was_ready)
+			return;
+	s->notified_ready = true;
+	log_info("ready: %u worker%s of %s", s->nslots, s->nslots == 1 ? "" : "s",
+	    s->o->service);
+	notify_send("READY=1");
+}
+
+static void
+on_ready(struct sup *s, struct proc *p)
+{
+	struct slot *sl = &s->slots[p->id - 1];
+
+	p->state = PROC_READY;
+	p->was_ready = true;
+	log_info("worker %u (pid %ld) ready", p->id, (long)p->pid);
+	if (sl->next == p) {
+		struct proc *old = sl->cur;
+
+		/* Serving first, draining second: the slot never goes empty. */
+		sl->cur = p;
+		sl->next = NULL;
+		if (old)
+			proc_drain(s, old, old->retiring ? "served --max-requests" : "replaced");
+	}
+	check_all_ready(s);
+}
+
+static void
+protocol_error(struct proc *p, const char *why)
+{
+	log_error("worker %u (pid %ld): bad control message: %s; killing it", p->id,
+	    (long)p->pid, why);
+	proc_kill(p);
+}
+
+static void
+on_message(struct sup *s, struct proc *p, const struct fdh_ctl_msg *m)
+{
+	switch (m->h.type) {
+	case FDH_CTL_READY:
+		if (p->state == PROC_DRAINING)
+			break;	/* drained while starting: it exits once it reads DRAIN */
+		if (p->state != PROC_STARTING) {
+			protocol_error(p, "READY twice");
+			break;
+		}
+		on_ready(s, p);
+		break;
+	case FDH_CTL_CONN_CLOSED:
+		if (conns_close(s, m->u.closed.id, p) < 0)
+			protocol_error(p, "CONN_CLOSED for a connection it does not hold");
+		break;
+	case FDH_CTL_RETIRE:
+		if (p->state == PROC_READY && !p->retiring) {
+			p->retiring = true;
+			log_info("worker %u (pid %ld) answered %llu requests (--max-requests): replacing it",
+			    p->id, (long)p->pid, (unsigned long long)m->u.retire.nrequests);
+		}
+		break;
+	default:
+		protocol_error(p, "unexpected type");
+		break;
+	}
+}
+
+/* The control socket of p hung up or failed: it is exiting, or broken. */
+void
+workers_ctl_failed(struct sup *s, struct proc *p, int err)
+{
+	(void)s;
+	proc_close_ctl(p);
+	if (p->state == PROC_DRAINING || p->killed)
+		return;
+	if (err)
+		log_warn("worker %u (pid %ld): control socket: %s", p->id, (long)p->pid,
+		    strerror(err));
+	/* Exiting on its own is logged when reaped; give it a moment to. */
+	p->kill_at = now_ms() + SUP_HANGUP_KILL_MS;
+}
+
+void
+workers_on_ctl(struct sup *s, struct proc *p, short revents)
+{
+	int budget;
+
+	if (p->ctl != -1 && (revents & POLLOUT)) {
+		p->blocked = false;
+		if (p->drain_pending)
+			proc_send_drain(p);
+	}
+	/* Bounded, so that one chatty worker cannot starve the others. */
+	for (budget = 256; p->ctl != -1 && budget > 0; budget--) {
+		struct fdh_ctl_msg m;
+		int fds[FDH_CTL_MAX_FDS];
+		const char *why = NULL;
+		size_t nfds = 0;
+		int r;
+
+		r = fdh_ctl_recv(p->ctl, FDH_CTL_SUPERVISOR, &m, fds, &nfds, &why);
+		if (r == -EAGAIN)
+			break;
+		if (r == -EBADMSG) {
+			protocol_error(p, why);
+			break;
+		}
+		if (r <= 0) {
+			workers_ctl_failed(s, p, r < 0 ? -r : 0);
+			break;
+		}
+		on_message(s, p, &m);	/* no supervisor-bound type carries fds */
+	}
+}
+
+static void
+log_exit(const struct proc *p, int status)
+{
+	/* Drained workers are expected to go; any other death is news. */
+	enum fdh_log_level level = p->state == PROC_DRAINING ? FDH_LOG_INFO : FDH_LOG_WARN;
+	const char *sig;
+
+	if (WIFEXITED(status)) {
+		fdh_log(level, "worker %u (pid %ld) exited with status %d", p->id,
+		    (long)p->pid, WEXITSTATUS(status));
+	} else if (WIFSIGNALED(status)) {
+		sig = sigabbrev_np(WTERMSIG(status));
+		fdh_log(level, "worker %u (pid %ld) killed by signal %d (SIG%s)%s", p->id,
+		    (long)p->pid, WTERMSIG(status), sig ? sig : "?",
+		    WCOREDUMP(status) ? ", core dumped" : "");
+	}
+}
+
+static void
+on_death(struct sup *s, struct proc *p, int status)
+{
+	int64_t lived = now_ms() - p->started_ms;
+	unsigned i = p->id - 1;
+	struct slot *sl = &s->slots[i];
+
+	log_exit(p, status);
+	conns_release_proc(s, p);
+	proc_close_ctl(p);
+	if (sl->cur != p && sl->next != p)
+		return;		/* drained: replaced already, or shutting down */
+	if (sl->cur == p && sl->next != NULL) {
+		/* Its successor was starting anyway: it takes the slot. */
+		sl->cur = sl->next;
+		sl->next = NULL;
+		return;
+	}
+	if (sl->cur == p)
+		sl->cur = NULL;
+	else
+		sl->next = NULL;
+	if (s->stopping)
+		return;
+	/*
+	 * Before the service ever came up, a usage error (exit status 2) or a
+	 * SERVICE that cannot be run (127) would repeat with every respawn:
+	 * stop instead, as a bad fdhttpd option would have.
+	 */
+	if (!s->notified_ready && !p->was_ready && WIFEXITED(status) &&
+	    (WEXITSTATUS(status) == 2 || WEXITSTATUS(status) == 127)) {
+		log_error("worker %u: %s %s; stopping", p->id, s->o->service,
+		    WEXITSTATUS(status) == 2 ? "refused its arguments" : "could not be started");
+		s->exit_status = WEXITSTATUS(status) == 2 ? 2 : 1;
+		return;
+	}
+	/* Only a worker that keeps dying young waits longer each time. */
+	if (p->was_ready && lived >= SUP_HEALTHY_MS)
+		sl->failures = 0;
+	slot_again(s, i);
+}
+
+void
+workers_reap(struct sup *s)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		size_t k;
+
+		for (k = 0; k < s->nprocs; k++) {
+			struct proc *p = s->procs[k];
+
+			if (p->pid != pid)
+				continue;
+			on_death(s, p, status);
+			s->procs[k] = s->procs[--s->nprocs];
+			free(p);
+			break;
+		}
+	}
+}
+
+void
+workers_timers(struct sup *s, int64_t now)
+{
+	unsigned i;
+	size_t k;
+
+	for (i = 0; i < s->nslots; i++) {
+		struct slot *sl = &s->slots[i];
+
+		if (sl->respawn_at == 0 || now < sl->respawn_at)
+			continue;
+		sl->respawn_at = 0;
+		if (!s->stopping && sl->cur == NULL)
+			slot_start(s, i);
+		/* With cur still there, it was a successor: workers_replace_step retries. */
+	}
+	for (k = 0; k < s->nprocs; k++) {
+		struct proc *p = s->procs[k];
+
+		if (p->kill_at == 0 || now < p->kill_at || p->killed)
+			continue;
+		if (p->state == PROC_DRAINING)
+			log_warn("worker %u (pid %ld) still running %u ms after DRAIN (--grace): killing it",
+			    p->id, (long)p->pid, s->o->grace_ms);
+		else
+			log_warn("worker %u (pid %ld) lost its control socket but did not exit: killing it",
+			    p->id, (long)p->pid);
+		proc_kill(p);
+	}
+}
+
+int64_t
+workers_next_timer(const struct sup *s)
+{
+	int64_t t = 0;
+	unsigned i;
+	size_t k;
+
+	for (i = 0; i < s->nslots; i++)
+		if (s->slots[i].respawn_at && (t == 0 || s->slots[i].respawn_at < t))
+			t = s->slots[i].respawn_at;
+	for (k = 0; k < s->nprocs; k++) {
+		const struct proc *p = s->procs[k];
+
+		if (p->kill_at && !p->killed && (t == 0 || p->kill_at < t))
+			t = p->kill_at;
+	}
+	return t;
+}
+
+/*
+ * Replaces, one at a time, every worker older than the last SIGHUP or
+ * retiring after --max-requests: a successor is started, and only once
+ * it is READY is the old one drained.  One at a time keeps at most one
+ * extra worker starting, and every slot serving throughout.
+ */
+void
+workers_replace_step(struct sup *s)
+{
+	unsigned i;
+
+	if (s->stopping)
+		return;
+	for (i = 0; i < s->nslots; i++)
+		if (s->slots[i].next != NULL)
+			return;
+	for (i = 0; i < s->nslots; i++) {
+		struct slot *sl = &s->slots[i];
+		struct proc *p = sl->cur;
+
+		if (p == NULL || sl->respawn_at != 0 || p->state != PROC_READY)
+			continue;
+		if (p->gen == s->gen && !p->retiring)
+			continue;
+		sl->next = proc_new(s, i);
+		if (sl->next == NULL)
+			slot_again(s, i);
+		return;
+	}
+}
+
+void
+workers_restart(struct sup *s)
+{
+	s->gen++;
+	log_info("SIGHUP: replacing all %u workers, one at a time", s->nslots);
+}
+
+void
+workers_shutdown(struct sup *s)
+{
+	unsigned i;
+	size_t k;
+
+	for (i = 0; i < s->nslots; i++)
+		s->slots[i].respawn_at = 0;
+	for (k = 0; k < s->nprocs; k++)
+		proc_drain(s, s->procs[k], "shutting down");
+}

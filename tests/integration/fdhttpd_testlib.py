@@ -1,0 +1,251 @@
+"""Shared by the fdhttpd tests: start the supervisor with fdhttp-echo workers,
+wait for its readiness notification, speak plain HTTP/1.1 to it, look at its
+workers through /proc.
+
+Standard library only.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("FDH_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
+BUILD_DIR = os.environ.get("FDH_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
+TIMEOUT = 5.0
+
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z fdhttpd\[\d+\] (debug|info|warn|error) "
+    r"(supervisor|worker \d+): .+$")
+
+
+def _binary(var, rel):
+    path = os.environ.get(var) or os.path.join(BUILD_DIR, rel)
+    if not os.access(path, os.X_OK):
+        raise unittest.SkipTest("%s not built at %s; set %s" % (rel, path, var))
+    return path
+
+
+def fdhttpd_path():
+    return _binary("FDH_FDHTTPD", "src/fdhttpd/fdhttpd")
+
+
+def echo_path():
+    return _binary("FDH_ECHO", "examples/fdhttp-echo")
+
+
+def wait_for(pred, timeout=TIMEOUT, interval=0.01, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(interval)
+
+
+def children(pid):
+    """Pids whose parent is pid, from /proc."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command may hold spaces and parentheses: fields follow the last ')'.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(name))
+    return sorted(out)
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+
+class Conn:
+    """One client connection speaking HTTP/1.1 without pipelining."""
+
+    def __init__(self, path, timeout=TIMEOUT):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send_request(self, method="GET", target="/health", body=b"", headers=()):
+        head = "%s %s HTTP/1.1\r\nHost: fdhttpd\r\n" % (method, target)
+        for name, value in headers:
+            head += "%s: %s\r\n" % (name, value)
+        if body or method == "POST":
+            head += "Content-Length: %d\r\n" % len(body)
+        self.sock.sendall(head.encode() + b"\r\n" + body)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed by the server")
+        self.buf += chunk
+
+    def read_response(self):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+        n = int(headers.get("content-length", "0"))
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return Response(status, headers, body)
+
+    def request(self, *args, **kwargs):
+        self.send_request(*args, **kwargs)
+        return self.read_response()
+
+
+def request(path, method="GET", target="/health", body=b"", headers=()):
+    """One request on a fresh connection, closed afterwards."""
+    with Conn(path) as c:
+        return c.request(method, target, body, list(headers) + [("Connection", "close")])
+
+
+class Fdhttpd:
+    """fdhttpd with fdhttp-echo workers on TMPDIR/s.sock, started and ready.
+
+    Readiness is the READY=1 the supervisor sends to $NOTIFY_SOCKET once every
+    worker is up, so starting also tests the notification.
+    """
+
+    def __init__(self, *opts, service_args=(), socket_path=None, service=None,
+                 wait_ready=True, workers=2, tmpdir=None, env=None):
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="fdhttpd-test-")
+        self.sock_path = socket_path or os.path.join(self.tmpdir, "s.sock")
+        self.log_path = os.path.join(self.tmpdir, "fdhttpd.log")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify_path = os.path.join(self.tmpdir, "notify")
+        self.notify.bind(self.notify_path)
+        env = dict(os.environ, **(env or {}), NOTIFY_SOCKET=self.notify_path)
+        argv = [fdhttpd_path(), "--socket", self.sock_path, "--workers", str(workers),
+                *opts, "--", service or echo_path(), *service_args]
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=self.log, env=env)
+        if wait_ready:
+            try:
+                self.wait_state("READY=1", timeout=10)
+            except BaseException:
+                self.stop()
+                raise
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def wait_state(self, state, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                raise AssertionError("fdhttpd did not send %s (exit %s); log:\n%s"
+                                     % (state, self.proc.poll(), self.read_log()))
+            self.notify.settimeout(min(left, 0.1))
+            try:
+                msg = self.notify.recv(4096).decode()
+            except socket.timeout:
+                continue
+            if state in msg.split("\n"):
+                return
+
+    def workers(self):
+        return children(self.pid)
+
+    def wait_workers(self, n, exclude=(), timeout=TIMEOUT):
+        """Waits for n workers whose titles say they are workers, none in exclude."""
+        def ok():
+            w = [p for p in self.workers()
+                 if p not in exclude and cmdline(p).startswith("fdhttpd: worker")]
+            return w if len(w) == n else None
+        return wait_for(ok, timeout, what="%d workers" % n)
+
+    def request(self, *args, **kwargs):
+        return request(self.sock_path, *args, **kwargs)
+
+    def conn(self):
+        return Conn(self.sock_path)
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, pattern, timeout=TIMEOUT):
+        rx = re.compile(pattern)
+        return wait_for(lambda: rx.search(self.read_log()), timeout, what=repr(pattern))
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        """Stops fdhttpd; returns its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def cleanup(self):
+        rc = self.stop()
+        self.log.close()
+        self.notify.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return rc
+
+
+def run_fdhttpd(*args, timeout=TIMEOUT, env=None):
+    """Runs fdhttpd expecting it to exit by itself; returns (status, stderr)."""
+    p = subprocess.run([fdhttpd_path(), *args], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=timeout, env=env)
+    return p.returncode, p.stderr.decode(errors="replace")

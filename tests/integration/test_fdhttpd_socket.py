@@ -1,0 +1,256 @@
+"""fdhttpd's listening socket and command line: the socket file's life (stale,
+live, non-socket, lock, mode, owner, removal), abstract names, socket
+activation, the readiness protocol, the pidfile and refusals to start
+(CONTRACT section 5)."""
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fdhttpd_testlib import (Conn, Fdhttpd, cmdline, echo_path,  # noqa: E402
+                             fdhttpd_path, request, run_fdhttpd, wait_for)
+
+
+class SocketTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="fdhttpd-sock-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.path = os.path.join(self.dir, "s.sock")
+
+    def start(self, *opts, **kwargs):
+        kwargs.setdefault("workers", 1)
+        kwargs.setdefault("socket_path", self.path)
+        d = Fdhttpd(*opts, **kwargs)
+        self.addCleanup(d.cleanup)
+        return d
+
+    def refused(self, *opts):
+        """Runs fdhttpd on self.path expecting a refusal; returns its stderr."""
+        rc, err = run_fdhttpd("--socket", self.path, "--workers", "1", *opts,
+                              "--", echo_path())
+        self.assertNotEqual(rc, 0, err)
+        return err
+
+    def test_default_mode_and_removal(self):
+        d = self.start()
+        st = os.lstat(self.path)
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o660)
+        self.assertEqual(d.request().body, b"ok")
+        self.assertEqual(d.stop(), 0)
+        self.assertFalse(os.path.exists(self.path))
+        self.assertEqual(os.listdir(self.dir), [])     # no lock, no temporary name
+
+    def test_mode_and_owner(self):
+        opts = ["--mode", "0600"]
+        if os.geteuid() == 0:
+            opts += ["--owner", "12345:12346"]
+        self.start(*opts)
+        st = os.lstat(self.path)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        if os.geteuid() == 0:
+            self.assertEqual((st.st_uid, st.st_gid), (12345, 12346))
+        # No temporary name is left behind in the directory.
+        self.assertEqual(sorted(n for n in os.listdir(self.dir) if "sock" in n),
+                         ["s.sock", "s.sock.lock"])
+
+    def test_stale_socket_is_replaced(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(self.path)
+        s.close()           # bound, never listening: connect is refused
+        d = self.start()
+        self.assertEqual(d.request().status, 200)
+        self.assertRegex(d.read_log(), r"replacing a stale socket")
+
+    def test_live_socket_is_refused(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(s.close)
+        s.bind(self.path)
+        s.listen(1)
+        ino = os.lstat(self.path).st_ino
+        err = self.refused()
+        self.assertIn(self.path, err)
+        self.assertIn("already listening", err)
+        self.assertEqual(os.lstat(self.path).st_ino, ino)
+
+    def test_non_socket_is_refused_and_left_alone(self):
+        with open(self.path, "w") as f:
+            f.write("precious")
+        err = self.refused()
+        self.assertIn(self.path, err)
+        self.assertIn("not a socket", err)
+        with open(self.path) as f:
+            self.assertEqual(f.read(), "precious")
+
+    def test_second_instance_is_refused_by_the_lock(self):
+        d = self.start()
+        err = self.refused()
+        self.assertIn(self.path, err)
+        self.assertIn(".lock", err)
+        self.assertEqual(d.request().status, 200)   # the first one is unharmed
+
+    def test_two_instances_racing_one_wins(self):
+        procs = [subprocess.Popen([fdhttpd_path(), "--socket", self.path, "--workers", "1",
+                                   "--", echo_path()], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for _ in range(4)]
+        try:
+            wait_for(lambda: sum(p.poll() is not None for p in procs) == 3, timeout=10,
+                     what="three refusals")
+            self.assertEqual(sorted(p.returncode is None for p in procs),
+                             [False, False, False, True])
+            self.assertEqual(request(self.path).status, 200)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    self.assertEqual(p.wait(10), 0)
+                p.stderr.close()
+        self.assertFalse(os.path.exists(self.path))
+
+    def test_abstract_socket(self):
+        name = "@fdhttpd-test-%d" % os.getpid()
+        d = self.start(socket_path=name)
+        with Conn("\0" + name[1:]) as c:
+            self.assertEqual(c.request().body, b"ok")
+        self.assertNotIn("s.sock", os.listdir(self.dir))
+        err = self.refused_at(name)
+        self.assertIn(name, err)
+        self.assertEqual(d.stop(), 0)
+
+    def refused_at(self, path):
+        rc, err = run_fdhttpd("--socket", path, "--", echo_path())
+        self.assertNotEqual(rc, 0, err)
+        return err
+
+    def test_path_too_long(self):
+        err = self.refused_at(os.path.join(self.dir, "x" * 120))
+        self.assertIn("too long", err)
+
+    def test_socket_activation(self):
+        activate = shutil.which("systemd-socket-activate")
+        if not activate:
+            self.skipTest("systemd-socket-activate not installed")
+        log = open(os.path.join(self.dir, "log"), "wb")
+        self.addCleanup(log.close)
+        p = subprocess.Popen([activate, "-l", self.path, fdhttpd_path(), "--workers", "1",
+                              "--", echo_path()], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=log)
+        try:
+            wait_for(lambda: os.path.exists(self.path), what="the activator's socket")
+            # The activator starts fdhttpd on the first connection.
+            self.assertEqual(request(self.path, target="/whoami").status, 200)
+            with open(os.path.join(self.dir, "log")) as f:
+                self.assertRegex(f.read(), r"on %s \(socket-activated\)" % self.path)
+            # The activator execs fdhttpd in its own process.
+            wait_for(lambda: cmdline(p.pid).startswith("fdhttpd: supervisor " + self.path),
+                     what="fdhttpd in the activator's process")
+        finally:
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(10)
+        self.assertEqual(rc, 0)
+        # The socket belongs to whoever created it: fdhttpd leaves it.
+        self.assertTrue(os.path.exists(self.path))
+
+    def test_readiness_and_stopping_notifications(self):
+        d = self.start()           # waits for READY=1
+        d.send_signal(signal.SIGTERM)
+        d.wait_state("STOPPING=1")
+        self.assertEqual(d.proc.wait(5), 0)
+
+    def test_pidfile(self):
+        pidfile = os.path.join(self.dir, "fdhttpd.pid")
+        d = self.start("--pidfile", pidfile)
+        with open(pidfile) as f:
+            self.assertEqual(int(f.read()), d.pid)
+        rc, err = run_fdhttpd("--socket", self.path + "2", "--pidfile", pidfile,
+                              "--", echo_path())
+        self.assertNotEqual(rc, 0)
+        self.assertIn("already running as pid %d" % d.pid, err)
+        self.assertFalse(os.path.exists(self.path + "2"))
+        self.assertEqual(d.stop(), 0)
+        self.assertFalse(os.path.exists(pidfile))
+
+    def test_bad_options_exit_2_naming_the_option(self):
+        echo = echo_path()
+        cases = [
+            (["--workers", "0"], "--workers"),
+            (["--workers", "many"], "--workers"),
+            (["--max-conns", "x"], "--max-conns"),
+            (["--mode", "999"], "--mode"),
+            (["--max-body", "-1"], "--max-body"),
+            (["--request-timeout", "soon"], "--request-timeout"),
+            (["--grace", "-1"], "--grace"),
+            (["--log-level", "loud"], "--log-level"),
+            (["--allow-uid", "root"], "--allow-uid"),
+            (["--user", "no-such-user-here"], "--user"),
+            (["--owner", "no-such-user-here:x"], "--owner"),
+            (["--allow-open", "relative/dir"], "--allow-open"),
+            (["--frobnicate"], "--frobnicate"),
+            (["--socket"], "--socket"),
+            (["--no-sandbox=yes"], "--no-sandbox"),
+        ]
+        for opts, name in cases:
+            with self.subTest(opts=opts):
+                args = ["--socket", self.path, *opts]
+                if opts != ["--socket"]:
+                    args += ["--", echo]
+                rc, err = run_fdhttpd(*args)
+                self.assertEqual(rc, 2, err)
+                self.assertIn(name, err)
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+                self.assertFalse(os.path.exists(self.path))
+        rc, err = run_fdhttpd("--socket", self.path)
+        self.assertEqual(rc, 2)
+        self.assertIn("SERVICE", err)
+        rc, err = run_fdhttpd("--socket", self.path, "--", "/nonexistent/service")
+        self.assertEqual(rc, 2)
+        self.assertIn("/nonexistent/service", err)
+        rc, err = run_fdhttpd("--", echo)
+        self.assertEqual(rc, 2)
+        self.assertIn("--socket", err)
+
+    def test_service_refusing_its_arguments_stops_fdhttpd(self):
+        rc, err = run_fdhttpd("--socket", self.path, "--workers", "2", "--",
+                              echo_path(), "--no-such-echo-option")
+        self.assertEqual(rc, 2, err)
+        self.assertIn("--no-such-echo-option", err)
+        self.assertIn("refused its arguments", err)
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_help_and_version(self):
+        p = subprocess.run([fdhttpd_path(), "--help"], capture_output=True)
+        self.assertEqual(p.returncode, 0)
+        for opt in ("--socket", "--workers", "--max-conns", "--user", "--mode", "--owner",
+                    "--allow-uid", "--allow-gid", "--max-conns-per-uid", "--max-requests",
+                    "--allow-open", "--max-head", "--max-body", "--max-fds",
+                    "--request-timeout", "--idle-timeout", "--write-timeout", "--pidfile",
+                    "--grace", "--log-level", "--no-sandbox"):
+            self.assertIn(opt.encode(), p.stdout)
+        p = subprocess.run([fdhttpd_path(), "--version"], capture_output=True)
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(p.stdout.decode(), r"^fdhttpd \d+\.\d+\.\d+\n$")
+
+    def test_limits_reach_the_workers(self):
+        d = self.start("--max-body", "10", "--max-head", "300")
+        r = d.request("POST", "/echo", body=b"x" * 11)
+        self.assertEqual(r.status, 413)
+        r = d.request("POST", "/echo", body=b"x" * 10)
+        self.assertEqual((r.status, r.body), (200, b"x" * 10))
+        r = d.request(headers=[("X-Pad", "y" * 400)])
+        self.assertEqual(r.status, 431)
+
+    def test_no_sandbox_warns(self):
+        d = self.start("--no-sandbox")
+        d.wait_log(r"warn supervisor: --no-sandbox")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,412 @@
+"""fdhttpd and its workers: hand-off, load spreading, respawn, drain, rolling
+restart, recycling, backpressure, peer checks and fd hygiene (CONTRACT
+sections 4 and 5)."""
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import stat
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fdhttpd_testlib import (LOG_LINE, Conn, Fdhttpd, cmdline, fd_count,  # noqa: E402
+                             wait_for)
+
+
+class WorkersTest(unittest.TestCase):
+    def start(self, *opts, **kwargs):
+        d = Fdhttpd(*opts, **kwargs)
+        self.addCleanup(d.cleanup)
+        return d
+
+    def test_titles_and_log_format(self):
+        d = self.start("--log-level", "debug")
+        self.assertTrue(cmdline(d.pid).startswith("fdhttpd: supervisor " + d.sock_path),
+                        cmdline(d.pid))
+        titles = sorted(cmdline(p) for p in d.wait_workers(2))
+        self.assertRegex(titles[0], r"^fdhttpd: worker 1 echo \[0 conns\]")
+        self.assertRegex(titles[1], r"^fdhttpd: worker 2 echo \[0 conns\]")
+        self.assertEqual(d.request().body, b"ok")
+        self.assertEqual(d.stop(), 0)
+        lines = d.read_log().splitlines()
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertRegex(line, LOG_LINE)
+        self.assertTrue(any(" worker 1: " in line for line in lines), "no worker log line")
+
+    def test_connections_spread_over_workers(self):
+        d = self.start(workers=2)
+        pids = d.wait_workers(2)
+        conns = [d.conn() for _ in range(8)]
+        try:
+            for c in conns:
+                self.assertEqual(c.request().status, 200)
+            # Least-loaded hand-off: 4 and 4, as each worker's title says.
+            for p in pids:
+                wait_for(lambda: "[4 conns]" in cmdline(p), what="worker %d with 4 conns" % p)
+            whoami = [c.request("GET", "/whoami").body for c in conns]
+            for body in whoami:
+                self.assertIn(b'"pid":%d' % os.getpid(), body)
+                self.assertIn(b'"uid":%d' % os.getuid(), body)
+        finally:
+            for c in conns:
+                c.close()
+        for p in pids:
+            wait_for(lambda: "[0 conns]" in cmdline(p), what="worker %d idle" % p)
+
+    def test_killed_worker_is_replaced_and_only_its_connections_notice(self):
+        d = self.start(workers=2)
+        pids = d.wait_workers(2)
+        conns = [d.conn() for _ in range(4)]
+        try:
+            for c in conns:
+                self.assertEqual(c.request().status, 200)
+            for p in pids:
+                wait_for(lambda: "[2 conns]" in cmdline(p), what="2 conns each")
+            os.kill(pids[0], signal.SIGKILL)
+            d.wait_log(r"worker \d \(pid %d\) killed by signal 9 \(SIGKILL\)" % pids[0])
+            ok = failed = 0
+            for c in conns:
+                try:
+                    ok += c.request().status == 200
+                except OSError:
+                    failed += 1
+            self.assertEqual((ok, failed), (2, 2))
+            new = d.wait_workers(2, exclude=[pids[0]])
+            self.assertIn(pids[1], new)
+            for _ in range(6):
+                self.assertEqual(d.request().status, 200)
+        finally:
+            for c in conns:
+                c.close()
+
+    def test_crash_respawns(self):
+        d = self.start(workers=2, service_args=["--enable-crash"])
+        pids = d.wait_workers(2)
+        other = d.conn()
+        self.addCleanup(other.close)
+        self.assertEqual(other.request().status, 200)
+        crasher = d.conn()
+        self.addCleanup(crasher.close)
+        with self.assertRaises(OSError):
+            crasher.request("POST", "/crash")
+        d.wait_log(r"killed by signal 6 \(SIGABRT\)")
+        self.assertEqual(other.request().status, 200)    # the other worker's client
+        new = d.wait_workers(2)
+        self.assertEqual(len(set(new) - set(pids)), 1)
+        for _ in range(4):
+            self.assertEqual(d.request().status, 200)
+
+    def test_sigterm_finishes_requests_then_exits_0(self):
+        d = self.start("--log-level", "debug", workers=2)
+        idle = d.conn()
+        self.addCleanup(idle.close)
+        self.assertEqual(idle.request().status, 200)
+        busy = d.conn()
+        self.addCleanup(busy.close)
+        # A request in flight: head and part of the body.
+        busy.sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe")
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        d.send_signal(signal.SIGTERM)
+        d.wait_state("STOPPING=1")
+        wait_for(lambda: not os.path.exists(d.sock_path), what="socket removed")
+        # Once the workers have the DRAIN, the rest of the request comes.
+        wait_for(lambda: len(re.findall(r"worker \d: draining\n", d.read_log())) == 2,
+                 what="both workers draining")
+        busy.sock.sendall(b"llo")
+        r = busy.read_response()
+        self.assertEqual((r.status, r.body), (200, b"hello"))
+        self.assertEqual(r.header("connection"), "close")
+        self.assertEqual(d.proc.wait(5), 0)
+        self.assertLess(time.monotonic() - t0, 3)
+        self.assertEqual(idle.sock.recv(1), b"")   # the idle one was closed
+        self.assertFalse(os.path.exists(d.sock_path + ".lock"))
+
+    def test_sigterm_kills_workers_after_grace(self):
+        d = self.start("--grace", "0.5", workers=1)
+        stuck = d.conn()
+        self.addCleanup(stuck.close)
+        stuck.sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe")
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        d.send_signal(signal.SIGINT)
+        self.assertEqual(d.proc.wait(5), 0)
+        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertRegex(d.read_log(), r"after DRAIN \(--grace\): killing it")
+        self.assertFalse(os.path.exists(d.sock_path))
+
+    def test_workers_exit_when_the_supervisor_dies(self):
+        d = self.start(workers=2)
+        pids = d.wait_workers(2)
+        c = d.conn()
+        self.addCleanup(c.close)
+        self.assertEqual(c.request().status, 200)
+        d.send_signal(signal.SIGKILL)
+        d.proc.wait(5)
+        # Each drains: the idle keep-alive connection is closed, then it exits.
+        self.assertEqual(c.sock.recv(1), b"")
+        for p in pids:
+            wait_for(lambda: not os.path.exists("/proc/%d/cmdline" % p)
+                     or cmdline(p) == "", what="worker %d gone" % p)
+
+    def test_sighup_replaces_every_worker_without_failing_a_request(self):
+        d = self.start(workers=2)
+        before = set(d.wait_workers(2))
+        stop = threading.Event()
+        results = {"ok": 0, "failed": []}
+
+        def client():
+            while not stop.is_set():
+                try:
+                    r = d.request()
+                    if r.status == 200 and r.body == b"ok":
+                        results["ok"] += 1
+                    else:
+                        results["failed"].append(r.status)
+                except OSError as e:
+                    results["failed"].append(repr(e))
+
+        threads = [threading.Thread(target=client) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.2)
+            for round_ in range(2):
+                d.send_signal(signal.SIGHUP)
+                wait_for(lambda: len(re.findall(r"draining: replaced", d.read_log()))
+                         == 2 * (round_ + 1), what="round %d replaced" % round_)
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(results["failed"], [])
+        self.assertGreater(results["ok"], 50)
+        after = set(d.wait_workers(2, exclude=before))
+        self.assertFalse(before & after)
+
+    def test_max_requests_recycles(self):
+        d = self.start("--max-requests", "5", workers=1)
+        first = d.wait_workers(1)[0]
+        for i in range(22):
+            r = d.request()
+            self.assertEqual(r.status, 200, "request %d" % i)
+        d.wait_log(r"answered \d+ requests \(--max-requests\): replacing it")
+        wait_for(lambda: len(re.findall(r"\) ready\n", d.read_log())) >= 2,
+                 what="a fresh worker ready")
+        self.assertNotIn(first, d.wait_workers(1, exclude=[first]))
+
+    def test_backpressure_one_worker_four_conns(self):
+        d = self.start("--max-conns", "4", workers=1)
+        worker = d.wait_workers(1)[0]
+        most = [0]
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set():
+                m = re.search(r"\[(\d+) conns?\]", cmdline(worker))
+                if m:
+                    most[0] = max(most[0], int(m.group(1)))
+                time.sleep(0.002)
+
+        results = []
+
+        def client():
+            try:
+                with Conn(d.sock_path, timeout=10) as c:
+                    time.sleep(0.05)     # hold the connection a moment
+                    r = c.request(headers=[("Connection", "close")])
+                    results.append(r.status)
+            except OSError as e:
+                results.append(repr(e))
+
+        w = threading.Thread(target=watch)
+        w.start()
+        threads = [threading.Thread(target=client) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        w.join()
+        self.assertEqual(results, [200] * 20)
+        self.assertEqual(most[0], 4)
+
+    def test_allow_uid_refused_with_403(self):
+        d = self.start("--allow-uid", "12345", workers=1)
+        r = d.request()
+        self.assertEqual(r.status, 403)
+        self.assertEqual(r.header("connection"), "close")
+        self.assertEqual(r.header("content-type"), "text/plain")
+        self.assertEqual(r.body.count(b"\n"), 1)
+        self.assertIn(b"uid %d" % os.getuid(), r.body)
+        d.wait_log(r"refused pid %d uid %d" % (os.getpid(), os.getuid()))
+
+    def test_allow_lists_admit(self):
+        d = self.start("--allow-uid", "12345", "--allow-uid", str(os.getuid()), workers=1)
+        self.assertEqual(d.request().status, 200)
+        d.cleanup()
+        d = self.start("--allow-uid", "12345", "--allow-gid", str(os.getgid()), workers=1)
+        self.assertEqual(d.request().status, 200)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to change user")
+    def test_user_runs_workers_as_that_user(self):
+        nobody = pwd.getpwnam("nobody")
+        d = self.start("--user", "nobody", workers=1)
+        body = d.request("GET", "/sandbox").body.decode()
+        self.assertIn('"uid":%d' % nobody.pw_uid, body)
+        self.assertIn('"gid":%d' % nobody.pw_gid, body)
+        self.assertEqual(os.stat("/proc/%d" % d.pid).st_uid, 0)    # the supervisor stays
+
+    def test_max_conns_per_uid(self):
+        d = self.start("--max-conns-per-uid", "2", workers=2)
+        a, b = d.conn(), d.conn()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        self.assertEqual(a.request().status, 200)
+        self.assertEqual(b.request().status, 200)
+        r = d.request()
+        self.assertEqual(r.status, 503)
+        self.assertEqual(r.header("connection"), "close")
+        a.close()
+        # Once the worker reports the close, there is room again.
+        wait_for(lambda: d.request().status == 200, what="room after a close")
+        self.assertEqual(b.request().status, 200)
+
+    def test_fd_counts_unchanged_after_10000_connections(self):
+        d = self.start(workers=2)
+        pids = d.wait_workers(2)
+        for _ in range(20):
+            d.request()
+
+        def counts():
+            return [fd_count(d.pid)] + [fd_count(p) for p in pids]
+
+        time.sleep(0.1)
+        before = counts()
+        for i in range(10000):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(d.sock_path)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            self.assertTrue(data.startswith(b"HTTP/1.1 200 "), (i, data))
+        self.assertEqual(d.workers(), pids)
+        wait_for(lambda: counts() == before, what="fd counts back to %s (now %s)"
+                 % (before, counts()))
+
+    def test_workers_get_only_the_control_socket(self):
+        """A stand-in SERVICE reports what a worker is started with."""
+        tmp = self.tmpdir()
+        report = os.path.join(tmp, "report")
+        d = self.start("--grace", "0.2", workers=1, wait_ready=False,
+                       service=self.script(PROBE), env={"FDH_PROBE_REPORT": report})
+        wait_for(lambda: os.path.exists(report), what="the probe's report")
+        with open(report) as f:
+            seen = dict(line.rstrip("\n").split("=", 1) for line in f)
+        self.assertEqual(seen["FDHTTP_CONTROL_FD"], "3")
+        self.assertEqual(seen["FDHTTP_WORKER_ID"], "1")
+        self.assertIn("max-head=8192", seen["FDHTTP_LIMITS"])
+        self.assertIn("max-conns=256", seen["FDHTTP_LIMITS"])
+        self.assertEqual(seen["fds"], "0,1,2,3")
+        self.assertEqual(seen["stdin"], "/dev/null")
+        self.assertEqual(seen["fd3"], "seqpacket")
+        self.assertEqual(seen["NOTIFY_SOCKET"], "")
+        self.assertEqual(d.stop(), 0)
+
+    def tmpdir(self):
+        d = tempfile.mkdtemp(prefix="fdhttpd-test-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return d
+
+    def script(self, text):
+        path = os.path.join(self.tmpdir(), "service")
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, stat.S_IRWXU)
+        return path
+
+    def test_bad_control_messages_kill_only_that_worker(self):
+        for kind, why in (("short", "shorter than a header"),
+                          ("size", "wrong size for its type"),
+                          ("version", "unknown version"),
+                          ("type", "unexpected type"),
+                          ("fd", "wrong fd count for its type"),
+                          ("id", "CONN_CLOSED for a connection it does not hold")):
+            with self.subTest(kind=kind):
+                d = Fdhttpd("--grace", "0.2", workers=1, wait_ready=False,
+                            service=self.script(LIAR), service_args=[kind])
+                try:
+                    d.wait_log(r"bad control message: %s; killing it" % re.escape(why))
+                    d.wait_log(r"killed by signal 9 \(SIGKILL\)")
+                    self.assertIsNone(d.proc.poll())
+                    self.assertEqual(d.stop(), 0)
+                finally:
+                    d.cleanup()
+
+
+# Reports what a worker is started with to $FDH_PROBE_REPORT, then waits.
+PROBE = """#!%s
+import os, socket, time
+fd3 = socket.socket(fileno=3)
+kind = "seqpacket" if fd3.type == socket.SOCK_SEQPACKET else str(fd3.type)
+fd3.detach()
+seen = {k: os.environ.get(k, "") for k in
+        ("FDHTTP_CONTROL_FD", "FDHTTP_WORKER_ID", "FDHTTP_LIMITS", "NOTIFY_SOCKET")}
+fds = []
+for fd in sorted(int(x) for x in os.listdir("/proc/self/fd")):
+    try:
+        os.fstat(fd)        # the listing's own fd is closed by now
+        fds.append(str(fd))
+    except OSError:
+        pass
+seen["fds"] = ",".join(fds)
+seen["stdin"] = os.readlink("/proc/self/fd/0")
+seen["fd3"] = kind
+report = os.environ["FDH_PROBE_REPORT"]
+with open(report + ".tmp", "w") as f:
+    for k, v in seen.items():
+        f.write("%%s=%%s\\n" %% (k, v))
+os.rename(report + ".tmp", report)
+time.sleep(60)
+""" % sys.executable
+
+# Sends READY, then one malformed message of the kind named in argv[1].
+LIAR = """#!%s
+import os, socket, struct, sys, time
+s = socket.socket(fileno=3)
+s.send(struct.pack("=HHI", 1, 1, 0))              # READY
+kind = sys.argv[1]
+if kind == "short":
+    s.send(b"\\x01\\x00")
+elif kind == "size":
+    s.send(struct.pack("=HHIQQ", 1, 2, 0, 1, 0))  # CONN_CLOSED, 8 bytes too long
+elif kind == "version":
+    s.send(struct.pack("=HHIQ", 9, 2, 0, 1))
+elif kind == "type":
+    s.send(struct.pack("=HHIQ", 1, 64, 0, 1))     # NEW_CONN is the supervisor's
+elif kind == "fd":
+    s.sendmsg([struct.pack("=HHIQ", 1, 2, 0, 1)],
+              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", 0))])
+elif kind == "id":
+    s.send(struct.pack("=HHIQ", 1, 2, 0, 12345))
+time.sleep(60)
+""" % sys.executable
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
