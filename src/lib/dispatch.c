@@ -263,7 +263,8 @@ fdh_dispatch_watch_enable(struct fdh_dispatch *d, int fd, bool on)
 }
 
 int
-fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *peer, int pidfd)
+fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *peer, int pidfd,
+    uint64_t tag)
 {
 	struct fdh_conn *c = NULL;
 	int flags, r;
@@ -308,6 +309,7 @@ fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *pee
 	c->fd = fd;
 	c->pidfd = pidfd;
 	c->peer = *peer;
+	c->tag = tag;
 	c->timer = TIMER_NONE;
 	c->state = CONN_WAIT;
 	c->slot = d->npfd++;
@@ -339,7 +341,7 @@ fdh_dispatch_conn_gone(struct fdh_dispatch *d, struct fdh_conn *c)
 	d->npfd--;
 	d->nconns--;
 	if (d->hooks.conn_closed)
-		d->hooks.conn_closed(d, d->hooks.arg);
+		d->hooks.conn_closed(d, c->tag, d->hooks.arg);
 }
 
 unsigned

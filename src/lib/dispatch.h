@@ -9,6 +9,7 @@
 #define FDH_DISPATCH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <fdhttp/service.h>
 
@@ -16,8 +17,8 @@ struct fdh_dispatch;
 
 /* Called from the loop; none may re-enter fdh_dispatch_run(). */
 struct fdh_dispatch_hooks {
-	/* A connection ended, for whatever reason (load accounting). */
-	void (*conn_closed)(struct fdh_dispatch *d, void *arg);
+	/* The connection added with tag ended, for whatever reason. */
+	void (*conn_closed)(struct fdh_dispatch *d, uint64_t tag, void *arg);
 	/* A response was sent in full. */
 	void (*request_done)(struct fdh_dispatch *d, void *arg);
 	void *arg;
@@ -40,11 +41,12 @@ void fdh_dispatch_watch_enable(struct fdh_dispatch *d, int fd, bool on);
 /*
  * Adds a connected stream socket with its peer's credentials and pidfd
  * (-1 when unknown; the dispatcher then asks the kernel when a handler does).
- * Consumes fd and pidfd, on failure too.  -EBUSY when at max_conns,
- * -ESHUTDOWN while draining.
+ * tag comes back in the conn_closed hook.  Consumes fd and pidfd, on failure
+ * too; the hook is not called then.  -EBUSY when at max_conns, -ESHUTDOWN
+ * while draining.
  */
 int fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *peer,
-    int pidfd);
+    int pidfd, uint64_t tag);
 unsigned fdh_dispatch_nconns(const struct fdh_dispatch *d);
 bool fdh_dispatch_full(const struct fdh_dispatch *d);
 unsigned long long fdh_dispatch_nrequests(const struct fdh_dispatch *d);

@@ -62,6 +62,7 @@ struct fdh_conn {
 	struct fdh_conn *tnext;
 	uint64_t deadline;		/* ms, CLOCK_MONOTONIC */
 	struct fdh_peer peer;
+	uint64_t tag;			/* the adder's name for it */
 	/* A request spread over reads: its bytes so far, and its fds. */
 	char *in;
 	size_t in_len;

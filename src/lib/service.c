@@ -82,7 +82,7 @@ on_accept(struct fdh_dispatch *d, int lfd, void *arg)
 			peer.uid = uc.uid;
 			peer.gid = uc.gid;
 		}
-		(void)fdh_dispatch_add_conn(d, fd, &peer, -1);
+		(void)fdh_dispatch_add_conn(d, fd, &peer, -1, 0);
 	}
 	/* Full: the kernel's backlog holds the rest until a connection ends. */
 	if (fdh_dispatch_full(d))
@@ -91,10 +91,11 @@ on_accept(struct fdh_dispatch *d, int lfd, void *arg)
 }
 
 static void
-on_conn_closed(struct fdh_dispatch *d, void *arg)
+on_conn_closed(struct fdh_dispatch *d, uint64_t tag, void *arg)
 {
 	struct standalone *s = arg;
 
+	(void)tag;
 	if (!s->draining)
 		fdh_dispatch_watch_enable(d, s->lfd, true);
 }

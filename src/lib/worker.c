@@ -40,13 +40,6 @@ struct worker {
 	bool retire_pending;		/* RETIRE still to send */
 	bool draining;
 	bool hung_up;			/* the supervisor is gone */
-	/*
-	 * Ids of the connections held, oldest first.  The dispatcher reports
-	 * that a connection ended but not which, so the oldest one's id is
-	 * reported: the supervisor's per-worker count stays exact, its
-	 * per-uid count attributes a close to the oldest connection.
-	 */
-	struct idq held;
 	struct idq unsent;		/* CONN_CLOSED ids still to send */
 	unsigned title_conns;
 };
@@ -160,13 +153,12 @@ report_closed(struct worker *w, uint64_t id)
 }
 
 static void
-on_conn_closed(struct fdh_dispatch *d, void *arg)
+on_conn_closed(struct fdh_dispatch *d, uint64_t id, void *arg)
 {
 	struct worker *w = arg;
 
 	(void)d;
-	if (w->held.len > 0)
-		report_closed(w, idq_pop(&w->held));
+	report_closed(w, id);
 	set_title(w);
 }
 
@@ -195,16 +187,12 @@ on_new_conn(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds
 	int r;
 
 	/* Consumes both fds, on failure too. */
-	r = fdh_dispatch_add_conn(w->d, fds[0], &peer, nfds == 2 ? fds[1] : -1);
+	r = fdh_dispatch_add_conn(w->d, fds[0], &peer, nfds == 2 ? fds[1] : -1, m->u.conn.id);
 	if (r < 0) {
 		fdh_log(FDH_LOG_WARN, "connection from pid %ld dropped: %s", (long)peer.pid,
 		    strerror(-r));
 		report_closed(w, m->u.conn.id);
 		return;
-	}
-	if (idq_push(&w->held, m->u.conn.id) < 0) {
-		fdh_log(FDH_LOG_ERROR, "out of memory; exiting");
-		exit(1);
 	}
 	set_title(w);
 }
@@ -420,7 +408,6 @@ out:
 	if (w.sfd != -1)
 		close(w.sfd);
 	close(w.ctl);
-	free(w.held.v);
 	free(w.unsent.v);
 	return status;
 }

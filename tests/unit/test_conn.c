@@ -121,17 +121,18 @@ on_feed(struct fdh_dispatch *d, int fd, void *arg)
 	else if (cmd == -2)
 		fdh_dispatch_drain(d);
 	else
-		__atomic_store_n(&l->result, fdh_dispatch_add_conn(d, cmd, &peer, -1),
+		__atomic_store_n(&l->result, fdh_dispatch_add_conn(d, cmd, &peer, -1, 0),
 		    __ATOMIC_SEQ_CST);
 	return 0;
 }
 
 static void
-on_closed(struct fdh_dispatch *d, void *arg)
+on_closed(struct fdh_dispatch *d, uint64_t tag, void *arg)
 {
 	struct loop *l = arg;
 
 	(void)d;
+	(void)tag;
 	__atomic_add_fetch(&l->closed, 1, __ATOMIC_SEQ_CST);
 }
 
