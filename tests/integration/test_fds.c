@@ -38,65 +38,7 @@
 /* How long a closed fd may take to be seen closed. */
 #define CLOSE_MS	2000
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
 /* --- services -------------------------------------------------------------- */
-
-static int
-start_with(void **state, const char *const *args)
-{
-	struct fdh_test_proc *p = calloc(1, sizeof(*p));
-	const char *exe = fdh_test_echo_exe();
-	int r;
-
-	if (!p || !exe) {
-		fprintf(stderr, "fdhttp-echo not found: set FDH_ECHO\n");
-		free(p);
-		return -1;
-	}
-	r = fdh_test_start_service(exe, args, p);
-	if (r < 0) {
-		fprintf(stderr, "cannot start %s: %s\n", exe, strerror(-r));
-		free(p);
-		return -1;
-	}
-	*state = p;
-	return 0;
-}
-
-static int
-stop(void **state)
-{
-	struct fdh_test_proc *p = *state;
-	int r;
-
-	if (!p)
-		return 0;
-	r = fdh_test_stop_service(p);
-	free(p);
-	*state = NULL;
-	if (r != 0) {
-		fprintf(stderr, "fdhttp-echo exited with status %d\n", r);
-		return -1;
-	}
-	return 0;
-}
 
 static int
 start_fds(void **state)
@@ -106,7 +48,7 @@ start_fds(void **state)
 		"--idle-timeout", "2", "--write-timeout", "2", NULL,
 	};
 
-	return start_with(state, args);
+	return fdh_test_group_start_echo(state, args);
 }
 
 static int
@@ -117,7 +59,7 @@ start_leak(void **state)
 		"--request-timeout", "0.5", "--idle-timeout", "0.5", "--write-timeout", "0.5", NULL,
 	};
 
-	return start_with(state, args);
+	return fdh_test_group_start_echo(state, args);
 }
 
 /*
@@ -143,7 +85,7 @@ start_low_nofile(void **state)
 	low.rlim_cur = LOW_NOFILE;
 	if (setrlimit(RLIMIT_NOFILE, &low) == -1)
 		return -1;
-	r = start_with(state, args);
+	r = fdh_test_group_start_echo(state, args);
 	if (setrlimit(RLIMIT_NOFILE, &old) == -1)
 		return -1;
 	return r;
@@ -507,9 +449,9 @@ test_fds_with_later_body_sendmsg(void **state)
 	/* Head alone, then body bytes carrying the fd, then the rest. */
 	sock = xconnect(p);
 	xsend(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nX-FD: late\r\n\r\n");
-	sleep_ms(50);
+	fdh_test_sleep_ms(50);
 	xsend_fds(sock, "body", &memfd, 1);
-	sleep_ms(50);
+	fdh_test_sleep_ms(50);
 	xsend(sock, "tail");
 	read_resp(sock, &m);
 	expect_status(&m, 200);
@@ -521,7 +463,7 @@ test_fds_with_later_body_sendmsg(void **state)
 	/* One fd with the head, the other with the body: still one request's fds, in order. */
 	xsend_fds(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
 	    "X-FD: early,late\r\n\r\n", &other, 1);
-	sleep_ms(50);
+	fdh_test_sleep_ms(50);
 	xsend_fds(sock, "abc", &memfd, 1);
 	read_resp(sock, &m);
 	expect_status(&m, 200);
@@ -535,7 +477,7 @@ test_fds_with_later_body_sendmsg(void **state)
 
 	/* The head in two pieces, the fd with the second. */
 	xsend(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nCont");
-	sleep_ms(50);
+	fdh_test_sleep_ms(50);
 	xsend_fds(sock, "ent-Length: 1\r\nX-FD: late\r\n\r\nz", &memfd, 1);
 	read_resp(sock, &m);
 	expect_status(&m, 200);
@@ -835,16 +777,16 @@ test_nofile_never_truncates(void **state)
 	 * (MSG_CTRUNC) and the request would fail; the service must wait until
 	 * the idle ones time out (1 s) and then serve every request whole.
 	 */
-	sleep_ms(100);
+	fdh_test_sleep_ms(100);
 	base = stable_count(p->pid);
 	nfill = LOW_NOFILE - 2 - REQUESTERS - base;
 	print_message("  service holds %d fds of %d; %d idle connections, %d requests\n", base,
 	    LOW_NOFILE, nfill, REQUESTERS);
 	assert_true(nfill > 0 && nfill <= FILLERS);
-	t0 = now_ms();
+	t0 = fdh_test_now_ms();
 	for (i = 0; i < (size_t)nfill; i++)
 		fillers[i] = xconnect(p);
-	sleep_ms(600);
+	fdh_test_sleep_ms(600);
 	memfd = fdh_test_make_memfd("shared");
 	assert_true(memfd >= 0);
 	for (j = 0; j < MAX_FDS; j++)
@@ -864,7 +806,7 @@ test_nofile_never_truncates(void **state)
 			fail();
 		}
 		print_message("  request %zu answered %lld ms after the first connect\n", i,
-		    (long long)(now_ms() - t0));
+		    (long long)(fdh_test_now_ms() - t0));
 		assert_int_equal(m.nfds, MAX_FDS);
 		for (j = 0; j < MAX_FDS; j++)
 			assert_true(fdh_test_same_file(m.fds[j], memfd));
@@ -902,7 +844,7 @@ start_mid_nofile(void **state)
 	low.rlim_cur = MID_NOFILE;
 	if (setrlimit(RLIMIT_NOFILE, &low) == -1)
 		return -1;
-	r = start_with(state, args);
+	r = fdh_test_group_start_echo(state, args);
 	if (setrlimit(RLIMIT_NOFILE, &old) == -1)
 		return -1;
 	return r;
@@ -927,13 +869,13 @@ test_nofile_resumes_after_mass_close(void **state)
 	int x, b, a, y, z, memfd, fds[MAX_FDS], *fillers, base, nfill, i, r;
 	bool served_a, served_z;
 
-	sleep_ms(100);
+	fdh_test_sleep_ms(100);
 	/* Accepted in this order: y has the highest slot, then a, then b. */
 	x = xconnect(p);
 	b = xconnect(p);
 	a = xconnect(p);
 	y = xconnect(p);
-	sleep_ms(50);
+	fdh_test_sleep_ms(50);
 	base = stable_count(p->pid);
 	nfill = MID_TARGET - base;
 	print_message("  service holds %d fds; %d idle connections bring it to %d of %d\n", base,
@@ -954,7 +896,7 @@ test_nofile_resumes_after_mass_close(void **state)
 	probe_open(&px);
 	probe_open(&py);
 	send_blocking_read(x, &px);
-	sleep_ms(50);
+	fdh_test_sleep_ms(50);
 	memfd = fdh_test_make_memfd("m");
 	for (i = 0; i < MAX_FDS; i++)
 		fds[i] = memfd;
@@ -962,7 +904,7 @@ test_nofile_resumes_after_mass_close(void **state)
 	    fds, MAX_FDS);
 	xsend(b, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
 	send_blocking_read(y, &py);
-	sleep_ms(50);
+	fdh_test_sleep_ms(50);
 	probe_release(&px);
 	read_resp(x, &m);
 	expect_status(&m, 200);
@@ -972,12 +914,12 @@ test_nofile_resumes_after_mass_close(void **state)
 	 * Now y's handler waits.  When it returns, a's fds fill the table, b
 	 * finds no room, and the fillers (idle 1 s) all expire in one pass.
 	 */
-	sleep_ms(1300);
+	fdh_test_sleep_ms(1300);
 	probe_release(&py);
 	read_resp(y, &m);
 	expect_status(&m, 200);
 	fdh_test_msg_free(&m);
-	sleep_ms(100);
+	fdh_test_sleep_ms(100);
 	print_message("  service holds %d fds after the idle ones expired\n",
 	    fdh_test_count_fds(p->pid));
 
@@ -1021,14 +963,14 @@ test_nofile_resumes_after_mass_close(void **state)
 static int
 settle_count(pid_t pid, int want, int ms)
 {
-	int64_t deadline = now_ms() + ms;
+	int64_t deadline = fdh_test_now_ms() + ms;
 	int n;
 
 	for (;;) {
 		n = fdh_test_count_fds(pid);
-		if (n == want || now_ms() > deadline)
+		if (n == want || fdh_test_now_ms() > deadline)
 			return n;
-		sleep_ms(20);
+		fdh_test_sleep_ms(20);
 	}
 }
 
@@ -1039,7 +981,7 @@ stable_count(pid_t pid)
 	int a = fdh_test_count_fds(pid), b, i;
 
 	for (i = 0; i < 50; i++) {
-		sleep_ms(100);
+		fdh_test_sleep_ms(100);
 		b = fdh_test_count_fds(pid);
 		if (a == b)
 			return b;
@@ -1251,7 +1193,7 @@ test_response_fds_closed_on_write_failure(void **state)
 		    "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", body) + body;
 	}
 	free(big);
-	sleep_ms(100);
+	fdh_test_sleep_ms(100);
 	for (i = 0; i < STALL_CONNS; i++) {
 		assert_int_equal(ioctl(socks[i], FIONREAD, &inq1[i]), 0);
 		probe_open(&pr[i]);
@@ -1259,7 +1201,7 @@ test_response_fds_closed_on_write_failure(void **state)
 		    &pr[i].wr, 1);
 		probe_release(&pr[i]);
 	}
-	sleep_ms(100);
+	fdh_test_sleep_ms(100);
 	for (i = 0; i < STALL_CONNS; i++) {
 		assert_int_equal(ioctl(socks[i], FIONREAD, &inq2[i]), 0);
 		print_message("  conn %zu: %d of %zu bytes of the first response queued, %d with the "
@@ -1267,7 +1209,7 @@ test_response_fds_closed_on_write_failure(void **state)
 		    (size_t)inq1[i] == full[i] && inq2[i] == inq1[i] ?
 		    ": its fd never left the service" : "");
 	}
-	sleep_ms(700);
+	fdh_test_sleep_ms(700);
 	for (i = 0; i < STALL_CONNS; i++) {
 		close(socks[i]);
 		if (!probe_eof(&pr[i], CLOSE_MS))
@@ -1357,10 +1299,10 @@ main(void)
 	};
 	int failed = 0;
 
-	failed += cmocka_run_group_tests_name("fds", fds, start_fds, stop);
-	failed += cmocka_run_group_tests_name("fds/nofile", nofile, start_low_nofile, stop);
+	failed += cmocka_run_group_tests_name("fds", fds, start_fds, fdh_test_group_stop);
+	failed += cmocka_run_group_tests_name("fds/nofile", nofile, start_low_nofile, fdh_test_group_stop);
 	failed += cmocka_run_group_tests_name("fds/nofile-mass-close", nofile_mid, start_mid_nofile,
-	    stop);
-	failed += cmocka_run_group_tests_name("fds/leak", leak, start_leak, stop);
+	    fdh_test_group_stop);
+	failed += cmocka_run_group_tests_name("fds/leak", leak, start_leak, fdh_test_group_stop);
 	return failed ? 1 : 0;
 }

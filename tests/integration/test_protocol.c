@@ -33,65 +33,7 @@
 #define MAX_HEADERS	8
 #define MAX_BODY	4096
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
 /* --- services -------------------------------------------------------------- */
-
-static int
-start_with(void **state, const char *const *args)
-{
-	struct fdh_test_proc *p = calloc(1, sizeof(*p));
-	const char *exe = fdh_test_echo_exe();
-	int r;
-
-	if (!p || !exe) {
-		fprintf(stderr, "fdhttp-echo not found: set FDH_ECHO\n");
-		free(p);
-		return -1;
-	}
-	r = fdh_test_start_service(exe, args, p);
-	if (r < 0) {
-		fprintf(stderr, "cannot start %s: %s\n", exe, strerror(-r));
-		free(p);
-		return -1;
-	}
-	*state = p;
-	return 0;
-}
-
-static int
-stop(void **state)
-{
-	struct fdh_test_proc *p = *state;
-	int r;
-
-	if (!p)
-		return 0;
-	r = fdh_test_stop_service(p);
-	free(p);
-	*state = NULL;
-	if (r != 0) {
-		fprintf(stderr, "fdhttp-echo exited with status %d\n", r);
-		return -1;
-	}
-	return 0;
-}
 
 static int
 start_limits(void **state)
@@ -101,7 +43,7 @@ start_limits(void **state)
 		"--request-timeout", "2", "--idle-timeout", "2", "--write-timeout", "2", NULL,
 	};
 
-	return start_with(state, args);
+	return fdh_test_group_start_echo(state, args);
 }
 
 static int
@@ -112,7 +54,7 @@ start_timeouts(void **state)
 		"--max-body", "2097152", NULL,
 	};
 
-	return start_with(state, args);
+	return fdh_test_group_start_echo(state, args);
 }
 
 static int
@@ -122,7 +64,7 @@ start_conns(void **state)
 		"--max-conns", "4", "--request-timeout", "10", "--idle-timeout", "10", NULL,
 	};
 
-	return start_with(state, args);
+	return fdh_test_group_start_echo(state, args);
 }
 
 /* --- raw exchanges --------------------------------------------------------- */
@@ -379,7 +321,7 @@ test_content_length_framing(void **state)
 
 	/* The body in pieces: Content-Length, not the sends, decides where it ends. */
 	xsend(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello");
-	sleep_ms(50);
+	fdh_test_sleep_ms(50);
 	xsend(fd, " world");
 	read_resp(fd, &m);
 	expect_status(&m, 200);
@@ -688,7 +630,7 @@ test_head_limit_one_over_431(void **state)
 	req = head_of_size(MAX_HEAD + 1);
 	fd = xconnect(p);
 	xsend_len(fd, req, 600);
-	sleep_ms(50);
+	fdh_test_sleep_ms(50);
 	xsend(fd, req + 600);
 	read_resp(fd, &m);
 	expect_status(&m, 431);
@@ -973,10 +915,10 @@ test_request_timeout_408(void **state)
 		int64_t t0, dt;
 		int fd = xconnect(p);
 
-		t0 = now_ms();
+		t0 = fdh_test_now_ms();
 		xsend(fd, halves[i]);
 		read_resp(fd, &m);
-		dt = now_ms() - t0;
+		dt = fdh_test_now_ms() - t0;
 		expect_status(&m, 408);
 		expect_close_header(&m, true);
 		expect_error_body(&m);
@@ -998,9 +940,9 @@ test_idle_keep_alive_silent_close(void **state)
 	int fd = xconnect(p);
 
 	expect_health(fd);
-	t0 = now_ms();
+	t0 = fdh_test_now_ms();
 	assert_int_equal(fdh_test_read_all(fd, IO_MS, &m), 0);
-	dt = now_ms() - t0;
+	dt = fdh_test_now_ms() - t0;
 	if (!m.eof || m.len != 0)
 		print_bytes("received on an idle connection", m.data, m.len);
 	assert_true(m.eof);
@@ -1019,10 +961,10 @@ test_idle_never_a_byte(void **state)
 	int64_t t0, dt;
 	int fd;
 
-	t0 = now_ms();
+	t0 = fdh_test_now_ms();
 	fd = xconnect(p);
 	assert_int_equal(fdh_test_read_all(fd, IO_MS, &m), 0);
-	dt = now_ms() - t0;
+	dt = fdh_test_now_ms() - t0;
 	if (!m.eof || m.len != 0)
 		print_bytes("received on a silent connection", m.data, m.len);
 	assert_true(m.eof);
@@ -1053,7 +995,7 @@ test_idle_starts_after_response(void **state)
 	r = fdh_test_send_all(fd, req, sizeof(req) - 1, &pipefd[0], 1);
 	assert_int_equal(r, 0);
 	close(pipefd[0]);
-	sleep_ms(800);
+	fdh_test_sleep_ms(800);
 	assert_int_equal(write(pipefd[1], "slow", 4), 4);
 	close(pipefd[1]);
 	read_resp(fd, &m);
@@ -1080,17 +1022,17 @@ test_idle_starts_after_response(void **state)
 static bool
 wait_hangup(int fd, int ms)
 {
-	int64_t deadline = now_ms() + ms;
+	int64_t deadline = fdh_test_now_ms() + ms;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - fdh_test_now_ms();
 
 		if (left <= 0)
 			return false;
 		if (poll(&pfd, 1, (int)left) > 0 && (pfd.revents & (POLLHUP | POLLERR)))
 			return true;
-		sleep_ms(5);	/* POLLRDHUP alone: the peer shut down writing, not yet gone */
+		fdh_test_sleep_ms(5);	/* POLLRDHUP alone: the peer shut down writing, not yet gone */
 	}
 }
 
@@ -1116,7 +1058,7 @@ test_write_timeout(void **state)
 	memset(req + n, 'w', body);
 	xsend_len(fd, req, n + body);
 	free(req);
-	t0 = now_ms();
+	t0 = fdh_test_now_ms();
 
 	/* Meanwhile the service answers others. */
 	{
@@ -1130,7 +1072,7 @@ test_write_timeout(void **state)
 	if (!wait_hangup(fd, IO_MS))
 		fail_msg("the connection of a client that never reads is still open after %d ms",
 		    IO_MS);
-	dt = now_ms() - t0;
+	dt = fdh_test_now_ms() - t0;
 	print_message("  closed %lld ms after the request was sent\n", (long long)dt);
 	assert_true(dt >= 300);
 
@@ -1223,8 +1165,8 @@ main(void)
 	};
 	int failed = 0;
 
-	failed += cmocka_run_group_tests_name("protocol/limits", limits, start_limits, stop);
-	failed += cmocka_run_group_tests_name("protocol/timeouts", timeouts, start_timeouts, stop);
-	failed += cmocka_run_group_tests_name("protocol/conns", conns, start_conns, stop);
+	failed += cmocka_run_group_tests_name("protocol/limits", limits, start_limits, fdh_test_group_stop);
+	failed += cmocka_run_group_tests_name("protocol/timeouts", timeouts, start_timeouts, fdh_test_group_stop);
+	failed += cmocka_run_group_tests_name("protocol/conns", conns, start_conns, fdh_test_group_stop);
 	return failed ? 1 : 0;
 }

@@ -27,8 +27,8 @@
 
 extern char **environ;
 
-static int64_t
-now_ms(void)
+int64_t
+fdh_test_now_ms(void)
 {
 	struct timespec ts;
 
@@ -36,8 +36,8 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void
-sleep_ms(int ms)
+void
+fdh_test_sleep_ms(int ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
 
@@ -49,7 +49,7 @@ sleep_ms(int ms)
 static int64_t
 deadline_after(int timeout_ms)
 {
-	return timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+	return timeout_ms > 0 ? fdh_test_now_ms() + timeout_ms : -1;
 }
 
 /* Waits for POLLIN: 1 readable, 0 deadline passed, -errno. */
@@ -61,7 +61,7 @@ wait_readable(int fd, int64_t deadline)
 	int n;
 
 	for (;;) {
-		left = deadline < 0 ? -1 : deadline - now_ms();
+		left = deadline < 0 ? -1 : deadline - fdh_test_now_ms();
 		if (deadline >= 0 && left <= 0)
 			return 0;
 		n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
@@ -244,7 +244,7 @@ fdh_test_start_argv(const char *const *argv, struct fdh_test_proc *ret)
 		_exit(127);
 	}
 
-	deadline = now_ms() + FDH_TEST_START_TIMEOUT_MS;
+	deadline = fdh_test_now_ms() + FDH_TEST_START_TIMEOUT_MS;
 	for (;;) {
 		pid_t w = waitpid(p.pid, &status, WNOHANG);
 
@@ -255,11 +255,11 @@ fdh_test_start_argv(const char *const *argv, struct fdh_test_proc *ret)
 		}
 		if (socket_ready(p.sock))
 			break;
-		if (now_ms() > deadline) {
+		if (fdh_test_now_ms() > deadline) {
 			r = -ETIMEDOUT;
 			goto fail;
 		}
-		sleep_ms(10);
+		fdh_test_sleep_ms(10);
 	}
 	free_argv(args);
 	*ret = p;
@@ -313,10 +313,10 @@ fdh_test_wait_exit(pid_t pid, int timeout_ms)
 			return exit_code(status);
 		if (w == -1 && errno != EINTR)
 			return -errno;
-		if (deadline >= 0 && now_ms() > deadline)
+		if (deadline >= 0 && fdh_test_now_ms() > deadline)
 			return -ETIMEDOUT;
 		if (w == 0)
-			sleep_ms(2);
+			fdh_test_sleep_ms(2);
 	}
 }
 
@@ -817,4 +817,44 @@ fdh_test_same_file(int a, int b)
 	if (fstat(a, &sa) == -1 || fstat(b, &sb) == -1)
 		return 0;
 	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int
+fdh_test_group_start_echo(void **state, const char *const *args)
+{
+	struct fdh_test_proc *p = calloc(1, sizeof(*p));
+	const char *exe = fdh_test_echo_exe();
+	int r;
+
+	if (!p || !exe) {
+		fprintf(stderr, "fdhttp-echo not found: set FDH_ECHO\n");
+		free(p);
+		return -1;
+	}
+	r = fdh_test_start_service(exe, args, p);
+	if (r < 0) {
+		fprintf(stderr, "cannot start %s: %s\n", exe, strerror(-r));
+		free(p);
+		return -1;
+	}
+	*state = p;
+	return 0;
+}
+
+int
+fdh_test_group_stop(void **state)
+{
+	struct fdh_test_proc *p = *state;
+	int r;
+
+	if (!p)
+		return 0;
+	r = fdh_test_stop_service(p);
+	free(p);
+	*state = NULL;
+	if (r != 0) {
+		fprintf(stderr, "the service exited with status %d\n", r);
+		return -1;
+	}
+	return 0;
 }

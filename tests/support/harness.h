@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Room for every fd the kernel can pass in one message. */
@@ -149,5 +150,16 @@ ssize_t fdh_test_read_fd(int fd, char *buf, size_t size);
 
 /* 1 when a and b refer to the same open file description's file (dev, ino). */
 int fdh_test_same_file(int a, int b);
+
+/* CLOCK_MONOTONIC in ms, and a sleep that resumes after signals. */
+int64_t fdh_test_now_ms(void);
+void fdh_test_sleep_ms(int ms);
+
+/*
+ * cmocka group fixtures: start fdhttp-echo with args into *state (a
+ * struct fdh_test_proc), and stop it, failing when it did not exit 0.
+ */
+int fdh_test_group_start_echo(void **state, const char *const *args);
+int fdh_test_group_stop(void **state);
 
 #endif
