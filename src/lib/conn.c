@@ -437,7 +437,7 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, short revents)
 
 			if (!p)
 				goto nomem;
-			c->in = buf = p;
+			c->in = p;
 			c->in_cap = c->need;
 		}
 		return;
