@@ -14,6 +14,7 @@ packages=(
 	curl			# integration tests, the README session
 	python3			# integration tests (standard library only)
 	systemd			# systemd-socket-activate, for socket-activation tests
+	nginx			# tests of nginx in front of a service (contrib/nginx)
 	clang			# sanitizer and fuzzer builds
 	libclang-rt-14-dev	# clang's sanitizer and libFuzzer runtimes
 )

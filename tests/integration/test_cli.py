@@ -1,0 +1,329 @@
+"""The fdhttp command-line client against fdhttp-echo: bodies, headers, fds
+sent (NAME=PATH, NAME=&N, NAME=-) and received (described, saved, handed
+to a command), and curl --fail exit statuses.
+
+Run by ctest (FDH_CLI names the executable), or by hand:
+    FDH_CLI=build/src/cli/fdhttp FDH_ECHO=build/examples/fdhttp-echo \
+        python3 tests/integration/test_cli.py
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fdhttp_testlib import SOURCE_DIR, Service, echo_path  # noqa: E402
+
+TIMEOUT = 20
+
+
+def cli_path():
+    path = os.environ.get("FDH_CLI")
+    if not path:
+        build = os.environ.get("FDH_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
+        path = os.path.join(build, "src", "cli", "fdhttp")
+    if not os.access(path, os.X_OK):
+        raise unittest.SkipTest("fdhttp not built at %s; set FDH_CLI" % path)
+    return path
+
+
+class CliTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cli = cli_path()
+        cls.service = Service()
+        cls.tmp = tempfile.TemporaryDirectory(prefix="fdh-cli-")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.service.stop()
+        cls.tmp.cleanup()
+
+    def run_cli(self, *args, stdin=b"", pass_fds=(), sock=True):
+        argv = [self.cli]
+        if sock:
+            argv += ["-s", self.service.sock_path]
+        argv += list(args)
+        p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           pass_fds=pass_fds, timeout=TIMEOUT)
+        return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+    def path(self, name):
+        return os.path.join(self.tmp.name, name)
+
+    # --- requests and answers ----------------------------------------------
+
+    def test_get(self):
+        rc, out, err = self.run_cli("/health")
+        self.assertEqual((rc, out), (0, b"ok"), err)
+
+    def test_include_prints_status_and_headers(self):
+        rc, out, _ = self.run_cli("-i", "-d", "hello", "/echo")
+        self.assertEqual(rc, 0)
+        head, _, body = out.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        self.assertEqual(lines[0], "HTTP/1.1 200 OK")
+        self.assertIn("Content-Length: 5", lines)
+        self.assertEqual(body, b"hello")
+
+    def test_data_means_post(self):
+        # /echo has only a POST route: a GET would be 405.
+        rc, out, err = self.run_cli("-d", "payload", "/echo")
+        self.assertEqual((rc, out), (0, b"payload"), err)
+
+    def test_data_file_and_stdin(self):
+        data = os.urandom(200 * 1024)
+        with open(self.path("body.bin"), "wb") as f:
+            f.write(data[:1000])
+        rc, out, _ = self.run_cli("--data-file", self.path("body.bin"), "/echo")
+        self.assertEqual((rc, out), (0, data[:1000]))
+        rc, out, _ = self.run_cli("--data-file", "-", "/echo", stdin=data)
+        self.assertEqual(rc, 0)
+        self.assertEqual(out, data)
+
+    def test_method_and_header(self):
+        rc, out, err = self.run_cli("-X", "PUT", "-H", "X-Test:  value ", "/echo")
+        self.assertEqual(rc, 22)
+        self.assertIn(b"method not allowed", out)
+        rc, out, err = self.run_cli("-v", "-H", "X-Test:  value ", "/health")
+        self.assertEqual(rc, 0)
+        self.assertIn("> GET /health HTTP/1.1\n", err)
+        self.assertIn("> X-Test: value\n", err)
+        self.assertIn("< HTTP/1.1 200 OK\n", err)
+
+    def test_http_errors_exit_22(self):
+        rc, out, err = self.run_cli("/nope")
+        self.assertEqual(rc, 22)
+        self.assertEqual(out, b"no route for this path\n")
+        self.assertIn("404", err)
+        # No fd named input: the service answers 400.
+        rc, _, _ = self.run_cli("-X", "POST", "/fd/read")
+        self.assertEqual(rc, 22)
+
+    # --- fds sent ------------------------------------------------------------
+
+    def test_fd_from_path(self):
+        with open(self.path("in.txt"), "wb") as f:
+            f.write(b"file contents")
+        rc, out, err = self.run_cli("-X", "POST", "--fd", "input=" + self.path("in.txt"),
+                                    "/fd/read")
+        self.assertEqual((rc, out), (0, b"file contents"), err)
+
+    def test_fd_from_stdin(self):
+        rc, out, err = self.run_cli("-X", "POST", "--fd", "input=-", "/fd/read",
+                                    stdin=b"through stdin")
+        self.assertEqual((rc, out), (0, b"through stdin"), err)
+
+    def test_fd_by_number(self):
+        r, w = os.pipe()
+        try:
+            os.write(w, b"through a pipe")
+            os.close(w)
+            w = -1
+            rc, out, err = self.run_cli("-X", "POST", "--fd", "input=&%d" % r, "/fd/read",
+                                        pass_fds=(r,))
+        finally:
+            os.close(r)
+            if w != -1:
+                os.close(w)
+        self.assertEqual((rc, out), (0, b"through a pipe"), err)
+
+    def test_fd_errors(self):
+        rc, _, err = self.run_cli("--fd", "input=" + self.path("absent"), "/fd/read")
+        self.assertEqual(rc, 26, err)
+        for bad in ("bad/name=-", "=-", "noequals", "x=&99999", "x=&abc"):
+            rc, _, err = self.run_cli("--fd", bad, "/echo")
+            self.assertEqual(rc, 2, (bad, err))
+        rc, _, err = self.run_cli("--fd", "a=-", "--fd", "a=-", "/echo")
+        self.assertEqual(rc, 2, err)
+
+    # --- fds received --------------------------------------------------------
+
+    def test_memfd_described_and_saved(self):
+        out_file = self.path("saved.bin")
+        rc, out, err = self.run_cli("-d", "sealed contents", "--save-fd", "output=" + out_file,
+                                    "/fd/memfd")
+        self.assertEqual((rc, out), (0, b""), err)
+        self.assertRegex(err, r'fd output: memfd "fdhttp-echo", 15 bytes, sealed \(')
+        with open(out_file, "rb") as f:
+            self.assertEqual(f.read(), b"sealed contents")
+
+    def test_save_fd_to_stdout(self):
+        rc, out, err = self.run_cli("-d", "to stdout", "--save-fd", "output=-", "/fd/memfd")
+        self.assertEqual((rc, out), (0, b"to stdout"), err)
+
+    def test_save_fd_missing_name(self):
+        rc, _, err = self.run_cli("-d", "x", "--save-fd", "nope=" + self.path("n"),
+                                  "/fd/memfd")
+        self.assertEqual(rc, 1)
+        self.assertIn("no fd of that name", err)
+
+    def test_exec_gets_fd_as_stdin(self):
+        rc, out, err = self.run_cli("-d", "shout", "--exec", "output", "/fd/memfd",
+                                    "--", "tr", "a-z", "A-Z")
+        self.assertEqual((rc, out), (0, b"SHOUT"), err)
+        # The command's exit status is ours.
+        rc, out, err = self.run_cli("-d", "x", "--exec", "output", "/fd/memfd",
+                                    "--", "sh", "-c", "cat; exit 3")
+        self.assertEqual((rc, out), (3, b"x"), err)
+
+    def test_exec_inherits_no_other_fd(self):
+        # The connection, the request's fds and the response's are all close-on-exec:
+        # ls sees its stdio and the directory it lists, nothing else.
+        with open(self.path("leak.txt"), "wb") as f:
+            f.write(b"x")
+        rc, out, err = self.run_cli("-d", "body\n", "--fd", "a=" + self.path("leak.txt"),
+                                    "--exec", "a", "/echo", "--", "ls", "/proc/self/fd")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.split()[0], b"body")
+        self.assertEqual(sorted(out.split()[1:]), [b"0", b"1", b"2", b"3"])
+
+    def test_pipe_and_socket_described(self):
+        r, w = os.pipe()
+        a, b = socket.socketpair()
+        try:
+            rc, out, err = self.run_cli("-d", "x", "--fd", "w=&%d" % w,
+                                        "--fd", "s=&%d" % a.fileno(), "/echo",
+                                        pass_fds=(w, a.fileno()))
+        finally:
+            for fd in (r, w):
+                os.close(fd)
+            a.close()
+            b.close()
+        self.assertEqual(rc, 0, err)
+        self.assertIn("fd w: pipe (write end), 0 bytes buffered", err)
+        self.assertIn("fd s: unix stream socket", err)
+
+    def test_save_fd_of_pipe_reads_to_eof(self):
+        r, w = os.pipe()
+        os.write(w, b"pipe data")
+        os.close(w)
+        try:
+            rc, out, err = self.run_cli("-d", "", "--fd", "r=&%d" % r,
+                                        "--save-fd", "r=-", "/echo", pass_fds=(r,))
+        finally:
+            os.close(r)
+        self.assertEqual((rc, out), (0, b"pipe data"), err)
+
+    def test_save_fd_of_pipe_times_out(self):
+        r, w = os.pipe()
+        try:
+            start = time.monotonic()
+            rc, _, err = self.run_cli("--timeout", "0.5", "-d", "", "--fd", "r=&%d" % r,
+                                      "--save-fd", "r=" + self.path("never"), "/echo",
+                                      pass_fds=(r,))
+            self.assertLess(time.monotonic() - start, 5)
+        finally:
+            os.close(r)
+            os.close(w)
+        self.assertEqual(rc, 28, err)
+
+    # --- exit statuses -------------------------------------------------------
+
+    def test_cannot_connect_exit_7(self):
+        rc, _, err = self.run_cli("-s", self.path("absent.sock"), "/health", sock=False)
+        self.assertEqual(rc, 7, err)
+        # A socket file nobody listens on: refused.
+        stale = self.path("stale.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(stale)
+        s.close()
+        rc, _, err = self.run_cli("-s", stale, "/health", sock=False)
+        self.assertEqual(rc, 7, err)
+
+    def test_timeout_exit_28(self):
+        # A server that accepts and never answers.
+        path = self.path("silent.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(4)
+        held = []
+        stop = threading.Event()
+
+        def accept():
+            srv.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    held.append(srv.accept()[0])
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=accept)
+        t.start()
+        try:
+            start = time.monotonic()
+            rc, _, err = self.run_cli("-s", path, "--timeout", "0.3", "/health", sock=False)
+            elapsed = time.monotonic() - start
+        finally:
+            stop.set()
+            t.join()
+            for c in held:
+                c.close()
+            srv.close()
+        self.assertEqual(rc, 28, err)
+        self.assertLess(elapsed, 5)
+
+    def test_usage_errors_exit_2(self):
+        cases = [
+            (),                                     # no PATH
+            ("health",),                            # PATH without '/'
+            ("/a", "/b"),                           # two PATHs
+            ("-H", "no colon", "/health"),
+            ("-H", "Content-Length: 1", "/health"),
+            ("-H", "X-FD: a", "/health"),
+            ("-d", "a", "--data-file", "-", "/echo"),
+            ("--exec", "output", "/fd/memfd"),      # no command
+            ("/fd/memfd", "--", "cat"),             # a command without --exec
+            ("--timeout", "soon", "/health"),
+            ("--bogus", "/health"),
+            ("--data-file", "-", "--fd", "a=-", "/echo"),
+        ]
+        for args in cases:
+            rc, _, err = self.run_cli(*args)
+            self.assertEqual(rc, 2, (args, err))
+            self.assertIn("fdhttp --help", err)
+        rc, _, err = self.run_cli("/health", sock=False)
+        self.assertEqual(rc, 2, err)
+
+    def test_help_and_version(self):
+        rc, out, _ = self.run_cli("--help", sock=False)
+        self.assertEqual(rc, 0)
+        self.assertIn(b"Usage: fdhttp", out)
+        rc, out, _ = self.run_cli("--version", sock=False)
+        self.assertEqual(rc, 0)
+        self.assertTrue(out.startswith(b"fdhttp "))
+
+
+class AbstractSocketTests(unittest.TestCase):
+    def test_abstract(self):
+        cli = cli_path()
+        name = "fdh-cli-test-%d" % os.getpid()
+        proc = subprocess.Popen([echo_path(), "--socket", "@" + name],
+                                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                p = subprocess.run([cli, "--abstract", "-s", name, "/health"],
+                                   capture_output=True, timeout=TIMEOUT)
+                if p.returncode != 7 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual((p.returncode, p.stdout), (0, b"ok"), p.stderr)
+            # The '@' spelling works as well.
+            p = subprocess.run([cli, "-s", "@" + name, "/health"], capture_output=True,
+                               timeout=TIMEOUT)
+            self.assertEqual((p.returncode, p.stdout), (0, b"ok"), p.stderr)
+        finally:
+            proc.terminate()
+            proc.wait(5)
+            proc.stderr.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
