@@ -17,7 +17,13 @@ cd "$here"
 printf '\nfdhttpd with fdhttp-echo on %s (Ctrl-C stops it). Try:\n\n' "$sock"
 printf '  curl --unix-socket %q http://localhost/health\n' "$sock"
 printf '  curl --unix-socket %q -d hello http://localhost/echo\n\n' "$sock"
+# As root, the workers run as nobody (fdhttpd refuses to run them as root);
+# as anyone else, as that user.
+user=()
+if [ "$(id -u)" -eq 0 ]; then
+	user=(--user nobody)
+fi
 # fdhttpd refuses a live server's socket and anything that is not a socket,
 # and replaces a stale one.
-exec "$root/build/src/fdhttpd/fdhttpd" --socket "$sock" --workers 2 -- \
+exec "$root/build/src/fdhttpd/fdhttpd" --socket "$sock" --workers 2 "${user[@]}" -- \
 	"$root/build/examples/fdhttp-echo"

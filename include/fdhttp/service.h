@@ -52,7 +52,12 @@ struct fdh_service {
 	int (*init)(int argc, char **argv, void *userdata);
 	void *userdata;
 	const char *usage;		/* service options for --help, or NULL */
-	/* Extra system calls the service's handlers need, by name; NULL-terminated. */
+	/*
+	 * System calls the service's handlers need beyond the worker's
+	 * seccomp allowlist, by name ("uname"), NULL-terminated, or NULL.  A
+	 * name unknown on this architecture stops the worker at start-up.
+	 * See docs/security.md before adding one.
+	 */
 	const char *const *syscalls;
 };
 
@@ -62,6 +67,25 @@ struct fdh_service {
  * which it recognises from the environment.  Returns the process exit status.
  */
 FDH_API int fdh_service_main(const struct fdh_service *svc, int argc, char *argv[]);
+
+/*
+ * The fd broker: asks fdhttpd to open the file at the absolute path with
+ * open(2) flags, for a worker whose sandbox forbids it to open files
+ * itself.  fdhttpd opens it beneath one of its --allow-open directories
+ * (".." and symlinks cannot lead out), write flags only where that
+ * directory is ":rw"; O_CLOEXEC and O_NOCTTY are always added.
+ *
+ * Returns the fd, owned by the caller, or a negative errno: -EACCES when
+ * the policy refuses; the open's own error (-ENOENT, -EISDIR, ...);
+ * -EINVAL for a relative path or flags the broker does not take (O_PATH);
+ * -ENAMETOOLONG for a path of PATH_MAX bytes or more; -ETIMEDOUT when no
+ * answer came within 5 s; -ENOTSUP in a service run alone (--socket),
+ * which has no supervisor to ask and no sandbox: it may open files itself.
+ *
+ * It waits for the answer: call it from a handler or the init hook.
+ * Connections that arrive meanwhile are served once the handler returns.
+ */
+FDH_API int fdh_broker_open(const char *path, int flags);
 
 /* --- the request --------------------------------------------------------- */
 

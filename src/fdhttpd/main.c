@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker.h"
 #include "log.h"
 #include "notify.h"
 #include "options.h"
@@ -84,12 +85,16 @@ main(int argc, char *argv[])
 		exit(1);
 	}
 	r = spawn_setup(&o);
+	if (r == 0)
+		r = broker_setup(&o);
 	if (r < 0) {
-		log_error("preparing workers: %s", strerror(-r));
+		if (r == -ENOMEM || r == -ENOBUFS)	/* the others name what is at fault */
+			log_error("preparing workers: %s", strerror(-r));
 		sockfile_stop(&sock, !sock.activated);
 		sockfile_free(&sock);
 		if (pfh)
 			pidfile_remove(pfh);
+		spawn_free();
 		exit(1);
 	}
 	if (pfh && pidfile_write(pfh) == -1)
@@ -101,9 +106,6 @@ main(int argc, char *argv[])
 	    o.workers == 1 ? "" : "s", o.service, o.limits.max_conns);
 	if (o.no_sandbox)
 		log_warn("--no-sandbox: workers run without the sandbox; for development only");
-	if (o.nallow_open > 0)
-		log_warn("--allow-open: fdhttpd %s does not broker opens yet; the option has no effect",
-		    FDH_VERSION);
 
 	r = supervisor_run(&o, &sock, sigfd);
 
@@ -112,6 +114,7 @@ main(int argc, char *argv[])
 	if (pfh)
 		pidfile_remove(pfh);
 	spawn_free();
+	broker_free();
 	notify_free();
 	close(sigfd);
 	log_info("stopped");

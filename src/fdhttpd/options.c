@@ -25,7 +25,7 @@ static const char usage_text[] =
 "                             when socket-activated (LISTEN_FDS)\n"
 "  -w, --workers N            worker processes (default: the number of CPUs)\n"
 "  -c, --max-conns N          connections per worker (default 256)\n"
-"  -u, --user USER[:GROUP]    workers run as this user\n"
+"  -u, --user USER[:GROUP]    workers run as this user; required as root\n"
 "  -m, --mode OCTAL           socket file mode (default 0660)\n"
 "  -o, --owner USER:GROUP     socket file owner\n"
 "      --allow-uid UID        admit only these peer uids (repeatable)\n"
@@ -486,6 +486,13 @@ options_parse(int argc, char **argv, struct options *o)
 	if (o->owner_uid != (uid_t)-1 && geteuid() != 0 && o->owner_uid != geteuid())
 		usage_error("--owner: only root can give the socket to another user");
 	o->service = resolve_service(argv[optind]);
+	/*
+	 * A worker faces every client's bytes: as root, a bug in a handler
+	 * would be the whole machine's.  Only an explicit choice runs it so.
+	 */
+	if (geteuid() == 0 && !o->have_user && !o->no_sandbox)
+		usage_error("running as root: workers need --user USER[:GROUP] "
+		    "(or --no-sandbox, for development only)");
 	o->service_argv = xreallocarray(NULL, (size_t)(argc - optind + 1), sizeof(char *));
 	for (i = optind; i < argc; i++)
 		o->service_argv[i - optind] = xstrdup(argv[i]);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,7 +22,10 @@ extern char **environ;
 static char **base_env;
 static size_t base_nenv;
 /* Our own entries of base_env; the rest point into environ. */
-static char env_ctl[32], env_limits[FDH_CTL_LIMITS_MAX + 32], env_log[48], env_maxreq[64];
+static char env_ctl[32], env_limits[FDH_CTL_LIMITS_MAX + 32], env_log[48], env_maxreq[64],
+    env_sandbox[32];
+/* Each worker's RLIMIT_NOFILE, soft and hard (spawn_nofile()). */
+static rlim_t worker_nofile;
 
 static bool
 env_is_ours(const char *entry)
@@ -30,30 +35,83 @@ env_is_ours(const char *entry)
 	    strncmp(entry, "NOTIFY_SOCKET=", 14) == 0;
 }
 
+/*
+ * What a sandboxed worker keeps of the supervisor's environment: where
+ * programs are (PATH), how to speak (LANG, LC_*, TZ), and a sanitizer
+ * build's runtime options.  Everything else may hold secrets meant for
+ * the supervisor alone, or steer the dynamic loader and libraries of a
+ * process that is about to face hostile input.
+ */
+static bool
+env_is_kept(const char *entry)
+{
+	static const char *const exact[] = {
+		"PATH=", "LANG=", "TZ=", "ASAN_OPTIONS=", "UBSAN_OPTIONS=", "LSAN_OPTIONS=",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		if (strncmp(entry, exact[i], strlen(exact[i])) == 0)
+			return true;
+	return strncmp(entry, "LC_", 3) == 0 && strchr(entry, '=') != NULL;
+}
+
+rlim_t
+spawn_nofile(const struct fdh_limits *l)
+{
+	/* Each connection holds itself and its peer's pidfd, and a request max_fds. */
+	return (rlim_t)l->max_conns * (2 + (rlim_t)l->max_fds) + SPAWN_NOFILE_MARGIN;
+}
+
 int
 spawn_setup(const struct options *o)
 {
 	char limits[FDH_CTL_LIMITS_MAX];
+	struct rlimit rl;
 	size_t n = 0, i;
 
 	if (fdh_ctl_limits_format(&o->limits, limits, sizeof(limits)) < 0)
 		return -ENOBUFS;
+	worker_nofile = spawn_nofile(&o->limits);
+	/*
+	 * A worker may be given more than the supervisor's own hard limit
+	 * only if the supervisor may raise it (CAP_SYS_RESOURCE, up to
+	 * fs.nr_open): raise it here, once, or say now rather than have
+	 * every worker fail.  The soft limit stays.
+	 */
+	if (!o->no_sandbox && getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_max != RLIM_INFINITY && worker_nofile > rl.rlim_max) {
+		unsigned long long hard = (unsigned long long)rl.rlim_max;
+
+		rl.rlim_max = worker_nofile;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+			log_error("--max-conns %u and --max-fds %u need %llu descriptors per worker "
+			    "(max-conns x (2 + max-fds) + %d), over the hard RLIMIT_NOFILE of %llu, "
+			    "which fdhttpd cannot raise (%s); lower them or raise the limit",
+			    o->limits.max_conns, o->limits.max_fds,
+			    (unsigned long long)worker_nofile, SPAWN_NOFILE_MARGIN, hard,
+			    strerror(errno));
+			return -EMFILE;
+		}
+	}
 	for (i = 0; environ[i]; i++)
 		n++;
-	/* environ, four of ours and the NULL. */
-	base_env = calloc(n + 5, sizeof(char *));
+	/* environ, five of ours and the NULL. */
+	base_env = calloc(n + 6, sizeof(char *));
 	if (base_env == NULL)
 		return -ENOMEM;
 	for (i = 0; environ[i]; i++)
-		if (!env_is_ours(environ[i]))
+		if (!env_is_ours(environ[i]) && (o->no_sandbox || env_is_kept(environ[i])))
 			base_env[base_nenv++] = environ[i];
 	snprintf(env_ctl, sizeof(env_ctl), "%s=%d", FDH_ENV_CONTROL_FD, FDH_CTL_WORKER_FD);
 	snprintf(env_limits, sizeof(env_limits), "%s=%s", FDH_ENV_LIMITS, limits);
 	snprintf(env_log, sizeof(env_log), "%s=%s", FDH_ENV_LOG_LEVEL,
 	    fdh_log_level_name(o->log_level));
+	snprintf(env_sandbox, sizeof(env_sandbox), "%s=%d", FDH_ENV_SANDBOX, !o->no_sandbox);
 	base_env[base_nenv++] = env_ctl;
 	base_env[base_nenv++] = env_limits;
 	base_env[base_nenv++] = env_log;
+	base_env[base_nenv++] = env_sandbox;
 	if (o->max_requests > 0) {
 		snprintf(env_maxreq, sizeof(env_maxreq), "%s=%llu", FDH_ENV_MAX_REQUESTS,
 		    o->max_requests);
@@ -87,23 +145,58 @@ size_buffers(int fd, unsigned max_conns)
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
 }
 
-/*
- * The start of the sandbox (CONTRACT section 6), in its required order:
- * groups, gid, then uid.  The remaining steps belong right after these,
- * still before execve: PR_SET_NO_NEW_PRIVS, core dumps off, RLIMIT_NOFILE
- * sized to the limits, the environment reduced.  Any failure is fatal to
- * the child, never a worker running with more privilege than asked.
- */
-static int
-child_drop_privileges(const struct options *o)
+static void __attribute__((noreturn))
+sandbox_failed(const char *step, int err)
 {
-	if (!o->have_user)
-		return 0;
-	if (setgroups(o->user_ngroups, o->user_groups) == -1 ||
-	    setresgid(o->user_gid, o->user_gid, o->user_gid) == -1 ||
-	    setresuid(o->user_uid, o->user_uid, o->user_uid) == -1)
-		return -errno;
-	return 0;
+	log_error("sandbox: %s: %s; the worker is not started", step, strerror(err));
+	_exit(FDH_EXIT_SANDBOX);
+}
+
+/*
+ * The sandbox's part before execve (CONTRACT section 6), in its required
+ * order.  Resource limits come first, while the child may still raise a
+ * hard limit; then groups, gid and uid; then no_new_privs, which execve
+ * keeps, so that no set-uid program the service might run could regain
+ * what was dropped.  Any failure ends the child: never a worker running
+ * with more than it was meant to have.
+ */
+static void
+child_sandbox(const struct options *o)
+{
+	struct rlimit rl;
+
+	if (!o->no_sandbox) {
+		/* A crashing handler leaves no image of its memory (requests, keys). */
+		rl.rlim_cur = rl.rlim_max = 0;
+		if (setrlimit(RLIMIT_CORE, &rl) == -1)
+			sandbox_failed("setrlimit(RLIMIT_CORE, 0)", errno);
+		/*
+		 * Exactly the worker's share, hard limit too: a compromised handler
+		 * cannot hoard descriptors the kernel has for the whole machine.
+		 */
+		rl.rlim_cur = rl.rlim_max = worker_nofile;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+			char step[64];
+
+			snprintf(step, sizeof(step), "setrlimit(RLIMIT_NOFILE, %llu)",
+			    (unsigned long long)worker_nofile);
+			sandbox_failed(step, errno);
+		}
+	}
+	if (o->have_user) {
+		char step[160];
+
+		snprintf(step, sizeof(step), "--user %s", o->user_name);
+		if (setgroups(o->user_ngroups, o->user_groups) == -1 ||
+		    setresgid(o->user_gid, o->user_gid, o->user_gid) == -1 ||
+		    setresuid(o->user_uid, o->user_uid, o->user_uid) == -1)
+			sandbox_failed(step, errno);
+		/* Gone for good: a uid that could come back was never dropped. */
+		if (o->user_uid != 0 && (setuid(0) != -1 || seteuid(0) != -1))
+			sandbox_failed(step, EPERM);
+	}
+	if (!o->no_sandbox && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		sandbox_failed("prctl(PR_SET_NO_NEW_PRIVS)", errno);
 }
 
 /*
@@ -142,11 +235,7 @@ child(const struct options *o, unsigned id, int ctl, char **envp)
 	}
 	/* stdio and the control socket only: no supervisor fd reaches SERVICE. */
 	closefrom(FDH_CTL_WORKER_FD + 1);
-	r = child_drop_privileges(o);
-	if (r < 0) {
-		log_error("--user %s: %s", o->user_name, strerror(-r));
-		_exit(127);
-	}
+	child_sandbox(o);
 	execve(o->service, o->service_argv, envp);
 	log_error("cannot run %s: %s", o->service, strerror(errno));
 	_exit(127);

@@ -2,14 +2,29 @@
 #ifndef FDHTTPD_SPAWN_H
 #define FDHTTPD_SPAWN_H
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "options.h"
 
+/* Descriptors a worker gets beyond its connections' (spawn_nofile()). */
+#define SPAWN_NOFILE_MARGIN	64
+
 /*
- * Prepares what every worker gets: the environment (the supervisor's
- * without what is the supervisor's alone, plus the FDHTTP_* settings).
- * Returns 0 or -errno.
+ * A sandboxed worker's RLIMIT_NOFILE, soft and hard:
+ *	max_conns x (2 + max_fds) + SPAWN_NOFILE_MARGIN
+ * 2 for each connection and its peer's pidfd, max_fds for the fds a
+ * request may bring, the margin for stdio, the control socket, the
+ * dispatcher's own and what the service opened in its init hook.
+ */
+rlim_t spawn_nofile(const struct fdh_limits *l);
+
+/*
+ * Prepares what every worker gets: the environment (sandboxed, only PATH,
+ * LANG, LC_*, TZ and sanitizer options of the supervisor's; with
+ * --no-sandbox, all of it but what is the supervisor's alone; plus the
+ * FDHTTP_* settings) and the descriptor limit.  Returns 0 or -errno, and
+ * logs why when the limit cannot be given.
  */
 int spawn_setup(const struct options *o);
 void spawn_free(void);

@@ -34,6 +34,7 @@ struct proc {
 	bool retiring;		/* asked to be replaced (--max-requests) */
 	bool was_ready;
 	bool killed;		/* SIGKILL sent */
+	bool unsandboxed;	/* READY without the sandbox: killed for it */
 	int64_t started_ms;
 	int64_t kill_at;	/* SIGKILL when due (ms); 0: no deadline */
 };

@@ -4,13 +4,16 @@
  * worker sends is checked; a worker that breaks the protocol is killed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "broker.h"
 #include "ctl.h"
 #include "log.h"
 #include "notify.h"
@@ -250,11 +253,68 @@ check_all_ready(struct sup *s)
 	notify_send("READY=1");
 }
 
+/* The value of "key:\t" in a /proc/PID/status text, "?" when absent. */
+static void
+status_field(const char *text, const char *key, char *ret, size_t len)
+{
+	size_t klen = strlen(key);
+	const char *p = text;
+
+	snprintf(ret, len, "?");
+	for (; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, key, klen) == 0 && p[klen] == ':') {
+			p += klen + 1;
+			p += strspn(p, " \t");
+			snprintf(ret, len, "%.*s", (int)strcspn(p, "\n"), p);
+			return;
+		}
+	}
+}
+
+/*
+ * Whether the kernel says p runs under a seccomp filter (Seccomp: 2) with
+ * no_new_privs (NoNewPrivs: 1).  The worker's own word (READY) is not
+ * enough: a service built against a library without the sandbox, or one
+ * whose filter failed silently, must not face clients.  p is our unreaped
+ * child, so its pid cannot name another process meanwhile.
+ */
+static bool
+sandbox_verified(const struct proc *p, char *why, size_t len)
+{
+	char path[64], text[8192], seccomp[16], nnp[16];
+	size_t n = 0;
+	ssize_t k;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)p->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		snprintf(why, len, "%s: %s", path, strerror(errno));
+		return false;
+	}
+	while (n < sizeof(text) - 1 && (k = read(fd, text + n, sizeof(text) - 1 - n)) > 0)
+		n += (size_t)k;
+	close(fd);
+	text[n] = '\0';
+	status_field(text, "Seccomp", seccomp, sizeof(seccomp));
+	status_field(text, "NoNewPrivs", nnp, sizeof(nnp));
+	snprintf(why, len, "Seccomp: %s, NoNewPrivs: %s", seccomp, nnp);
+	return strcmp(seccomp, "2") == 0 && strcmp(nnp, "1") == 0;
+}
+
 static void
 on_ready(struct sup *s, struct proc *p)
 {
 	struct slot *sl = &s->slots[p->id - 1];
+	char why[128];
 
+	if (!s->o->no_sandbox && !sandbox_verified(p, why, sizeof(why))) {
+		log_error("worker %u (pid %ld) is not sandboxed (%s); killing it", p->id,
+		    (long)p->pid, why);
+		p->unsandboxed = true;
+		proc_kill(p);
+		return;
+	}
 	p->state = PROC_READY;
 	p->was_ready = true;
 	log_info("worker %u (pid %ld) ready", p->id, (long)p->pid);
@@ -301,6 +361,9 @@ on_message(struct sup *s, struct proc *p, const struct fdh_ctl_msg *m)
 			log_info("worker %u (pid %ld) answered %llu requests (--max-requests): replacing it",
 			    p->id, (long)p->pid, (unsigned long long)m->u.retire.nrequests);
 		}
+		break;
+	case FDH_CTL_OPEN:
+		broker_on_open(s, p, &m->u.open);
 		break;
 	default:
 		protocol_error(p, "unexpected type");
@@ -368,9 +431,10 @@ log_exit(const struct proc *p, int status)
 		    (long)p->pid, WEXITSTATUS(status));
 	} else if (WIFSIGNALED(status)) {
 		sig = sigabbrev_np(WTERMSIG(status));
-		fdh_log(level, "worker %u (pid %ld) killed by signal %d (SIG%s)%s", p->id,
+		fdh_log(level, "worker %u (pid %ld) killed by signal %d (SIG%s)%s%s", p->id,
 		    (long)p->pid, WTERMSIG(status), sig ? sig : "?",
-		    WCOREDUMP(status) ? ", core dumped" : "");
+		    WCOREDUMP(status) ? ", core dumped" : "",
+		    WTERMSIG(status) == SIGSYS ? ": a system call its sandbox forbids" : "");
 	}
 }
 
@@ -399,14 +463,25 @@ on_death(struct sup *s, struct proc *p, int status)
 	if (s->stopping)
 		return;
 	/*
-	 * Before the service ever came up, a usage error (exit status 2) or a
-	 * SERVICE that cannot be run (127) would repeat with every respawn:
-	 * stop instead, as a bad fdhttpd option would have.
+	 * Before the service ever came up, a usage error (exit status 2), a
+	 * sandbox that cannot be set up (FDH_EXIT_SANDBOX), a SERVICE that
+	 * cannot be run (127) or one that does not sandbox itself would
+	 * repeat with every respawn: stop instead, as a bad fdhttpd option
+	 * would have.
 	 */
+	if (!s->notified_ready && !p->was_ready && p->unsandboxed) {
+		log_error("worker %u: %s does not sandbox itself (a libfdhttp without the "
+		    "sandbox?); stopping", p->id, s->o->service);
+		s->exit_status = 1;
+		return;
+	}
 	if (!s->notified_ready && !p->was_ready && WIFEXITED(status) &&
-	    (WEXITSTATUS(status) == 2 || WEXITSTATUS(status) == 127)) {
+	    (WEXITSTATUS(status) == 2 || WEXITSTATUS(status) == FDH_EXIT_SANDBOX ||
+	    WEXITSTATUS(status) == 127)) {
 		log_error("worker %u: %s %s; stopping", p->id, s->o->service,
-		    WEXITSTATUS(status) == 2 ? "refused its arguments" : "could not be started");
+		    WEXITSTATUS(status) == 2 ? "refused its arguments" :
+		    WEXITSTATUS(status) == FDH_EXIT_SANDBOX ? "could not be sandboxed" :
+		    "could not be started");
 		s->exit_status = WEXITSTATUS(status) == 2 ? 2 : 1;
 		return;
 	}

@@ -32,10 +32,7 @@ fdh_ctl_type_name(unsigned type)
 	}
 }
 
-/*
- * The one size of each type, 0 for a type this version does not speak
- * (the reserved broker pair included, until the broker defines it).
- */
+/* The one size of each type, 0 for a type this version does not speak. */
 static size_t
 ctl_size(unsigned type)
 {
@@ -49,6 +46,10 @@ ctl_size(unsigned type)
 		return sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_retire);
 	case FDH_CTL_NEW_CONN:
 		return sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_conn);
+	case FDH_CTL_OPEN:
+		return sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_open);
+	case FDH_CTL_OPEN_REPLY:
+		return sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_open_reply);
 	default:
 		return 0;
 	}
@@ -57,15 +58,41 @@ ctl_size(unsigned type)
 static uint32_t
 ctl_flags_allowed(unsigned type)
 {
-	return type == FDH_CTL_NEW_CONN ? FDH_CTL_F_PIDFD : 0;
+	switch (type) {
+	case FDH_CTL_NEW_CONN:		return FDH_CTL_F_PIDFD;
+	case FDH_CTL_OPEN_REPLY:	return FDH_CTL_F_FD;
+	default:			return 0;
+	}
 }
 
 static size_t
 ctl_nfds(const struct fdh_ctl_hdr *h)
 {
-	if (h->type != FDH_CTL_NEW_CONN)
-		return 0;
-	return (h->flags & FDH_CTL_F_PIDFD) ? 2 : 1;
+	switch (h->type) {
+	case FDH_CTL_NEW_CONN:		return (h->flags & FDH_CTL_F_PIDFD) ? 2 : 1;
+	case FDH_CTL_OPEN_REPLY:	return (h->flags & FDH_CTL_F_FD) ? 1 : 0;
+	default:			return 0;
+	}
+}
+
+/* What a body must say beyond its size; NULL when it is well-formed. */
+static const char *
+ctl_body_invalid(const struct fdh_ctl_msg *m)
+{
+	switch (m->h.type) {
+	case FDH_CTL_OPEN:
+		/* A path read past its field would be whatever follows in memory. */
+		if (memchr(m->u.open.path, '\0', sizeof(m->u.open.path)) == NULL)
+			return "OPEN path without its NUL";
+		return NULL;
+	case FDH_CTL_OPEN_REPLY:
+		if ((m->h.flags & FDH_CTL_F_FD) ? m->u.open_reply.error != 0 :
+		    m->u.open_reply.error >= 0 || m->u.open_reply.error < -4095)
+			return "OPEN_REPLY error and fd disagree";
+		return NULL;
+	default:
+		return NULL;
+	}
 }
 
 static bool
@@ -144,7 +171,8 @@ fdh_ctl_recv(int sock, enum fdh_ctl_side side, struct fdh_ctl_msg *m,
 	size_t nfds = 0, k;
 	ssize_t n;
 
-	memset(&b, 0, sizeof(b));
+	/* Only the header is read before the size is known to be the type's. */
+	memset(&b.m.h, 0, sizeof(b.m.h));
 	do
 		n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	while (n == -1 && errno == EINTR);
@@ -191,9 +219,12 @@ fdh_ctl_recv(int sock, enum fdh_ctl_side side, struct fdh_ctl_msg *m,
 		why = "unknown flags";
 	else if (nfds != ctl_nfds(&b.m.h))
 		why = "wrong fd count for its type";
+	else
+		why = ctl_body_invalid(&b.m);
 	if (why != NULL)
 		goto bad;
-	*m = b.m;
+	/* The record's bytes only: an OPEN is 4 KiB, the rest a few bytes. */
+	memcpy(m, &b.m, (size_t)n);
 	*ret_nfds = nfds;
 	return 1;
 bad:

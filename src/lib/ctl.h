@@ -12,6 +12,7 @@
 #ifndef FDH_CTL_H
 #define FDH_CTL_H
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,29 +25,42 @@
 /*
  * Message types.  A number is never reused for another meaning.  Workers
  * send types below 64, the supervisor sends types from 64 up; a receiver
- * refuses the other side's types.  The broker's pair is reserved here so
- * that adding it changes no existing number.
+ * refuses the other side's types.
  */
 enum fdh_ctl_type {
 	/* worker → supervisor */
 	FDH_CTL_READY		= 1,	/* initialised; send connections */
 	FDH_CTL_CONN_CLOSED	= 2,	/* a connection from NEW_CONN ended */
 	FDH_CTL_RETIRE		= 3,	/* served --max-requests: replace me */
-	FDH_CTL_OPEN		= 8,	/* reserved: broker open request */
+	FDH_CTL_OPEN		= 8,	/* broker: open this path for me */
 	/* supervisor → worker */
 	FDH_CTL_NEW_CONN	= 64,	/* fds: the connection [, the peer's pidfd] */
 	FDH_CTL_DRAIN		= 65,	/* finish what is in flight, then exit */
-	FDH_CTL_OPEN_REPLY	= 72,	/* reserved: broker reply */
+	FDH_CTL_OPEN_REPLY	= 72,	/* broker: the answer [, fd: the file] */
 };
 
 /* NEW_CONN flag: a second fd, the peer's pidfd, follows the connection. */
 #define FDH_CTL_F_PIDFD		0x1u
+/* OPEN_REPLY flag: the open succeeded and its fd travels with the reply. */
+#define FDH_CTL_F_FD		0x1u
+
+/* The path field of OPEN: a path and its NUL must fit, as for open(2). */
+#define FDH_CTL_PATH_MAX	PATH_MAX
 
 /* Where a worker finds its end of the control socket (FDH_ENV_CONTROL_FD). */
 #define FDH_CTL_WORKER_FD	3
 
 /* The most fds any message carries. */
 #define FDH_CTL_MAX_FDS		2
+
+/*
+ * The exit status of a worker whose sandbox could not be set up: in the
+ * child before execve (--user, rlimits, no_new_privs) or in the worker
+ * runtime (the seccomp filter).  It would fail the same way every time,
+ * so the supervisor stops instead of respawning it when the service has
+ * never come up.
+ */
+#define FDH_EXIT_SANDBOX	126
 
 struct fdh_ctl_hdr {
 	uint16_t version;	/* FDH_CTL_VERSION */
@@ -73,12 +87,34 @@ struct fdh_ctl_retire {
 	uint64_t nrequests;
 };
 
+/*
+ * OPEN: fdh_broker_open() in a worker.  The path is absolute and ends with
+ * a NUL within the field (fdh_ctl_recv() checks); the field is fixed, so
+ * that every OPEN has one size.
+ */
+struct fdh_ctl_open {
+	uint32_t id;			/* chosen by the worker, echoed in OPEN_REPLY */
+	int32_t flags;			/* open(2) flags as the worker asked */
+	char path[FDH_CTL_PATH_MAX];
+};
+
+/*
+ * OPEN_REPLY: with FDH_CTL_F_FD, error is 0 and the opened fd travels
+ * with it; without, error is a negative errno (-EACCES: policy refused).
+ */
+struct fdh_ctl_open_reply {
+	uint32_t id;
+	int32_t error;
+};
+
 struct fdh_ctl_msg {
 	struct fdh_ctl_hdr h;
 	union {
 		struct fdh_ctl_conn conn;
 		struct fdh_ctl_closed closed;
 		struct fdh_ctl_retire retire;
+		struct fdh_ctl_open open;
+		struct fdh_ctl_open_reply open_reply;
 	} u;
 };
 
@@ -104,12 +140,14 @@ const char *fdh_ctl_type_name(unsigned type);
 int fdh_ctl_send(int sock, const struct fdh_ctl_msg *m, const int *fds, size_t nfds);
 
 /*
- * Receives one message sent to side.  Returns 1 with *m filled and
- * fds[0..*ret_nfds) owned by the caller; 0 when the peer hung up; -EAGAIN
- * when nothing is queued; -EBADMSG for a malformed message (wrong size,
- * version, type, flags or fd count, or truncated control data), with every
- * fd that came with it closed and *ret_why saying what was wrong; another
- * -errno when the socket failed.
+ * Receives one message sent to side.  Returns 1 with *m filled (the
+ * header and the body of its type; the rest of the union is left alone)
+ * and fds[0..*ret_nfds) owned by the caller; 0 when the peer hung up;
+ * -EAGAIN when nothing is queued; -EBADMSG for a malformed message (wrong
+ * size, version, type, flags or fd count, truncated control data, an OPEN
+ * path without its NUL, an OPEN_REPLY whose error and fd disagree), with
+ * every fd that came with it closed and *ret_why saying what was wrong;
+ * another -errno when the socket failed.
  */
 int fdh_ctl_recv(int sock, enum fdh_ctl_side side, struct fdh_ctl_msg *m,
     int fds[FDH_CTL_MAX_FDS], size_t *ret_nfds, const char **ret_why);

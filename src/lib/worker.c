@@ -4,29 +4,46 @@
  * dispatcher; the supervisor hears when each ends, and asks for a drain
  * when this worker is to go.
  *
- * The worker never waits on the control socket: it is read when poll()
- * says so and written with MSG_DONTWAIT.  Should the supervisor's queue be
- * full, reports wait in a local queue and go with the next event.
+ * The worker's loop never waits on the control socket: it is read when
+ * poll() says so and written with MSG_DONTWAIT.  Should the supervisor's
+ * queue be full, reports wait in a local queue and go with the next event.
+ * The one wait is a handler's in fdh_broker_open(), bounded: what the
+ * supervisor sends meanwhile (connections, DRAIN) is kept, fds and all,
+ * and handled by the loop once the handler has returned.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl.h"
 #include "dispatch.h"
 #include "fdpass.h"
+#include "sandbox.h"
 #include "worker.h"
+
+/* How long fdh_broker_open() waits for the supervisor's answer. */
+#define BROKER_TIMEOUT_MS	5000
 
 /* A FIFO of connection ids. */
 struct idq {
 	uint64_t *v;
 	size_t head, len, cap;
+};
+
+/* A NEW_CONN read while a handler waited for the broker; owns its fds. */
+struct held_conn {
+	struct fdh_ctl_conn conn;
+	int fds[FDH_CTL_MAX_FDS];
+	size_t nfds;
 };
 
 struct worker {
@@ -40,6 +57,18 @@ struct worker {
 	bool retire_pending;		/* RETIRE still to send */
 	bool draining;
 	bool hung_up;			/* the supervisor is gone */
+	bool sandboxed;			/* the seccomp filter is to close in */
+	/*
+	 * What arrived while a handler waited in fdh_broker_open(), for the
+	 * loop to handle in order: connections, then a DRAIN, then the
+	 * control socket's failure.  wake makes poll() return for them.
+	 */
+	int wake;			/* eventfd */
+	struct held_conn *held;
+	size_t nheld, cheld;
+	bool held_drain;
+	char held_failure[160];		/* non-empty: the socket failed */
+	uint32_t open_id;		/* the last broker request's */
 	struct idq unsent;		/* CONN_CLOSED ids still to send */
 	unsigned title_conns;
 };
@@ -176,25 +205,143 @@ on_request_done(struct fdh_dispatch *d, void *arg)
 	flush(w);
 }
 
+/* Consumes fds (the connection [, its peer's pidfd]), on failure too. */
 static void
-on_new_conn(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
+on_new_conn(struct worker *w, const struct fdh_ctl_conn *c, int *fds, size_t nfds)
 {
 	struct fdh_peer peer = {
-		.pid = (pid_t)m->u.conn.pid,
-		.uid = (uid_t)m->u.conn.uid,
-		.gid = (gid_t)m->u.conn.gid,
+		.pid = (pid_t)c->pid,
+		.uid = (uid_t)c->uid,
+		.gid = (gid_t)c->gid,
 	};
 	int r;
 
-	/* Consumes both fds, on failure too. */
-	r = fdh_dispatch_add_conn(w->d, fds[0], &peer, nfds == 2 ? fds[1] : -1, m->u.conn.id);
+	r = fdh_dispatch_add_conn(w->d, fds[0], &peer, nfds == 2 ? fds[1] : -1, c->id);
 	if (r < 0) {
 		fdh_log(FDH_LOG_WARN, "connection from pid %ld dropped: %s", (long)peer.pid,
 		    strerror(-r));
-		report_closed(w, m->u.conn.id);
+		report_closed(w, c->id);
 		return;
 	}
 	set_title(w);
+}
+
+static void
+on_drain(struct worker *w)
+{
+	if (!w->draining)
+		fdh_log(FDH_LOG_DEBUG, "draining");
+	w->draining = true;
+	fdh_dispatch_drain(w->d);
+}
+
+/* What the loop does with one message; consumes fds. */
+static void
+on_message(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
+{
+	switch (m->h.type) {
+	case FDH_CTL_NEW_CONN:
+		on_new_conn(w, &m->u.conn, fds, nfds);
+		break;
+	case FDH_CTL_DRAIN:
+		on_drain(w);
+		break;
+	default:
+		/* An OPEN_REPLY for a request that timed out: its fd is nobody's. */
+		fdh_close_fds(fds, nfds);
+		break;
+	}
+}
+
+/* Lets poll() return for what fdh_broker_open() held. */
+static void
+wake_loop(struct worker *w)
+{
+	uint64_t one = 1;
+
+	/* Full (2^64 - 2 wake-ups pending) cannot happen; either way it wakes. */
+	if (write(w->wake, &one, sizeof(one)) < 0)
+		return;
+}
+
+/* Handles, in order, what arrived while a handler waited for the broker. */
+static void
+handle_held(struct worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nheld; i++)
+		on_new_conn(w, &w->held[i].conn, w->held[i].fds, w->held[i].nfds);
+	w->nheld = 0;
+	if (w->held_drain) {
+		w->held_drain = false;
+		on_drain(w);
+	}
+	if (w->held_failure[0] != '\0') {
+		supervisor_gone(w, w->held_failure);
+		w->held_failure[0] = '\0';
+	}
+}
+
+/*
+ * Keeps a message for the loop, consuming fds.  Out of memory, a
+ * connection is given up and reported closed, never leaked.
+ */
+static void
+hold(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
+{
+	if (m->h.type == FDH_CTL_DRAIN) {
+		w->held_drain = true;
+	} else if (m->h.type != FDH_CTL_NEW_CONN) {
+		fdh_close_fds(fds, nfds);	/* a late OPEN_REPLY, as in on_message() */
+		return;
+	} else {
+		if (w->nheld == w->cheld) {
+			size_t n = w->cheld ? w->cheld * 2 : 16;
+			struct held_conn *v = reallocarray(w->held, n, sizeof(*v));
+
+			if (v == NULL) {
+				fdh_close_fds(fds, nfds);
+				fdh_log(FDH_LOG_WARN, "connection from pid %ld dropped: out of memory",
+				    (long)m->u.conn.pid);
+				report_closed(w, m->u.conn.id);
+				return;
+			}
+			w->held = v;
+			w->cheld = n;
+		}
+		w->held[w->nheld].conn = m->u.conn;
+		memcpy(w->held[w->nheld].fds, fds, nfds * sizeof(int));
+		w->held[w->nheld].nfds = nfds;
+		w->nheld++;
+	}
+	wake_loop(w);
+}
+
+static void
+held_free(struct worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nheld; i++)
+		fdh_close_fds(w->held[i].fds, w->held[i].nfds);
+	free(w->held);
+	w->held = NULL;
+	w->nheld = w->cheld = 0;
+}
+
+static int
+on_wake(struct fdh_dispatch *d, int fd, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t n;
+
+	(void)d;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return -errno;
+	handle_held(w);
+	flush(w);
+	return 0;
 }
 
 static int
@@ -204,6 +351,8 @@ on_ctl(struct fdh_dispatch *d, int fd, void *arg)
 	int budget;
 
 	(void)d;
+	/* What was held came first; the wake-up may not have been seen yet. */
+	handle_held(w);
 	/* Bounded, so that a burst of connections cannot starve those held. */
 	for (budget = 64; budget > 0 && !w->hung_up; budget--) {
 		struct fdh_ctl_msg m;
@@ -226,24 +375,111 @@ on_ctl(struct fdh_dispatch *d, int fd, void *arg)
 			supervisor_gone(w, buf);
 			break;
 		}
-		switch (m.h.type) {
-		case FDH_CTL_NEW_CONN:
-			on_new_conn(w, &m, fds, nfds);
-			break;
-		case FDH_CTL_DRAIN:
-			if (!w->draining)
-				fdh_log(FDH_LOG_DEBUG, "draining");
-			w->draining = true;
-			fdh_dispatch_drain(w->d);
-			break;
-		default:
-			/* Types reserved for the broker: not spoken by this version. */
-			fdh_close_fds(fds, nfds);
-			break;
-		}
+		on_message(w, &m, fds, nfds);
 	}
 	flush(w);
 	return 0;
+}
+
+/* The worker while fdh_worker_main() runs; the broker's way to its socket. */
+static struct worker *current;
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until the control socket has events, or the deadline: 0, -ETIMEDOUT. */
+static int
+wait_ctl(struct worker *w, short events, int64_t deadline)
+{
+	struct pollfd p = { .fd = w->ctl, .events = events };
+	int64_t left = deadline - mono_ms();
+
+	if (left <= 0)
+		return -ETIMEDOUT;
+	if (poll(&p, 1, (int)left) == -1 && errno != EINTR)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Reads the control socket until the OPEN_REPLY for id arrives; returns
+ * its fd or its error.  Everything else is held for the loop.
+ */
+static int
+broker_wait(struct worker *w, uint32_t id, int64_t deadline)
+{
+	for (;;) {
+		struct fdh_ctl_msg m;
+		int fds[FDH_CTL_MAX_FDS];
+		const char *why = NULL;
+		size_t nfds = 0;
+		int r;
+
+		r = fdh_ctl_recv(w->ctl, FDH_CTL_WORKER, &m, fds, &nfds, &why);
+		if (r == -EAGAIN) {
+			r = wait_ctl(w, POLLIN, deadline);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		if (r <= 0) {
+			/* The loop gives up on the supervisor, as on_ctl() would. */
+			if (r == 0)
+				snprintf(w->held_failure, sizeof(w->held_failure),
+				    "the supervisor closed the control socket");
+			else
+				snprintf(w->held_failure, sizeof(w->held_failure),
+				    "bad control message: %s", r == -EBADMSG ? why : strerror(-r));
+			wake_loop(w);
+			return -EPIPE;
+		}
+		if (m.h.type == FDH_CTL_OPEN_REPLY && m.u.open_reply.id == id)
+			return nfds == 1 ? fds[0] : m.u.open_reply.error;
+		hold(w, &m, fds, nfds);
+	}
+}
+
+int
+fdh_broker_open(const char *path, int flags)
+{
+	struct worker *w = current;
+	struct fdh_ctl_msg m;
+	int64_t deadline;
+	size_t len;
+	int r;
+
+	if (path == NULL || path[0] != '/')
+		return -EINVAL;
+	len = strlen(path);
+	if (len >= sizeof(m.u.open.path))
+		return -ENAMETOOLONG;
+	/* Alone, there is nobody to ask, and no sandbox that forbids opening. */
+	if (w == NULL)
+		return -ENOTSUP;
+	if (w->hung_up || w->held_failure[0] != '\0')
+		return -EPIPE;
+	fdh_ctl_init(&m, FDH_CTL_OPEN);
+	/* 0 is never an id: a zeroed reply cannot pass for an answer. */
+	if (++w->open_id == 0)
+		w->open_id = 1;
+	m.u.open.id = w->open_id;
+	m.u.open.flags = flags;
+	memcpy(m.u.open.path, path, len + 1);
+	deadline = mono_ms() + BROKER_TIMEOUT_MS;
+	while ((r = fdh_ctl_send(w->ctl, &m, NULL, 0)) == -EAGAIN) {
+		r = wait_ctl(w, POLLOUT, deadline);
+		if (r < 0)
+			return r;
+	}
+	if (r < 0)
+		return r;
+	return broker_wait(w, m.u.open.id, deadline);
 }
 
 static int
@@ -321,14 +557,14 @@ int
 fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
     int argc, char **argv)
 {
-	struct worker w = { .ctl = -1, .sfd = -1, .title_conns = (unsigned)-1 };
+	struct worker w = { .ctl = -1, .sfd = -1, .wake = -1, .title_conns = (unsigned)-1 };
 	struct fdh_dispatch_hooks hooks = {
 		.conn_closed = on_conn_closed,
 		.request_done = on_request_done,
 		.arg = &w,
 	};
 	struct fdh_ctl_msg m;
-	const char *slash;
+	const char *slash, *sandbox;
 	char role[32];
 	int level, r, status = 1;
 
@@ -351,13 +587,24 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 		    FDH_ENV_CONTROL_FD);
 		return 1;
 	}
+	/* Only fdhttpd's --no-sandbox leaves it off. */
+	sandbox = getenv(FDH_ENV_SANDBOX);
+	w.sandboxed = sandbox == NULL || strcmp(sandbox, "0") != 0;
 	/* The handlers have no use for these, and nothing they run should see them. */
+	unsetenv(FDH_ENV_SANDBOX);
 	unsetenv(FDH_ENV_CONTROL_FD);
 	unsetenv(FDH_ENV_LIMITS);
 	unsetenv(FDH_ENV_WORKER_ID);
 	unsetenv(FDH_ENV_MAX_REQUESTS);
 	unsetenv(FDH_ENV_LOG_LEVEL);
 	set_title(&w);
+	w.wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w.wake == -1) {
+		fdh_log(FDH_LOG_ERROR, "eventfd: %s", strerror(errno));
+		goto out;
+	}
+	/* From here on fdh_broker_open() can reach the supervisor, init included. */
+	current = &w;
 
 	if (svc->init) {
 		r = svc->init(argc, argv, svc->userdata);
@@ -380,7 +627,8 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 		goto out;
 	}
 	if (fdh_dispatch_watch(w.d, w.ctl, on_ctl, &w) < 0 ||
-	    fdh_dispatch_watch(w.d, w.sfd, on_signal, &w) < 0) {
+	    fdh_dispatch_watch(w.d, w.sfd, on_signal, &w) < 0 ||
+	    fdh_dispatch_watch(w.d, w.wake, on_wake, &w) < 0) {
 		fdh_log(FDH_LOG_ERROR, "cannot watch the control socket");
 		goto out;
 	}
@@ -388,8 +636,26 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 	set_title(&w);
 	/*
 	 * The service is initialised and no connection has been seen: the
-	 * place where the seccomp filter closes in, before READY.
+	 * seccomp filter closes in now, before READY.  The supervisor checks
+	 * that it did before it hands over a connection.
 	 */
+	if (w.sandboxed) {
+		const char *bad = NULL;
+
+		r = fdh_sandbox_apply(svc->syscalls, &bad);
+		if (r == -EINVAL && bad != NULL) {
+			fdh_log(FDH_LOG_ERROR, "%s: the service's syscalls name '%s', which is not "
+			    "a system call here; not starting", w.name, bad);
+			status = FDH_EXIT_SANDBOX;
+			goto out;
+		}
+		if (r < 0) {
+			fdh_log(FDH_LOG_ERROR, "%s: seccomp filter: %s; not starting", w.name,
+			    strerror(-r));
+			status = FDH_EXIT_SANDBOX;
+			goto out;
+		}
+	}
 	fdh_ctl_init(&m, FDH_CTL_READY);
 	r = fdh_ctl_send(w.ctl, &m, NULL, 0);
 	if (r < 0) {
@@ -404,9 +670,13 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 	}
 	status = 0;
 out:
+	current = NULL;
+	held_free(&w);
 	fdh_dispatch_free(w.d);
 	if (w.sfd != -1)
 		close(w.sfd);
+	if (w.wake != -1)
+		close(w.wake);
 	close(w.ctl);
 	free(w.unsent.v);
 	return status;

@@ -18,6 +18,8 @@
 #define FDH_ENV_MAX_REQUESTS	"FDHTTP_MAX_REQUESTS"
 /* --log-level: "debug", "info", "warn" or "error". */
 #define FDH_ENV_LOG_LEVEL	"FDHTTP_LOG_LEVEL"
+/* "0" with --no-sandbox: no seccomp filter.  Any other value, or none: the filter. */
+#define FDH_ENV_SANDBOX		"FDHTTP_SANDBOX"
 
 /*
  * Applies FDH_ENV_LIMITS to *l (unchanged when the variable is absent):

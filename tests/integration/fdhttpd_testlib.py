@@ -40,6 +40,17 @@ def echo_path():
     return _binary("FDH_ECHO", "examples/fdhttp-echo")
 
 
+def sandbox_user(opts=()):
+    """["--user", "nobody"] when running as root and opts choose neither a user
+    nor --no-sandbox: fdhttpd refuses to run workers as root otherwise."""
+    if os.geteuid() != 0:
+        return []
+    for o in opts:
+        if o in ("-u", "--user", "--no-sandbox") or o.startswith("--user="):
+            return []
+    return ["--user", "nobody"]
+
+
 def wait_for(pred, timeout=TIMEOUT, interval=0.01, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
@@ -167,7 +178,7 @@ class Fdhttpd:
         self.notify.bind(self.notify_path)
         env = dict(os.environ, **(env or {}), NOTIFY_SOCKET=self.notify_path)
         argv = [fdhttpd_path(), "--socket", self.sock_path, "--workers", str(workers),
-                *opts, "--", service or echo_path(), *service_args]
+                *sandbox_user(opts), *opts, "--", service or echo_path(), *service_args]
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=self.log, env=env)
@@ -244,8 +255,11 @@ class Fdhttpd:
         return rc
 
 
-def run_fdhttpd(*args, timeout=TIMEOUT, env=None):
-    """Runs fdhttpd expecting it to exit by itself; returns (status, stderr)."""
-    p = subprocess.run([fdhttpd_path(), *args], stdin=subprocess.DEVNULL,
+def run_fdhttpd(*args, timeout=TIMEOUT, env=None, user=True, prefix=()):
+    """Runs fdhttpd expecting it to exit by itself; returns (status, stderr).
+    user=False leaves out the --user that sandbox_user() adds as root;
+    prefix is a command that runs fdhttpd (setpriv ...)."""
+    extra = sandbox_user(args) if user else []
+    p = subprocess.run([*prefix, fdhttpd_path(), *extra, *args], stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=timeout, env=env)
     return p.returncode, p.stderr.decode(errors="replace")

@@ -15,7 +15,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttpd_testlib import (Conn, Fdhttpd, cmdline, echo_path,  # noqa: E402
-                             fdhttpd_path, request, run_fdhttpd, wait_for)
+                             fdhttpd_path, request, run_fdhttpd, sandbox_user,
+                             wait_for)
 
 
 class SocketTest(unittest.TestCase):
@@ -98,7 +99,7 @@ class SocketTest(unittest.TestCase):
 
     def test_two_instances_racing_one_wins(self):
         procs = [subprocess.Popen([fdhttpd_path(), "--socket", self.path, "--workers", "1",
-                                   "--", echo_path()], stdin=subprocess.DEVNULL,
+                                   *sandbox_user(), "--", echo_path()], stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                  for _ in range(4)]
         try:
@@ -141,12 +142,17 @@ class SocketTest(unittest.TestCase):
         log = open(os.path.join(self.dir, "log"), "wb")
         self.addCleanup(log.close)
         p = subprocess.Popen([activate, "-l", self.path, fdhttpd_path(), "--workers", "1",
-                              "--", echo_path()], stdin=subprocess.DEVNULL,
+                              *sandbox_user(), "--", echo_path()], stdin=subprocess.DEVNULL,
                              stdout=log, stderr=log)
         try:
-            wait_for(lambda: os.path.exists(self.path), what="the activator's socket")
-            # The activator starts fdhttpd on the first connection.
-            self.assertEqual(request(self.path, target="/whoami").status, 200)
+            # The activator starts fdhttpd on the first connection.  Its socket
+            # file exists a moment before it listens: refused until then.
+            def first():
+                try:
+                    return request(self.path, target="/whoami")
+                except (FileNotFoundError, ConnectionRefusedError):
+                    return None
+            self.assertEqual(wait_for(first, what="the activator listening").status, 200)
             with open(os.path.join(self.dir, "log")) as f:
                 self.assertRegex(f.read(), r"on %s \(socket-activated\)" % self.path)
             # The activator execs fdhttpd in its own process.

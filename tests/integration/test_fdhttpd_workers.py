@@ -310,10 +310,11 @@ class WorkersTest(unittest.TestCase):
                  % (before, counts()))
 
     def test_workers_get_only_the_control_socket(self):
-        """A stand-in SERVICE reports what a worker is started with."""
+        """A stand-in SERVICE reports what a worker is started with (the
+        sandboxed variant is in test_sandbox.py)."""
         tmp = self.tmpdir()
         report = os.path.join(tmp, "report")
-        d = self.start("--grace", "0.2", workers=1, wait_ready=False,
+        d = self.start("--no-sandbox", "--grace", "0.2", workers=1, wait_ready=False,
                        service=self.script(PROBE), env={"FDH_PROBE_REPORT": report})
         wait_for(lambda: os.path.exists(report), what="the probe's report")
         with open(report) as f:
@@ -348,7 +349,8 @@ class WorkersTest(unittest.TestCase):
                           ("fd", "wrong fd count for its type"),
                           ("id", "CONN_CLOSED for a connection it does not hold")):
             with self.subTest(kind=kind):
-                d = Fdhttpd("--grace", "0.2", workers=1, wait_ready=False,
+                # Not a libfdhttp worker: it could never pass the sandbox check.
+                d = Fdhttpd("--no-sandbox", "--grace", "0.2", workers=1, wait_ready=False,
                             service=self.script(LIAR), service_args=[kind])
                 try:
                     d.wait_log(r"bad control message: %s; killing it" % re.escape(why))

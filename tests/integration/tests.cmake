@@ -6,6 +6,7 @@ fdh_integration_test(protocol)
 fdh_integration_test(fds)
 fdh_python_test(test_fdhttpd_socket)
 fdh_python_test(test_fdhttpd_workers)
+fdh_python_test(test_sandbox)
 fdh_python_test(test_cli)
 set_property(TEST integration/test_cli APPEND PROPERTY ENVIRONMENT "FDH_CLI=$<TARGET_FILE:fdhttp-cli>")
 fdh_python_test(test_python_client)
@@ -14,3 +15,12 @@ set_property(TEST integration/test_install APPEND PROPERTY ENVIRONMENT
   "FDH_CMAKE=${CMAKE_COMMAND}" "FDH_CC=${CMAKE_C_COMPILER}" "FDH_SANITIZE=$<BOOL:${FDH_SANITIZE}>")
 fdh_python_test(test_systemd)
 fdh_python_test(test_nginx)
+# The sandbox tests' probe service: built for them only, never installed.
+add_executable(fdh-sandbox-probe integration/sandbox_probe.c)
+target_compile_options(fdh-sandbox-probe PRIVATE ${FDH_WARNINGS})
+target_link_libraries(fdh-sandbox-probe PRIVATE fdhttp_static)
+set_property(TEST integration/test_sandbox APPEND PROPERTY ENVIRONMENT
+  "FDH_SANDBOX_PROBE=$<TARGET_FILE:fdh-sandbox-probe>")
+fdh_python_test(test_broker)
+set_property(TEST integration/test_broker APPEND PROPERTY ENVIRONMENT
+  "FDH_SANDBOX_PROBE=$<TARGET_FILE:fdh-sandbox-probe>" "FDH_FILES=$<TARGET_FILE:fdhttp-files>")

@@ -1,0 +1,213 @@
+/*
+ * fdhttp-files: hands out read-only fds of the files beneath one directory
+ * (CONTRACT section 8).  Its workers cannot open files themselves; every
+ * open goes through fdhttpd's broker, which refuses what lies outside the
+ * directory, ".." and symlinks leading out included:
+ *
+ *	fdhttpd --allow-open DIR:ro -- fdhttp-files --root DIR
+ *
+ *	GET /open?path=REL	200 with fd "file": DIR/REL opened read-only;
+ *				403 for an absolute REL or a refusal, 404 when
+ *				absent
+ *
+ * Run alone (--socket) there is no broker: it opens beneath DIR itself,
+ * with the same rule (openat2 and RESOLVE_BENEATH from DIR's fd).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fdhttp/service.h>
+
+struct files {
+	char root[PATH_MAX];	/* absolute, without a trailing slash */
+	int root_fd;		/* alone only: DIR, opened on first use */
+};
+
+static struct files files = { .root_fd = -1 };
+
+static int
+text(struct fdh_resp *resp, int status, const char *msg)
+{
+	fdh_resp_status(resp, status);
+	(void)fdh_resp_header(resp, "Content-Type", "text/plain; charset=utf-8");
+	return fdh_resp_printf(resp, "%s\n", msg);
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * The percent-decoded value of "path=" in the query: 1 found, 0 absent,
+ * -EINVAL for a bad escape or a NUL, -ENAMETOOLONG past len.
+ */
+static int
+query_path(const char *q, char *buf, size_t len)
+{
+	while (*q != '\0') {
+		size_t n = strcspn(q, "&"), i, k = 0;
+
+		if (n >= 5 && strncmp(q, "path=", 5) == 0) {
+			for (i = 5; i < n; i++) {
+				int c = (unsigned char)q[i], hi, lo;
+
+				if (c == '%') {
+					if (i + 2 >= n || (hi = hexval(q[i + 1])) < 0 ||
+					    (lo = hexval(q[i + 2])) < 0)
+						return -EINVAL;
+					c = hi * 16 + lo;
+					i += 2;
+				} else if (c == '+') {
+					c = ' ';
+				}
+				/* A NUL would cut the path the broker sees short. */
+				if (c == '\0')
+					return -EINVAL;
+				if (k + 1 >= len)
+					return -ENAMETOOLONG;
+				buf[k++] = (char)c;
+			}
+			buf[k] = '\0';
+			return 1;
+		}
+		q += n;
+		if (*q == '&')
+			q++;
+	}
+	return 0;
+}
+
+/* Alone: the broker's rule, applied here. */
+static int
+open_alone(const char *rel)
+{
+	struct open_how how = {
+		.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd, fl;
+
+	if (files.root_fd == -1) {
+		files.root_fd = open(files.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (files.root_fd == -1)
+			return -errno;
+	}
+	fd = (int)syscall(SYS_openat2, files.root_fd, rel, &how, sizeof(how));
+	if (fd == -1)
+		return errno == EXDEV ? -EACCES : -errno;
+	/* O_NONBLOCK kept a FIFO from holding the open; the reader gets a plain fd. */
+	if ((fl = fcntl(fd, F_GETFL)) == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
+		fl = -errno;
+		close(fd);
+		return fl;
+	}
+	return fd;
+}
+
+static int
+open_file(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	char rel[PATH_MAX], path[PATH_MAX];
+	int fd, r;
+
+	(void)ud;
+	r = query_path(fdh_req_query(req), rel, sizeof(rel));
+	if (r == -ENAMETOOLONG)
+		return text(resp, 414, "path is too long");
+	if (r < 0)
+		return text(resp, 400, "path is not a valid percent-encoded path");
+	if (r == 0 || rel[0] == '\0')
+		return text(resp, 400, "this route needs ?path=REL");
+	if (rel[0] == '/')
+		return text(resp, 403, "path must be relative to the root");
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", files.root, rel) >= sizeof(path))
+		return text(resp, 414, "path is too long");
+	fd = fdh_broker_open(path, O_RDONLY);
+	if (fd == -ENOTSUP)
+		fd = open_alone(rel);
+	switch (fd) {
+	case -EACCES:
+	case -EPERM:
+		return text(resp, 403, "path leads outside the root, or is not readable");
+	case -ENOENT:
+	case -ENOTDIR:
+		return text(resp, 404, "no such file");
+	case -ENAMETOOLONG:
+		return text(resp, 414, "path is too long");
+	case -ELOOP:
+		return text(resp, 403, "too many symlinks on the way");
+	default:
+		break;
+	}
+	if (fd < 0)
+		return fd;	/* 500 */
+	return fdh_resp_fd(resp, "file", fd);	/* consumes fd */
+}
+
+static int
+init(int argc, char **argv, void *ud)
+{
+	const char *root = NULL;
+	size_t len;
+	int i;
+
+	(void)ud;
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--root") == 0 && i + 1 < argc) {
+			root = argv[++i];
+		} else if (strncmp(argv[i], "--root=", 7) == 0) {
+			root = argv[i] + 7;
+		} else {
+			fprintf(stderr, "fdhttp-files: unknown option %s (see --help)\n", argv[i]);
+			return -EINVAL;
+		}
+	}
+	if (root == NULL || root[0] != '/') {
+		fprintf(stderr, "fdhttp-files: --root DIR is required, an absolute directory\n");
+		return -EINVAL;
+	}
+	len = strlen(root);
+	while (len > 1 && root[len - 1] == '/')
+		len--;
+	if (len >= sizeof(files.root)) {
+		fprintf(stderr, "fdhttp-files: --root is too long\n");
+		return -EINVAL;
+	}
+	/* "/" stays "" so that "/" + REL is not "//REL". */
+	memcpy(files.root, root, len);
+	files.root[len == 1 ? 0 : len] = '\0';
+	return 0;
+}
+
+static const struct fdh_route routes[] = {
+	{ "GET", "/open", open_file, NULL },
+};
+
+static const struct fdh_service service = {
+	.name = "files",
+	.routes = routes,
+	.nroutes = sizeof(routes) / sizeof(routes[0]),
+	.init = init,
+	.usage = "      --root DIR             the directory whose files are handed out (required)\n",
+};
+
+int
+main(int argc, char *argv[])
+{
+	return fdh_service_main(&service, argc, argv);
+}

@@ -1,0 +1,404 @@
+"""The fd broker (CONTRACT section 7) and fdhttp-files (section 8): opens
+beneath --allow-open directories only, read-only unless ":rw", ".." and
+symlinks that lead out refused, every decision logged, answers that reach
+the right request while connections and DRAIN keep arriving."""
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fdhttpd_testlib import BUILD_DIR, Fdhttpd, wait_for  # noqa: E402
+import fdhttp_testlib  # noqa: E402
+
+
+def built(var, rel, name):
+    path = os.environ.get(var) or os.path.join(BUILD_DIR, rel)
+    if not os.access(path, os.X_OK):
+        raise unittest.SkipTest("%s not built at %s" % (name, path))
+    return path
+
+
+def files_path():
+    return built("FDH_FILES", "examples/fdhttp-files", "fdhttp-files")
+
+
+def probe_path():
+    return built("FDH_SANDBOX_PROBE", "tests/fdh-sandbox-probe", "fdh-sandbox-probe")
+
+
+class FdConn(fdhttp_testlib.Conn):
+    """A connection whose responses bring their fds."""
+
+    def __init__(self, path, timeout=10):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(path)
+        super().__init__(s)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def get(self, target):
+        return self.request("GET", target)
+
+
+def read_fd(fd):
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 65536)
+
+
+class Tree:
+    """A directory tree with files inside and outside the allowed part:
+
+        T/data/              --allow-open T/data:ro
+            hello.txt        "hello"
+            sub/inner.txt    "inner"
+            link-in          -> hello.txt
+            sub-link         -> sub              (a symlinked directory inside)
+            link-out         -> /etc/hostname    (absolute: out)
+            link-up          -> ../secret.txt    (relative, climbing out)
+            out-link         -> ../outside       (a symlinked directory outside)
+            rw/              --allow-open T/data/rw:rw
+                old.txt      "old"
+        T/secret.txt         "secret"
+        T/outside/x          "x"
+    """
+
+    def __init__(self):
+        self.top = tempfile.mkdtemp(prefix="fdh-broker-")
+        os.chmod(self.top, 0o755)
+        self.data = os.path.join(self.top, "data")
+        self.rw = os.path.join(self.data, "rw")
+        os.makedirs(os.path.join(self.data, "sub"))
+        os.makedirs(self.rw)
+        os.makedirs(os.path.join(self.top, "outside"))
+        for rel, text in (("data/hello.txt", "hello"), ("data/sub/inner.txt", "inner"),
+                          ("data/rw/old.txt", "old"), ("secret.txt", "secret"),
+                          ("outside/x", "x")):
+            with open(os.path.join(self.top, rel), "w") as f:
+                f.write(text)
+        for name, target in (("link-in", "hello.txt"), ("sub-link", "sub"),
+                             ("link-out", "/etc/hostname"), ("link-up", "../secret.txt"),
+                             ("out-link", "../outside")):
+            os.symlink(target, os.path.join(self.data, name))
+
+    def allow(self):
+        return ["--allow-open", self.data + ":ro", "--allow-open", self.rw + ":rw"]
+
+    def remove(self):
+        shutil.rmtree(self.top, ignore_errors=True)
+
+
+class BrokerTest(unittest.TestCase):
+    def setUp(self):
+        self.tree = Tree()
+        self.addCleanup(self.tree.remove)
+
+    def start(self, service, *args, workers=1, opts=()):
+        d = Fdhttpd(*self.tree.allow(), *opts, workers=workers, service=service,
+                    service_args=list(args))
+        self.addCleanup(d.cleanup)
+        return d
+
+    def files(self):
+        return self.start(files_path(), "--root", self.tree.data)
+
+    def test_files_hands_out_a_read_only_fd(self):
+        d = self.files()
+        with FdConn(d.sock_path) as c:
+            r = c.get("/open?path=hello.txt")
+            self.assertEqual(r.status, 200, r.body)
+            fd = r.fds["file"]
+            try:
+                self.assertEqual(read_fd(fd), b"hello")
+                fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+                self.assertEqual(fl & os.O_ACCMODE, os.O_RDONLY)
+                self.assertFalse(fl & os.O_NONBLOCK)
+            finally:
+                r.close_fds()
+        d.wait_log(r"info supervisor: broker: worker 1 \(pid \d+\): open \"%s/hello.txt\" "
+                   r"O_RDONLY: opened beneath %s \(ro\)" % (re.escape(self.tree.data),
+                                                           re.escape(self.tree.data)))
+
+    def test_files_inside_through_symlinks(self):
+        d = self.files()
+        with FdConn(d.sock_path) as c:
+            for rel, want in (("sub/inner.txt", b"inner"), ("link-in", b"hello"),
+                              ("sub-link/inner.txt", b"inner"), ("sub/../hello.txt", b"hello"),
+                              ("sub%2Finner.txt", b"inner")):
+                with self.subTest(rel=rel):
+                    r = c.get("/open?path=" + rel)
+                    self.assertEqual(r.status, 200, r.body)
+                    self.assertEqual(read_fd(r.fds["file"]), want)
+                    r.close_fds()
+
+    def test_files_refuses_what_leads_out(self):
+        d = self.files()
+        with FdConn(d.sock_path) as c:
+            for rel, status in (("../secret.txt", 403), ("/etc/hostname", 403),
+                                ("%2Fetc%2Fhostname", 403), ("link-out", 403),
+                                ("link-up", 403), ("out-link/x", 403),
+                                ("sub/../../secret.txt", 403), ("missing.txt", 404),
+                                ("sub/missing", 404), ("x" * 4100, 414)):
+                with self.subTest(rel=rel[:40]):
+                    r = c.get("/open?path=" + rel)
+                    self.assertEqual(r.status, status, r.body)
+                    self.assertEqual(r.fds, {})
+        log = d.read_log()
+        self.assertRegex(log, r"open \"%s/\.\./secret\.txt\" O_RDONLY: refused: leads out of %s"
+                         % (re.escape(self.tree.data), re.escape(self.tree.data)))
+        self.assertRegex(log, r"open \"%s/link-out\" O_RDONLY: refused: leads out of"
+                         % re.escape(self.tree.data))
+        self.assertRegex(log, r"open \"%s/missing.txt\" O_RDONLY: No such file or directory"
+                         % re.escape(self.tree.data))
+
+    def test_files_alone_applies_the_same_rule(self):
+        """Run alone there is no broker: fdhttp-files opens beneath --root itself."""
+        sock = os.path.join(self.tree.top, "alone.sock")
+        p = subprocess.Popen([files_path(), "--socket", sock, "--root", self.tree.data],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.addCleanup(p.wait, 5)
+        self.addCleanup(p.terminate)
+        wait_for(lambda: os.path.exists(sock), what="fdhttp-files listening")
+        with FdConn(sock) as c:
+            r = c.get("/open?path=sub-link/inner.txt")
+            self.assertEqual((r.status, read_fd(r.fds["file"])), (200, b"inner"))
+            r.close_fds()
+            for rel, status in (("../secret.txt", 403), ("link-out", 403), ("nope", 404)):
+                self.assertEqual(c.get("/open?path=" + rel).status, status, rel)
+
+    def probe(self, workers=1):
+        return self.start(probe_path(), workers=workers)
+
+    def ask(self, c, path, flags="ro"):
+        r = c.get("/broker?flags=%s&path=%s" % (flags, path))
+        self.assertEqual(r.status, 200, r.body)
+        return json.loads(r.body)["errno"], r
+
+    def test_policy(self):
+        t = self.tree
+        d = self.probe()
+        cases = [
+            (t.data + "/hello.txt", "ro", "0"),
+            (t.data + "/hello.txt", "wo", "EACCES"),         # :ro
+            (t.data + "/hello.txt", "rw", "EACCES"),
+            (t.data + "/hello.txt", "append", "EACCES"),
+            (t.data + "/hello.txt", "trunc", "EACCES"),      # O_RDONLY|O_TRUNC truncates
+            (t.data + "/new.txt", "creat", "EACCES"),
+            (t.data + "/new.txt", "creat-ro", "EACCES"),
+            (t.data + "/sub", "dir", "0"),
+            (t.rw + "/old.txt", "wo", "0"),                  # :rw, the longer prefix
+            (t.rw + "/made.txt", "creat", "0"),
+            (t.rw + "/../made.txt", "creat", "EACCES"),      # out of rw, into ro
+            (t.rw + "/../hello.txt", "ro", "EACCES"),        # out of rw: refused, too
+            (t.top + "/secret.txt", "ro", "EACCES"),         # outside every directory
+            (t.top + "/datax/hello.txt", "ro", "EACCES"),    # not a component prefix
+            ("/etc/hostname", "ro", "EACCES"),
+            (t.data + "/missing", "ro", "ENOENT"),
+            (t.data + "/link-out", "ro", "EACCES"),
+            (t.data + "/out-link/x", "ro", "EACCES"),
+            (t.data + "/sub-link/inner.txt", "ro", "0"),
+            ("relative/path", "ro", "EINVAL"),
+        ]
+        with FdConn(d.sock_path) as c:
+            for path, flags, want in cases:
+                with self.subTest(path=path, flags=flags):
+                    err, r = self.ask(c, path, flags)
+                    self.assertEqual(err, want)
+                    self.assertEqual(len(r.fds), 1 if want == "0" else 0)
+                    if flags in ("wo", "creat") and want == "0":
+                        os.write(r.fds["file"], b"written")
+                    r.close_fds()
+            r = c.get("/broker/long")
+            self.assertEqual(json.loads(r.body)["errno"], "ENAMETOOLONG")
+        self.assertFalse(os.path.exists(t.data + "/new.txt"))
+        self.assertFalse(os.path.exists(t.data + "/made.txt"))
+        with open(t.rw + "/made.txt") as f:
+            self.assertEqual(f.read(), "written")
+        with open(t.rw + "/old.txt") as f:
+            self.assertEqual(f.read(), "written")
+        with open(t.data + "/hello.txt") as f:
+            self.assertEqual(f.read(), "hello")
+        log = d.read_log()
+        # Every decision at info (the relative path never left the worker).
+        self.assertEqual(len(re.findall(r" info supervisor: broker: worker 1 ", log)),
+                         len(cases) - 1, log)
+        self.assertRegex(log, r"open \"%s/hello.txt\" O_WRONLY: refused: %s is read-only"
+                         % (re.escape(t.data), re.escape(t.data)))
+        self.assertRegex(log, r"open \"%s/made.txt\" O_WRONLY\|O_CREAT: opened beneath %s \(rw\)"
+                         % (re.escape(t.rw), re.escape(t.rw)))
+        self.assertRegex(log, r"open \"/etc/hostname\" O_RDONLY: refused: outside every "
+                              r"--allow-open directory")
+
+    def test_many_requests_from_two_workers(self):
+        t = self.tree
+        d = self.probe(workers=2)
+        targets = [(t.data + "/hello.txt", 5), (t.data + "/sub/inner.txt", 5),
+                   (t.rw + "/old.txt", 3)]
+        results, pids = [], set()
+
+        def client(k):
+            try:
+                with FdConn(d.sock_path) as c:
+                    pids.add(json.loads(c.get("/pid").body)["pid"])
+                    for i in range(15):
+                        path, size = targets[(k + i) % len(targets)]
+                        r = c.get("/broker/many?n=4&path=" + path)
+                        results.append(json.loads(r.body) == {"ok": 4, "bytes": 4 * size})
+            except Exception as e:      # noqa: BLE001 - reported below
+                results.append(repr(e))
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        self.assertEqual(results, [True] * 90)
+        self.assertEqual(len(pids), 2)          # both workers asked
+        self.assertEqual(len(re.findall(r"broker: worker", d.read_log())), 360)
+
+    def test_connections_and_drain_arriving_during_a_broker_wait(self):
+        """The handler sleeps before asking: a connection and DRAIN queue up in
+        the control socket ahead of the broker's answer, and are handled after."""
+        d = self.probe()
+        slow = FdConn(d.sock_path)
+        self.addCleanup(slow.close)
+        slow.send(fdhttp_testlib.build_request(
+            "GET", "/broker/slow?ms=600&path=%s/hello.txt" % self.tree.data))
+        time.sleep(0.15)
+        late = FdConn(d.sock_path)
+        self.addCleanup(late.close)
+        late.send(fdhttp_testlib.build_request("GET", "/pid"))
+        more = FdConn(d.sock_path)
+        self.addCleanup(more.close)
+        time.sleep(0.15)        # both handed over while the handler sleeps
+        d.send_signal(signal.SIGTERM)
+        r = slow.read_response()
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(read_fd(r.fds["file"]), b"hello")
+        r.close_fds()
+        slow.expect_closed()                # the DRAIN, handled once the handler returned
+        r = late.read_response()            # its first request is served first
+        self.assertEqual(r.status, 200, r.body)
+        # Handed over before the DRAIN, no request yet: not idle, its first is served.
+        r = more.get("/pid")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(r.closes)
+        t0 = time.monotonic()
+        self.assertEqual(d.proc.wait(5), 0)
+        self.assertLess(time.monotonic() - t0, 2)
+
+    def test_queued_connections_are_served_after_the_wait(self):
+        d = self.probe()
+        slow = FdConn(d.sock_path)
+        self.addCleanup(slow.close)
+        slow.send(fdhttp_testlib.build_request(
+            "GET", "/broker/slow?ms=400&path=%s/hello.txt" % self.tree.data))
+        time.sleep(0.1)
+        conns = [FdConn(d.sock_path) for _ in range(3)]
+        for c in conns:
+            self.addCleanup(c.close)
+            c.send(fdhttp_testlib.build_request("GET", "/pid"))
+        r = slow.read_response()
+        self.assertEqual((r.status, read_fd(r.fds["file"])), (200, b"hello"))
+        r.close_fds()
+        for c in conns:
+            self.assertEqual(c.read_response().status, 200)
+            self.assertEqual(c.get("/open").status, 200)    # kept alive, served again
+
+
+class WorkerSideTest(unittest.TestCase):
+    """The probe as a worker of a fake supervisor that answers late."""
+
+    HDR = "=HHI"
+
+    def test_timeout_then_a_late_answer_is_dropped(self):
+        sup, wrk = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.addCleanup(sup.close)
+        wfd = wrk.detach()
+        env = {"FDHTTP_CONTROL_FD": "3", "FDHTTP_WORKER_ID": "1", "FDHTTP_SANDBOX": "0",
+               "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                env[k] = os.environ[k]
+        p = subprocess.Popen([probe_path()], env=env, stdin=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, close_fds=False,
+                             preexec_fn=lambda: os.dup2(wfd, 3))
+        os.close(wfd)
+        self.addCleanup(p.wait, 5)
+        self.addCleanup(p.kill)
+        sup.settimeout(10)
+        self.assertEqual(struct.unpack(self.HDR, sup.recv(64)), (1, 1, 0))     # READY
+        cli, srv = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(cli.close)
+        conn = struct.pack(self.HDR, 1, 64, 0) + struct.pack("=QiIII", 1, os.getpid(), 0, 0, 0)
+        socket.send_fds(sup, [conn], [srv.fileno()])                          # NEW_CONN
+        srv.close()
+        c = fdhttp_testlib.Conn(cli)
+        cli.settimeout(10)
+
+        def asked():
+            msg = sup.recv(8192)
+            version, type_, _ = struct.unpack_from(self.HDR, msg)
+            self.assertEqual((version, type_, len(msg)), (1, 8, 8 + 8 + 4096))  # OPEN
+            oid, flags = struct.unpack_from("=Ii", msg, 8)
+            path = msg[16:].split(b"\0", 1)[0]
+            return oid, flags, path
+
+        def reply(oid, fd):
+            socket.send_fds(sup, [struct.pack(self.HDR + "Ii", 1, 72, 1, oid, 0)], [fd])
+
+        c.send(fdhttp_testlib.build_request("GET", "/broker?path=/srv/x"))
+        oid, flags, path = asked()
+        self.assertEqual((flags, path), (os.O_RDONLY, b"/srv/x"))
+        t0 = time.monotonic()
+        r = c.read_response()
+        self.assertEqual(json.loads(r.body), {"errno": "ETIMEDOUT"})
+        self.assertGreater(time.monotonic() - t0, 4)
+        before = len(os.listdir("/proc/%d/fd" % p.pid))
+        # The answer comes too late: the worker closes its fd, gives it to nobody.
+        rd, wr = os.pipe()
+        os.write(wr, b"late")
+        os.close(wr)
+        reply(oid, rd)
+        os.close(rd)
+        c.send(fdhttp_testlib.build_request("GET", "/broker?path=/srv/y"))
+        oid2, _, path = asked()
+        self.assertEqual((oid2, path), (oid + 1, b"/srv/y"))
+        rd, wr = os.pipe()
+        os.write(wr, b"right")
+        os.close(wr)
+        reply(oid2, rd)
+        os.close(rd)
+        r = c.read_response()
+        self.assertEqual(json.loads(r.body), {"errno": "0"})
+        self.assertEqual(os.read(r.fds["file"], 16), b"right")
+        r.close_fds()
+        # The response's fd is closed once sent, a moment after we read it.
+        wait_for(lambda: len(os.listdir("/proc/%d/fd" % p.pid)) == before,
+                 what="the worker's fds back to %d" % before)
+        c.close()
+        # CONN_CLOSED for id 1, then the supervisor goes: the worker exits 0.
+        self.assertEqual(struct.unpack(self.HDR + "Q", sup.recv(64)), (1, 2, 0, 1))
+        sup.shutdown(socket.SHUT_RDWR)
+        self.assertEqual(p.wait(5), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
