@@ -17,6 +17,8 @@ packages=(
 	nginx			# tests of nginx in front of a service (contrib/nginx)
 	clang			# sanitizer and fuzzer builds
 	libclang-rt-14-dev	# clang's sanitizer and libFuzzer runtimes
+	clang-tidy		# static analysis in CI (.clang-tidy)
+	cppcheck		# static analysis in CI
 )
 
 installed() {

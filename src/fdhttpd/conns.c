@@ -137,7 +137,7 @@ conns_assign(struct sup *s, uint64_t id, struct proc *p)
 }
 
 int
-conns_close(struct sup *s, uint64_t id, struct proc *p)
+conns_close(struct sup *s, uint64_t id, const struct proc *p)
 {
 	struct conn_rec *c = lookup(s, id);
 

@@ -38,6 +38,26 @@ ensure_stdio(void)
 	}
 }
 
+/*
+ * Writes our pid into the locked pidfile; 0 or -errno.  Not
+ * pidfile_write(): on failure it closes the file and leaves the handle
+ * unusable, so that the pidfile could be neither removed nor freed.
+ */
+static int
+pidfile_put(struct pidfh *pfh)
+{
+	char pid[32];
+	int fd = pidfile_fileno(pfh), n;
+
+	n = snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	if (ftruncate(fd, 0) == -1)
+		return -errno;
+	errno = 0;
+	if (pwrite(fd, pid, (size_t)n, 0) != (ssize_t)n)
+		return errno ? -errno : -EIO;	/* short: the disk filled up in between */
+	return 0;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -45,7 +65,7 @@ main(int argc, char *argv[])
 	struct sockfile sock;
 	struct pidfh *pfh = NULL;
 	pid_t other;
-	int r, sigfd;
+	int r, err, sigfd;
 
 	ensure_stdio();
 	options_parse(argc, argv, &o);
@@ -78,6 +98,15 @@ main(int argc, char *argv[])
 			fatal("%s: %s", o.pidfile, strerror(errno));
 		}
 		fcntl(pidfile_fileno(pfh), F_SETFD, FD_CLOEXEC);
+		/*
+		 * Now, before the socket exists: a pidfile that cannot be
+		 * written (a full disk) refuses the start with nothing to undo,
+		 * rather than leave a server running that no pidfile names.
+		 */
+		if ((err = pidfile_put(pfh)) < 0) {
+			pidfile_remove(pfh);
+			fatal("%s: %s; refusing to start", o.pidfile, strerror(-err));
+		}
 	}
 	if (r == 0 && sockfile_listen(o.socket_path, o.mode, o.owner_uid, o.owner_gid, &sock) < 0) {
 		if (pfh)
@@ -97,9 +126,6 @@ main(int argc, char *argv[])
 		spawn_free();
 		exit(1);
 	}
-	if (pfh && pidfile_write(pfh) == -1)
-		log_warn("%s: %s", o.pidfile, strerror(errno));
-
 	fdh_title_set("fdhttpd: supervisor %s", sock.name);
 	log_info("fdhttpd %s on %s%s: %u worker%s of %s, %u connections each", FDH_VERSION,
 	    sock.name, sock.activated ? " (socket-activated)" : "", o.workers,

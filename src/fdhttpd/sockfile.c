@@ -34,7 +34,7 @@ static int
 lock_path(struct sockfile *s, const char *path)
 {
 	struct stat a, b;
-	int fd = -1, r, tries;
+	int fd, r, tries;
 
 	for (tries = 0; tries < 16; tries++) {
 		fd = openat(s->dirfd, s->lockname, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -178,7 +178,7 @@ listen_file(const char *path, mode_t mode, uid_t owner, gid_t group, struct sock
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	const char *slash = strrchr(path, '/');
-	char *dir = NULL, tmpname[64];
+	char *dir = NULL, *lockname = NULL, tmpname[64];
 	struct stat st;
 	int r, stale;
 
@@ -194,12 +194,16 @@ listen_file(const char *path, mode_t mode, uid_t owner, gid_t group, struct sock
 	}
 	dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
 	s->base = strdup(slash ? slash + 1 : path);
-	if (dir == NULL || s->base == NULL || asprintf(&s->lockname, "%s.lock", s->base) < 0) {
-		s->lockname = NULL;
+	/*
+	 * Into a local first: asprintf() leaves its pointer undefined when it
+	 * fails, and *s must hold only what sockfile_free() may free.
+	 */
+	if (dir == NULL || s->base == NULL || asprintf(&lockname, "%s.lock", s->base) < 0) {
 		r = -ENOMEM;
 		log_error("out of memory");
 		goto fail;
 	}
+	s->lockname = lockname;
 	s->dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (s->dirfd == -1) {
 		r = -errno;

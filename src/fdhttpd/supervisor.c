@@ -259,9 +259,8 @@ static void
 on_signals(struct sup *s)
 {
 	struct signalfd_siginfo si;
-	ssize_t n;
 
-	while ((n = read(s->sigfd, &si, sizeof(si))) == (ssize_t)sizeof(si)) {
+	while (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGCHLD:
 			workers_reap(s);
@@ -315,11 +314,13 @@ run(struct sup *s)
 			s->have_pending = false;
 		workers_replace_step(s);
 
-		if (cap < PFD_FIXED + s->nprocs + SUP_MAX_LINGER) {
+		/* Tested for NULL too: were the sum ever to wrap, pfds would be used unallocated. */
+		if (pfds == NULL || cap < PFD_FIXED + s->nprocs + SUP_MAX_LINGER) {
 			cap = PFD_FIXED + s->nprocs + SUP_MAX_LINGER + 16;
 			free(pfds);
 			free(pprocs);
 			pfds = calloc(cap, sizeof(*pfds));
+			/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 			pprocs = calloc(cap, sizeof(*pprocs));
 			if (pfds == NULL || pprocs == NULL)
 				fatal("out of memory");

@@ -140,7 +140,7 @@ void workers_shutdown(struct sup *s);
 unsigned conns_uid_count(const struct sup *s, uid_t uid);
 int conns_open(struct sup *s, uid_t uid, uint64_t *ret_id);
 void conns_assign(struct sup *s, uint64_t id, struct proc *p);
-int conns_close(struct sup *s, uint64_t id, struct proc *p);
+int conns_close(struct sup *s, uint64_t id, const struct proc *p);
 void conns_drop(struct sup *s, uint64_t id);
 void conns_release_proc(struct sup *s, struct proc *p);
 void conns_free(struct sup *s);

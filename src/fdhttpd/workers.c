@@ -28,6 +28,7 @@ proc_new(struct sup *s, unsigned slot)
 
 	if (s->nprocs == s->cprocs) {
 		size_t n = s->cprocs ? s->cprocs * 2 : 16;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		struct proc **v = reallocarray(s->procs, n, sizeof(*v));
 
 		if (v == NULL) {

@@ -527,7 +527,8 @@ client_send(struct fdh_client *c, struct iovec *iov, size_t iovcnt, const int *f
 			fds = NULL;
 			nfds = 0;
 		}
-		while (n > 0) {
+		/* sendmsg() never reports more than iov holds; iovcnt keeps that visible. */
+		while (n > 0 && iovcnt > 0) {
 			size_t k = (size_t)n < iov->iov_len ? (size_t)n : iov->iov_len;
 
 			iov->iov_base = (char *)iov->iov_base + k;
@@ -654,6 +655,9 @@ on_headers_complete(llhttp_t *p)
 	struct exchange *x = xchg(p);
 
 	if (p->http_major != 1)
+		return fail_cb(x, -EPROTO);
+	/* llhttp takes one to three digits: "20" or "0" would pass for a final status. */
+	if (p->status_code < 100)
 		return fail_cb(x, -EPROTO);
 	x->status = p->status_code;
 	x->http_minor = p->http_minor;

@@ -59,6 +59,7 @@ static uint32_t
 ctl_flags_allowed(unsigned type)
 {
 	switch (type) {
+	/* NOLINTNEXTLINE(bugprone-branch-clone): two flags that share a bit value */
 	case FDH_CTL_NEW_CONN:		return FDH_CTL_F_PIDFD;
 	case FDH_CTL_OPEN_REPLY:	return FDH_CTL_F_FD;
 	default:			return 0;
@@ -117,7 +118,8 @@ fdh_ctl_send(int sock, const struct fdh_ctl_msg *m, const int *fds, size_t nfds)
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
 
-	if (iov.iov_len == 0 || nfds != ctl_nfds(&m->h) ||
+	/* Implied by the type's count, but stated: u.buf has room for FDH_CTL_MAX_FDS. */
+	if (iov.iov_len == 0 || nfds > FDH_CTL_MAX_FDS || nfds != ctl_nfds(&m->h) ||
 	    (m->h.flags & ~ctl_flags_allowed(m->h.type)) != 0)
 		return -EINVAL;
 	if (nfds > 0) {

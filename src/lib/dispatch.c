@@ -81,6 +81,15 @@ fdh_dispatch_conn_events(struct fdh_dispatch *d, struct fdh_conn *c, short event
 	d->pfd[c->slot].events = events;
 }
 
+/* Polls watch i when it is on, and, if its reads bring fds, while there is room for them. */
+static void
+watch_sync(struct fdh_dispatch *d, unsigned i)
+{
+	const struct fdh_watch *w = &d->watch[i];
+
+	d->pfd[i].fd = w->fd != -1 && w->on && !(w->brings_fds && d->starved) ? w->fd : -1;
+}
+
 static int
 count_open_fds(struct fdh_dispatch *d)
 {
@@ -111,6 +120,8 @@ set_starved(struct fdh_dispatch *d, bool starved)
 	if (d->starved == starved)
 		return;
 	d->starved = starved;
+	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++)
+		watch_sync(d, i);
 	for (i = FDH_DISPATCH_MAX_WATCH; i < d->npfd; i++)
 		d->pfd[i].events = fdh_conn_wanted(d, d->slot_conn[i]);
 }
@@ -150,7 +161,7 @@ fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
 	struct fdh_dispatch *d;
 	struct rlimit rl;
 	size_t bad, i;
-	int r = -ENOMEM, n;
+	int r, n;
 
 	if (limits->max_fds > FDH_MAX_FDS_CEILING || limits->max_head == 0 ||
 	    limits->max_conns == 0)
@@ -168,6 +179,7 @@ fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
 	r = -ENOMEM;
 	d->cap = FDH_DISPATCH_MAX_WATCH + 16;
 	d->pfd = calloc(d->cap, sizeof(*d->pfd));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	d->slot_conn = calloc(d->cap, sizeof(*d->slot_conn));
 	d->scratch_cap = d->lim.max_head > SCRATCH_MIN ? d->lim.max_head : SCRATCH_MIN;
 	d->scratch = malloc(d->scratch_cap);
@@ -257,9 +269,28 @@ fdh_dispatch_watch_enable(struct fdh_dispatch *d, int fd, bool on)
 	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++) {
 		if (d->watch[i].fd == fd) {
 			d->watch[i].on = on;
-			d->pfd[i].fd = on ? fd : -1;	/* poll() skips negative fds */
+			watch_sync(d, i);	/* poll() skips negative fds */
 		}
 	}
+}
+
+void
+fdh_dispatch_watch_brings_fds(struct fdh_dispatch *d, int fd)
+{
+	unsigned i;
+
+	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++) {
+		if (d->watch[i].fd == fd) {
+			d->watch[i].brings_fds = true;
+			watch_sync(d, i);
+		}
+	}
+}
+
+bool
+fdh_dispatch_fd_room(struct fdh_dispatch *d)
+{
+	return fdh_dispatch_headroom(d);
 }
 
 int
@@ -293,6 +324,7 @@ fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *pee
 			goto fail;
 		}
 		d->pfd = p;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		s = realloc(d->slot_conn, ncap * sizeof(*s));
 		if (!s) {
 			r = -ENOMEM;
@@ -413,48 +445,57 @@ next_timeout(const struct fdh_dispatch *d)
 }
 
 int
+fdh_dispatch_run_once(struct fdh_dispatch *d, int timeout_ms)
+{
+	unsigned i;
+	int n, r, t;
+
+	d->now = now_ms();
+	expire_timers(d);
+	if (d->starved)
+		(void)fdh_dispatch_headroom(d);
+	if (d->stopped || (d->draining && d->nconns == 0))
+		return 1;
+	t = next_timeout(d);
+	if (timeout_ms >= 0 && (t < 0 || t > timeout_ms))
+		t = timeout_ms;
+	n = poll(d->pfd, d->npfd, t);
+	if (n == -1)
+		return errno == EINTR ? 0 : -errno;
+	if (n == 0)
+		return 0;
+	d->now = now_ms();
+	/* Downwards: a closed connection's slot is refilled from one already seen. */
+	for (i = d->npfd; n > 0 && i-- > FDH_DISPATCH_MAX_WATCH;) {
+		short rev = d->pfd[i].revents;
+
+		if (!rev)
+			continue;
+		n--;
+		d->pfd[i].revents = 0;
+		fdh_conn_event(d, d->slot_conn[i], rev);
+	}
+	for (i = 0; n > 0 && i < FDH_DISPATCH_MAX_WATCH; i++) {
+		short rev = d->pfd[i].revents;
+
+		if (!rev || d->pfd[i].fd < 0)
+			continue;
+		n--;
+		d->pfd[i].revents = 0;
+		r = d->watch[i].cb(d, d->watch[i].fd, d->watch[i].arg);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int
 fdh_dispatch_run(struct fdh_dispatch *d)
 {
+	int r;
+
 	d->stopped = false;
-	for (;;) {
-		unsigned i;
-		int n, r;
-
-		d->now = now_ms();
-		expire_timers(d);
-		if (d->starved)
-			(void)fdh_dispatch_headroom(d);
-		if (d->stopped || (d->draining && d->nconns == 0))
-			return 0;
-		n = poll(d->pfd, d->npfd, next_timeout(d));
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			continue;
-		d->now = now_ms();
-		/* Downwards: a closed connection's slot is refilled from one already seen. */
-		for (i = d->npfd; n > 0 && i-- > FDH_DISPATCH_MAX_WATCH;) {
-			short rev = d->pfd[i].revents;
-
-			if (!rev)
-				continue;
-			n--;
-			d->pfd[i].revents = 0;
-			fdh_conn_event(d, d->slot_conn[i], rev);
-		}
-		for (i = 0; n > 0 && i < FDH_DISPATCH_MAX_WATCH; i++) {
-			short rev = d->pfd[i].revents;
-
-			if (!rev || d->pfd[i].fd < 0)
-				continue;
-			n--;
-			d->pfd[i].revents = 0;
-			r = d->watch[i].cb(d, d->watch[i].fd, d->watch[i].arg);
-			if (r < 0)
-				return r;
-		}
-	}
+	while ((r = fdh_dispatch_run_once(d, -1)) == 0)
+		;
+	return r < 0 ? r : 0;
 }

@@ -37,6 +37,17 @@ void fdh_dispatch_set_hooks(struct fdh_dispatch *d, const struct fdh_dispatch_ho
 int fdh_dispatch_watch(struct fdh_dispatch *d, int fd, fdh_watch_fn *cb, void *arg);
 /* Stops or resumes polling a watched fd, e.g. a listening socket while full. */
 void fdh_dispatch_watch_enable(struct fdh_dispatch *d, int fd, bool on);
+/*
+ * Marks a watched fd whose reads bring fds (a worker's control socket):
+ * like a connection, it is not polled while the process lacks room for
+ * max_fds more descriptors, so that the kernel never drops fds sent on it.
+ */
+void fdh_dispatch_watch_brings_fds(struct fdh_dispatch *d, int fd);
+/*
+ * Whether a read that brings fds may be made now.  When not, connections
+ * and such watches are left alone until descriptors free up.
+ */
+bool fdh_dispatch_fd_room(struct fdh_dispatch *d);
 
 /*
  * Adds a connected stream socket with its peer's credentials and pidfd
@@ -61,5 +72,14 @@ void fdh_dispatch_drain(struct fdh_dispatch *d);
 /* Makes fdh_dispatch_run() return 0 at once (connections stay open). */
 void fdh_dispatch_stop(struct fdh_dispatch *d);
 int fdh_dispatch_run(struct fdh_dispatch *d);
+/*
+ * One turn of fdh_dispatch_run()'s loop, for a caller that drives the
+ * dispatcher itself on its own thread (the engine's fuzzer, which is also
+ * the clients): expired timers, one poll() of at most timeout_ms (-1: until
+ * the next timer), the events it reported.  Returns 1 when the loop would
+ * end (stopped, or drained with no connection left), 0 when it would go
+ * on, or -errno from poll() or a watch.
+ */
+int fdh_dispatch_run_once(struct fdh_dispatch *d, int timeout_ms);
 
 #endif

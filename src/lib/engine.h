@@ -96,6 +96,7 @@ struct fdh_watch {
 	void *arg;
 	int fd;
 	bool on;
+	bool brings_fds;		/* polled only while there is room for them */
 };
 
 struct fdh_dispatch {

@@ -167,12 +167,13 @@ fdh_resp_header(struct fdh_resp *resp, const char *name, const char *value)
 	r = grow(&resp->hbuf, &resp->hcap, resp->hlen + nlen + vlen + 4);
 	if (r < 0)
 		return r;
+	/* Header lines are counted bytes, not strings: no NUL follows them. */
 	p = resp->hbuf + resp->hlen;
-	memcpy(p, name, nlen);
+	memcpy(p, name, nlen);	/* NOLINT(bugprone-not-null-terminated-result) */
 	p += nlen;
 	*p++ = ':';
 	*p++ = ' ';
-	memcpy(p, value, vlen);
+	memcpy(p, value, vlen);	/* NOLINT(bugprone-not-null-terminated-result) */
 	p += vlen;
 	*p++ = '\r';
 	*p++ = '\n';

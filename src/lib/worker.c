@@ -350,11 +350,15 @@ on_ctl(struct fdh_dispatch *d, int fd, void *arg)
 	struct worker *w = arg;
 	int budget;
 
-	(void)d;
 	/* What was held came first; the wake-up may not have been seen yet. */
 	handle_held(w);
-	/* Bounded, so that a burst of connections cannot starve those held. */
-	for (budget = 64; budget > 0 && !w->hung_up; budget--) {
+	/*
+	 * Bounded, so that a burst of connections cannot starve those held.
+	 * A NEW_CONN brings two fds: read at RLIMIT_NOFILE, the kernel would
+	 * drop them and the connection with them.  Short of descriptors, the
+	 * rest waits in the socket until connections end.
+	 */
+	for (budget = 64; budget > 0 && !w->hung_up && fdh_dispatch_fd_room(d); budget--) {
 		struct fdh_ctl_msg m;
 		int fds[FDH_CTL_MAX_FDS];
 		const char *why = NULL;
@@ -632,6 +636,7 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 		fdh_log(FDH_LOG_ERROR, "cannot watch the control socket");
 		goto out;
 	}
+	fdh_dispatch_watch_brings_fds(w.d, w.ctl);
 	w.title_conns = (unsigned)-1;
 	set_title(&w);
 	/*

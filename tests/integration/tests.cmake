@@ -24,3 +24,18 @@ set_property(TEST integration/test_sandbox APPEND PROPERTY ENVIRONMENT
 fdh_python_test(test_broker)
 set_property(TEST integration/test_broker APPEND PROPERTY ENVIRONMENT
   "FDH_SANDBOX_PROBE=$<TARGET_FILE:fdh-sandbox-probe>" "FDH_FILES=$<TARGET_FILE:fdhttp-files>")
+# Hostile clients and faults.  The 16-fd marathon runs its full count here
+# too: about ten seconds in either build.
+fdh_python_test(test_hostile)
+set_property(TEST integration/test_hostile APPEND PROPERTY ENVIRONMENT
+  "FDH_HOSTILE_FD_REQUESTS=100000")
+# The fault tests' malloc-failure shim, LD_PRELOADed into fdhttp-echo.  Built
+# without the sanitizers: it only passes calls on to whatever allocator the
+# process has, AddressSanitizer's included.
+add_library(fdh-failmalloc MODULE integration/failmalloc.c)
+set_property(TARGET fdh-failmalloc PROPERTY COMPILE_OPTIONS ${FDH_WARNINGS})
+set_property(TARGET fdh-failmalloc PROPERTY LINK_OPTIONS "")
+target_link_libraries(fdh-failmalloc PRIVATE ${CMAKE_DL_LIBS})
+fdh_python_test(test_faults)
+set_property(TEST integration/test_faults APPEND PROPERTY ENVIRONMENT
+  "FDH_FAILMALLOC_SO=$<TARGET_FILE:fdh-failmalloc>")

@@ -759,6 +759,37 @@ test_malformed(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+/*
+ * Found by fuzz_client: llhttp reads a status code of one to three digits,
+ * so "20" and "0" came back to the caller as final statuses.
+ */
+static void
+test_status_below_100(void **state)
+{
+	struct step steps[] = {
+		S_READ_MSG, { .kind = STEP_SEND }, S_WAIT_EOF, S_END,
+	};
+	static const char *const replies[] = {
+		"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 0 OK\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 099 OK\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 2 OK\r\n\r\nuntil the end",
+	};
+	struct fdh_client_req req = { .target = "/" };
+	struct fdh_client_resp resp;
+	struct fake f;
+	int before = fdh_test_count_fds(0);
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+		steps[1].data = replies[i];
+		assert_int_equal(one_exchange(steps, &req, &resp, &f), -EPROTO);
+		fake_free(&f);
+	}
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 static void
 test_body_limit(void **state)
 {
@@ -1168,6 +1199,7 @@ main(void)
 		cmocka_unit_test(test_connection_close),
 		cmocka_unit_test(test_fd_mismatch),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_status_below_100),
 		cmocka_unit_test(test_body_limit),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_server_vanishes),

@@ -23,6 +23,7 @@
 
 #include <fdhttp/service.h>
 #include "dispatch.h"
+#include "fdpass.h"
 #include "harness.h"
 
 #define BIG_BODY (4 * 1024 * 1024)
@@ -558,6 +559,102 @@ test_no_read_without_fd_headroom(void **state)
 	loop_stop(&l);
 }
 
+/* A watched socket whose messages carry fds, as a worker's control socket does. */
+struct fd_watch {
+	unsigned calls;		/* how often the dispatcher called us */
+	unsigned got;		/* messages read */
+	size_t nfds;		/* fds they brought */
+	bool truncated;
+};
+
+static int
+on_fd_watch(struct fdh_dispatch *d, int fd, void *arg)
+{
+	struct fd_watch *w = arg;
+	char byte;
+	int fds[4];
+	size_t n = 0;
+	bool trunc = false;
+
+	__atomic_add_fetch(&w->calls, 1, __ATOMIC_SEQ_CST);
+	/* As the worker does: no read that brings fds without room for them. */
+	if (!fdh_dispatch_fd_room(d))
+		return 0;
+	if (fdh_recv_fds(fd, &byte, 1, fds, 4, &n, &trunc) <= 0)
+		return 0;
+	__atomic_add_fetch(&w->nfds, n, __ATOMIC_SEQ_CST);
+	while (n > 0)
+		close(fds[--n]);
+	if (trunc)
+		w->truncated = true;
+	__atomic_add_fetch(&w->got, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+/*
+ * Short of descriptors, a watch marked as bringing fds is not polled: its
+ * message waits in the socket, whole, instead of being read with its fds
+ * dropped, or reported readable in a busy loop.
+ */
+static void
+test_watch_bringing_fds_waits_for_headroom(void **state)
+{
+	struct fdh_limits lim;
+	struct rlimit old, low;
+	struct fd_watch fw = { 0 };
+	struct loop l;
+	int sv[2], fds[2], filler[64], nfill = 0, i, c, open_now;
+	char byte = 'm';
+
+	(void)state;
+	fdh_limits_default(&lim);
+	lim.max_fds = 4;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	saved_nofile = old;
+	low = old;
+	low.rlim_cur = (rlim_t)fdh_test_count_fds(0) + 24;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	/* loop_start(), with the second watch added before the thread runs. */
+	{
+		struct fdh_dispatch_hooks hooks = { .conn_closed = on_closed, .arg = &l };
+
+		memset(&l, 0, sizeof(l));
+		assert_int_equal(pipe2(l.feed, O_CLOEXEC), 0);
+		assert_int_equal(fdh_dispatch_new(&svc, &lim, &l.d), 0);
+		fdh_dispatch_set_hooks(l.d, &hooks);
+		assert_int_equal(fdh_dispatch_watch(l.d, l.feed[0], on_feed, &l), 0);
+		assert_int_equal(fdh_dispatch_watch(l.d, sv[1], on_fd_watch, &fw), 0);
+		fdh_dispatch_watch_brings_fds(l.d, sv[1]);
+		assert_int_equal(pthread_create(&l.thread, NULL, loop_main, &l), 0);
+	}
+	c = loop_connect(&l);
+	usleep(50 * 1000);
+	open_now = fdh_test_count_fds(0);
+	while (open_now + nfill < (int)low.rlim_cur - 2 && nfill < 64)
+		filler[nfill++] = dup(0);
+	fds[0] = fdh_test_make_memfd("a");
+	fds[1] = fdh_test_make_memfd("b");
+	assert_int_equal(fdh_test_send(sv[0], &byte, 1, fds, 2), 1);
+	usleep(300 * 1000);
+	/* Seen once, found short, then left alone: not read, not spun on. */
+	assert_int_equal(__atomic_load_n(&fw.got, __ATOMIC_SEQ_CST), 0);
+	assert_true(__atomic_load_n(&fw.calls, __ATOMIC_SEQ_CST) <= 2);
+	for (i = 0; i < nfill; i++)
+		close(filler[i]);
+	for (i = 0; i < 200 && __atomic_load_n(&fw.got, __ATOMIC_SEQ_CST) == 0; i++)
+		usleep(10 * 1000);
+	assert_int_equal(__atomic_load_n(&fw.got, __ATOMIC_SEQ_CST), 1);
+	assert_int_equal(__atomic_load_n(&fw.nfds, __ATOMIC_SEQ_CST), 2);
+	assert_false(fw.truncated);
+	close(fds[0]);
+	close(fds[1]);
+	close(c);
+	loop_stop(&l);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static int
 restore_nofile(void **state)
 {
@@ -588,6 +685,39 @@ test_surplus_bytes_answered_with_close(void **state)
 	loop_stop(&l);
 }
 
+/* fdh_dispatch_run_once(): turns on the caller's thread, as the engine's fuzzer drives them. */
+static void
+test_run_once_on_callers_thread(void **state)
+{
+	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+	struct fdh_limits lim;
+	struct fdh_dispatch *d;
+	struct fdh_test_msg m;
+	int sv[2], i, before = fdh_test_count_fds(0);
+
+	(void)state;
+	fdh_limits_default(&lim);
+	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(fdh_dispatch_add_conn(d, sv[1], &peer, -1, 0), 0);
+	/* Nothing to do: the turn waits no longer than it is told, and goes on. */
+	assert_int_equal(fdh_dispatch_run_once(d, 0), 0);
+	assert_true(fdh_test_sends(sv[0], "GET /hello/once HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	for (i = 0; i < 20 && fdh_dispatch_nrequests(d) == 0; i++)
+		assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
+	assert_int_equal(fdh_test_read_message(sv[0], 2000, &m), 0);
+	assert_int_equal(m.status, 200);
+	assert_non_null(strstr(fdh_test_msg_body(&m), "/hello/once"));
+	fdh_test_msg_free(&m);
+	/* Stopped: the turn says the loop would end, and does nothing. */
+	fdh_dispatch_stop(d);
+	assert_int_equal(fdh_dispatch_run_once(d, 0), 1);
+	assert_int_equal(fdh_dispatch_nconns(d), 1);
+	fdh_dispatch_free(d);
+	close(sv[0]);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 int
 main(void)
 {
@@ -603,7 +733,9 @@ main(void)
 		cmocka_unit_test(test_drain_serves_first_request_then_ends),
 		cmocka_unit_test(test_max_conns_refuses_and_closes),
 		cmocka_unit_test_teardown(test_no_read_without_fd_headroom, restore_nofile),
+		cmocka_unit_test_teardown(test_watch_bringing_fds_waits_for_headroom, restore_nofile),
 		cmocka_unit_test(test_surplus_bytes_answered_with_close),
+		cmocka_unit_test(test_run_once_on_callers_thread),
 	};
 	size_t i;
 
