@@ -340,7 +340,7 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, short revents)
 	unsigned nfds;
 	ssize_t n, hl;
 
-	if (!fdh_dispatch_headroom(d)) {
+	if (!fdh_dispatch_fd_room(d)) {
 		/*
 		 * Reading now could let the kernel drop a client's fds.  A peer
 		 * that hung up cannot read an answer: close it, which also frees

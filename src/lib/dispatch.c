@@ -105,13 +105,6 @@ count_open_fds(struct fdh_dispatch *d)
 	return n;
 }
 
-/*
- * Room for max_fds more descriptors (plus one for an accept or a memfd)?
- * The estimate decides while it is far below the limit (a quarter of it,
- * or 64, spare beyond the request's fds).  Nearer, /proc/self/fd is counted before
- * every read, so fds a handler or the service opened on its own are seen
- * too: the estimate only knows those the engine handled.
- */
 static void
 set_starved(struct fdh_dispatch *d, bool starved)
 {
@@ -126,8 +119,15 @@ set_starved(struct fdh_dispatch *d, bool starved)
 		d->pfd[i].events = fdh_conn_wanted(d, d->slot_conn[i]);
 }
 
+/*
+ * Room for max_fds more descriptors (plus one for an accept or a memfd)?
+ * The estimate decides while it is far below the limit (a quarter of it,
+ * or 64, spare beyond the request's fds).  Nearer, /proc/self/fd is
+ * counted before every read, so fds a handler or the service opened on its
+ * own are seen too: the estimate only knows those the engine handled.
+ */
 bool
-fdh_dispatch_headroom(struct fdh_dispatch *d)
+fdh_dispatch_fd_room(struct fdh_dispatch *d)
 {
 	rlim_t want = (rlim_t)d->lim.max_fds + 2;
 	rlim_t spare = d->nofile / 4 > 64 ? d->nofile / 4 : 64;
@@ -285,12 +285,6 @@ fdh_dispatch_watch_brings_fds(struct fdh_dispatch *d, int fd)
 			watch_sync(d, i);
 		}
 	}
-}
-
-bool
-fdh_dispatch_fd_room(struct fdh_dispatch *d)
-{
-	return fdh_dispatch_headroom(d);
 }
 
 int
@@ -453,7 +447,7 @@ fdh_dispatch_run_once(struct fdh_dispatch *d, int timeout_ms)
 	d->now = now_ms();
 	expire_timers(d);
 	if (d->starved)
-		(void)fdh_dispatch_headroom(d);
+		(void)fdh_dispatch_fd_room(d);
 	if (d->stopped || (d->draining && d->nconns == 0))
 		return 1;
 	t = next_timeout(d);

@@ -146,7 +146,6 @@ struct fdh_dispatch {
 void fdh_dispatch_timer_arm(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind k);
 void fdh_dispatch_timer_disarm(struct fdh_dispatch *d, struct fdh_conn *c);
 void fdh_dispatch_conn_events(struct fdh_dispatch *d, struct fdh_conn *c, short events);
-bool fdh_dispatch_headroom(struct fdh_dispatch *d);
 /* Reads the clock again: after a handler, which may have taken its time. */
 void fdh_dispatch_clock(struct fdh_dispatch *d);
 void fdh_dispatch_conn_gone(struct fdh_dispatch *d, struct fdh_conn *c);
