@@ -7,48 +7,100 @@
 
 #include "http.h"
 
+/*
+ * The bytes the scan must look at: controls (CR, LF and HT among them) and
+ * DEL.  Everything else, space and obs-text included, is skipped in words:
+ * a space matters only straight after an LF, where the LF's handling looks.
+ */
+static inline bool
+special_byte(unsigned char ch)
+{
+	return ch < 0x20 || ch == 0x7f;
+}
+
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/*
+ * A mark (0x80) in the byte of w that is a control (< 0x20) or DEL, 0 when
+ * none is.  A byte above a marked one may be marked without being special
+ * (the borrow of the subtraction), so only the lowest mark is exact; bytes
+ * of 0x80 and above are never marked.
+ */
+static inline uint64_t
+special_mask(uint64_t w)
+{
+	uint64_t del = w ^ (0x7f * ONES);
+
+	return ((w - 0x20 * ONES) | (del - ONES)) & ~w & HIGHS;
+}
+
 ssize_t
 fdh_http_head_end(const char *buf, size_t len, size_t *scan)
 {
-	size_t i;
+	const unsigned char *b = (const unsigned char *)buf;
+	size_t i = *scan;
 
-	for (i = *scan; i < len; i++) {
-		unsigned char ch = (unsigned char)buf[i];
+	/* Resumed straight after an LF: the first byte may fold the line (below). */
+	if (i > 0 && i < len && b[i - 1] == '\n' && (b[i] == ' ' || b[i] == '\t'))
+		return -EBADMSG;
+	for (;;) {
+		/* Ordinary bytes, eight at a time, then one at a time at the end. */
+		for (; i + 8 <= len; i += 8) {
+			uint64_t w, m;
 
-		if (ch > ' ' && ch != 0x7f)
-			continue;
-		switch (ch) {
-		case '\n':
-			/* HTTP wants CRLF; a bare LF ends lines for some parsers and not others. */
-			if (i == 0 || buf[i - 1] != '\r')
-				return -EBADMSG;
-			if (i == 1)
-				return -EBADMSG;	/* an empty line where the request line goes */
-			if (i >= 3 && buf[i - 2] == '\n') {
-				*scan = i + 1;
-				return (ssize_t)(i + 1);
+			memcpy(&w, b + i, sizeof(w));
+			m = special_mask(w);
+			if (m != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+				i += (size_t)__builtin_ctzll(m) / 8;
+#else
+				while (!special_byte(b[i]))
+					i++;
+#endif
+				goto special;
 			}
-			break;
+		}
+		while (i < len && !special_byte(b[i]))
+			i++;
+		if (i >= len) {
+			*scan = i;
+			return 0;
+		}
+special:
+		switch (b[i]) {
 		case '\r':
 			if (i + 1 == len) {
 				*scan = i;		/* decide once the next byte is here */
 				return 0;
 			}
-			if (buf[i + 1] != '\n')
+			if (b[i + 1] != '\n')
 				return -EBADMSG;	/* a bare CR */
+			i++;
 			break;
-		case ' ':
-		case '\t':
-			/* A line that starts with whitespace continues the previous one (obs-fold). */
-			if (i > 0 && buf[i - 1] == '\n')
+		case '\n':
+			/* HTTP wants CRLF; a bare LF ends lines for some parsers and not others. */
+			if (i == 0 || b[i - 1] != '\r')
 				return -EBADMSG;
 			break;
+		case '\t':
+			i++;		/* fine: after an LF it was refused with the LF */
+			continue;
 		default:
 			return -EBADMSG;	/* NUL and other controls have no place in a head */
 		}
+		/* b[i] is the LF of a CRLF. */
+		if (i == 1)
+			return -EBADMSG;	/* an empty line where the request line goes */
+		if (i >= 3 && b[i - 2] == '\n') {
+			*scan = i + 1;
+			return (ssize_t)(i + 1);
+		}
+		/* A line that starts with whitespace continues the previous one (obs-fold). */
+		i++;
+		if (i < len && (b[i] == ' ' || b[i] == '\t'))
+			return -EBADMSG;
 	}
-	*scan = i;
-	return 0;
 }
 
 static struct fdh_http_parser *

@@ -271,6 +271,294 @@ test_head_end_empty_leading_line(void **state)
 	assert_int_equal(scan_s("\r"), 0);
 }
 
+/*
+ * The scan reads words at a time; ref_head_end is the byte-at-a-time scan it
+ * replaced, the definition of what it must answer.  Every case below runs
+ * both, from a fresh cursor and resumed, on a copy of exactly the bytes
+ * given (so a read past them shows under ASan), and wants the same return
+ * value and the same cursor.
+ */
+static ssize_t
+ref_head_end(const char *buf, size_t len, size_t *scan)
+{
+	size_t i;
+
+	for (i = *scan; i < len; i++) {
+		unsigned char ch = (unsigned char)buf[i];
+
+		if (ch > ' ' && ch != 0x7f)
+			continue;
+		switch (ch) {
+		case '\n':
+			if (i == 0 || buf[i - 1] != '\r')
+				return -EBADMSG;
+			if (i == 1)
+				return -EBADMSG;
+			if (i >= 3 && buf[i - 2] == '\n') {
+				*scan = i + 1;
+				return (ssize_t)(i + 1);
+			}
+			break;
+		case '\r':
+			if (i + 1 == len) {
+				*scan = i;
+				return 0;
+			}
+			if (buf[i + 1] != '\n')
+				return -EBADMSG;
+			break;
+		case ' ':
+		case '\t':
+			if (i > 0 && buf[i - 1] == '\n')
+				return -EBADMSG;
+			break;
+		default:
+			return -EBADMSG;
+		}
+	}
+	*scan = i;
+	return 0;
+}
+
+static unsigned long same_as_ref_calls;
+
+/* One call of each from cursor *scan over s[0..n); both cursors must agree. */
+static ssize_t
+same_as_ref_step(const char *s, size_t n, size_t *scan)
+{
+	char *copy = malloc(n ? n : 1);
+	size_t got_scan = *scan, want_scan = *scan;
+	ssize_t got, want;
+
+	assert_non_null(copy);
+	memcpy(copy, s, n);
+	got = fdh_http_head_end(copy, n, &got_scan);
+	want = ref_head_end(copy, n, &want_scan);
+	free(copy);
+	same_as_ref_calls++;
+	if (got != want || got_scan != want_scan) {
+		size_t k;
+
+		fprintf(stderr, "bytes:");
+		for (k = 0; k < n; k++)
+			fprintf(stderr, " %02x", (unsigned char)s[k]);
+		fprintf(stderr, "\n");
+		fail_msg("%zu bytes from cursor %zu: %zd with cursor %zu, expected %zd with "
+		    "cursor %zu", n, *scan, got, got_scan, want, want_scan);
+	}
+	*scan = got_scan;
+	return got;
+}
+
+/*
+ * s[0..len) in one call; then in two reads split at every point, the second
+ * resuming from the first's cursor; then one byte more per call.
+ */
+static void
+same_as_ref(const char *s, size_t len)
+{
+	size_t scan, cut, n;
+
+	scan = 0;
+	(void)same_as_ref_step(s, len, &scan);
+	for (cut = 0; cut < len; cut++) {
+		scan = 0;
+		if (same_as_ref_step(s, cut, &scan) == 0)
+			(void)same_as_ref_step(s, len, &scan);
+	}
+	scan = 0;
+	for (n = 0; n <= len; n++)
+		if (same_as_ref_step(s, n, &scan) != 0)
+			break;
+}
+
+/* Each byte the scan treats apart from the rest, and some it must not. */
+static const unsigned char odd_bytes[] = {
+	'\r', '\n', ' ', '\t', '\0', 0x01, 0x0b, 0x1f, 0x7f, 0x20, 0x21, 0x7e, 0x80, 0xa0, 0xff,
+	0x9f, 0xe0,
+};
+
+static void
+test_head_end_words_one_odd_byte(void **state)
+{
+	char buf[48];
+	size_t len, at, k;
+
+	(void)state;
+	/* A run of ordinary bytes with one odd byte at every offset, in every length. */
+	for (len = 1; len <= sizeof(buf); len++) {
+		for (at = 0; at < len; at++) {
+			for (k = 0; k < sizeof(odd_bytes); k++) {
+				memset(buf, 'a', len);
+				buf[at] = (char)odd_bytes[k];
+				same_as_ref(buf, len);
+			}
+		}
+	}
+}
+
+static void
+test_head_end_words_exhaustive(void **state)
+{
+	static const char alphabet[] = { 'a', ' ', '\t', '\r', '\n', '\0', 0x7f };
+	char buf[16];
+	size_t pre, n, k, cursor, scan;
+	unsigned long code, combos;
+
+	(void)state;
+	/*
+	 * Every string of up to 6 bytes over the alphabet, after 0 or 5 ordinary
+	 * bytes (so that some cross a word), from every cursor.
+	 */
+	for (pre = 0; pre <= 5; pre += 5) {
+		for (n = 0; n <= 6; n++) {
+			for (combos = 1, k = 0; k < n; k++)
+				combos *= sizeof(alphabet);
+			for (code = 0; code < combos; code++) {
+				unsigned long c = code;
+
+				memset(buf, 'b', pre);
+				for (k = 0; k < n; k++, c /= sizeof(alphabet))
+					buf[pre + k] = alphabet[c % sizeof(alphabet)];
+				for (cursor = 0; cursor <= pre + n; cursor++) {
+					scan = cursor;
+					(void)same_as_ref_step(buf, pre + n, &scan);
+				}
+			}
+		}
+	}
+}
+
+static void
+test_head_end_words_two_odd_bytes(void **state)
+{
+	static const char prefix[] = "GET / HTTP/1.1\r\n";
+	char buf[64];
+	size_t plen = sizeof(prefix) - 1, len = plen + 24, a, b, i, j, scan;
+
+	(void)state;
+	/* After a request line: two odd bytes at every pair of offsets of a field line. */
+	for (a = plen; a < len; a++) {
+		for (b = a + 1; b < len; b++) {
+			for (i = 0; i < sizeof(odd_bytes); i++) {
+				for (j = 0; j < sizeof(odd_bytes); j++) {
+					memcpy(buf, prefix, plen);
+					memset(buf + plen, 'h', len - plen);
+					buf[a] = (char)odd_bytes[i];
+					buf[b] = (char)odd_bytes[j];
+					scan = 0;
+					(void)same_as_ref_step(buf, len, &scan);
+					/* Resumed right at the first of them, and right after it. */
+					scan = a;
+					(void)same_as_ref_step(buf, len, &scan);
+					scan = a + 1;
+					(void)same_as_ref_step(buf, len, &scan);
+				}
+			}
+		}
+	}
+}
+
+static void
+test_head_end_words_control_after_run(void **state)
+{
+	char buf[300];
+	size_t run, len;
+	unsigned ch;
+
+	(void)state;
+	/* A control or DEL straight after a long run of ordinary bytes, at every alignment. */
+	for (run = 0; run < 40; run++) {
+		for (ch = 0; ch <= 0x7f; ch++) {
+			if (ch > 0x20 && ch < 0x7f)
+				continue;
+			len = (size_t)sprintf(buf, "GET /%.*s", (int)run,
+			    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ");
+			buf[len++] = (char)ch;
+			len += (size_t)sprintf(buf + len, "x HTTP/1.1\r\nHost: y\r\n\r\n");
+			same_as_ref(buf, len);
+			if (ch != ' ' && ch != '\t')
+				assert_int_equal(scan_n(buf, len), -EBADMSG);
+		}
+	}
+	/* In a value 200 bytes long, past the first words. */
+	len = (size_t)sprintf(buf, "GET / HTTP/1.1\r\nX-A: %0200d", 0);
+	buf[len - 1] = '\x01';
+	len += (size_t)sprintf(buf + len, "\r\n\r\n");
+	assert_int_equal(scan_n(buf, len), -EBADMSG);
+	same_as_ref(buf, len);
+}
+
+static void
+test_head_end_words_boundaries(void **state)
+{
+	char buf[160];
+	size_t pad, len, head;
+
+	(void)state;
+	/* Heads of every length around the words, alone and with a body after them. */
+	for (pad = 0; pad < 40; pad++) {
+		len = (size_t)sprintf(buf, "GET / HTTP/1.1\r\nX-Pad: %.*s\r\n\r\n", (int)pad,
+		    "pppppppppppppppppppppppppppppppppppppppp");
+		head = len;
+		assert_int_equal(scan_n(buf, len), (ssize_t)head);
+		assert_int_equal(scan_bytewise(buf, len), (ssize_t)head);
+		same_as_ref(buf, len);
+		len += (size_t)sprintf(buf + len, "body\r\nbody");
+		assert_int_equal(scan_n(buf, len), (ssize_t)head);
+		same_as_ref(buf, len);
+		/* Cut before its last CR, on it, and before its LF. */
+		assert_int_equal(scan_n(buf, head - 2), 0);
+		assert_int_equal(scan_n(buf, head - 1), 0);
+	}
+}
+
+/* A fixed-seed generator: the same heads on every run. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static unsigned
+rng(unsigned n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (unsigned)(rng_state % n);
+}
+
+static void
+test_head_end_words_random(void **state)
+{
+	static const char pieces[][5] = {
+		"\r\n", "\r\n\r\n", "\r", "\n", " ", "\t", "\r\n ", "\r\n\t", ": ",
+	};
+	char buf[96];
+	size_t len, target, k;
+	unsigned round;
+
+	(void)state;
+	/* Mostly well-formed lines of random lengths, now and then a bad byte. */
+	for (round = 0; round < 20000; round++) {
+		target = rng(sizeof(buf) - 4);
+		len = 0;
+		while (len < target) {
+			unsigned pick = rng(20);
+
+			if (pick < 12) {
+				buf[len++] = (char)('a' + rng(26));
+			} else if (pick < 18) {
+				const char *pc = pieces[rng(sizeof(pieces) / sizeof(pieces[0]))];
+
+				for (k = 0; pc[k] && len < sizeof(buf); k++)
+					buf[len++] = pc[k];
+			} else {
+				buf[len++] = (char)odd_bytes[rng(sizeof(odd_bytes))];
+			}
+		}
+		same_as_ref(buf, len);
+	}
+	assert_true(same_as_ref_calls > 0);
+}
+
 /* --- fdh_http_parse -------------------------------------------------------- */
 
 struct parsed {
@@ -935,6 +1223,12 @@ main(void)
 		cmocka_unit_test(test_head_del_refused),
 		cmocka_unit_test(test_head_end_obs_fold),
 		cmocka_unit_test(test_head_end_empty_leading_line),
+		cmocka_unit_test(test_head_end_words_one_odd_byte),
+		cmocka_unit_test(test_head_end_words_exhaustive),
+		cmocka_unit_test(test_head_end_words_two_odd_bytes),
+		cmocka_unit_test(test_head_end_words_control_after_run),
+		cmocka_unit_test(test_head_end_words_boundaries),
+		cmocka_unit_test(test_head_end_words_random),
 		T(test_parse_get),
 		T(test_parse_post_and_head),
 		T(test_parse_path_and_query),
