@@ -26,8 +26,6 @@
 #define SO_PEERPIDFD 77
 #endif
 
-/* Connections accepted per loop turn, so that workers' messages keep flowing. */
-#define ACCEPT_BUDGET		64
 /* Out of fds or memory: how long to leave the backlog alone. */
 #define ACCEPT_PAUSE_MS		100
 
@@ -202,37 +200,43 @@ can_accept(const struct sup *s, int64_t now)
 	    now >= s->accept_pause_until && workers_have_room(s);
 }
 
+/*
+ * One connection per poll() turn.  Connections mostly arrive one at a
+ * time, and a second accept4() would only answer EAGAIN: a system call on
+ * every connection's path, and a Unix listening socket has no cheaper way
+ * to tell that its backlog is empty (FIONREAD is refused on it).  When more
+ * are queued, poll() reports the socket again at once; the turn between
+ * lets workers' messages through, which no budget then has to ensure.
+ */
 static void
-accept_some(struct sup *s)
+accept_one(struct sup *s)
 {
-	int budget;
+	int fd;
 
-	for (budget = ACCEPT_BUDGET; budget > 0 && can_accept(s, now_ms()); budget--) {
-		int fd = accept4(s->sock->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-
-		if (fd == -1) {
-			switch (errno) {
-			case EAGAIN:
-				return;
-			case EINTR:
-			case ECONNABORTED:
-				continue;
-			case EMFILE:
-			case ENFILE:
-			case ENOBUFS:
-			case ENOMEM:
-				/* The backlog keeps them; try again shortly. */
-				log_warn("accept: %s; pausing %d ms", strerror(errno), ACCEPT_PAUSE_MS);
-				s->accept_pause_until = now_ms() + ACCEPT_PAUSE_MS;
-				return;
-			default:
-				log_error("accept: %s", strerror(errno));
-				s->accept_pause_until = now_ms() + ACCEPT_PAUSE_MS;
-				return;
-			}
-		}
+	if (!can_accept(s, now_ms()))
+		return;
+	do
+		fd = accept4(s->sock->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	while (fd == -1 && (errno == EINTR || errno == ECONNABORTED));
+	if (fd != -1) {
 		admit(s, fd);
+		return;
 	}
+	switch (errno) {
+	case EAGAIN:
+		return;
+	case EMFILE:
+	case ENFILE:
+	case ENOBUFS:
+	case ENOMEM:
+		/* The backlog keeps them; try again shortly. */
+		log_warn("accept: %s; pausing %d ms", strerror(errno), ACCEPT_PAUSE_MS);
+		break;
+	default:
+		log_error("accept: %s", strerror(errno));
+		break;
+	}
+	s->accept_pause_until = now_ms() + ACCEPT_PAUSE_MS;
 }
 
 /* sig: the signal that asked for it, or 0 when the supervisor gives up itself. */
@@ -359,7 +363,7 @@ run(struct sup *s)
 			if (pfds[i - 1].revents && i - 1 - nworkers < s->nlingers)
 				reject_on_event(s, i - 1 - nworkers);
 		if (pfds[PFD_LISTEN].revents)
-			accept_some(s);
+			accept_one(s);
 		now = now_ms();
 		workers_timers(s, now);
 		reject_timers(s, now);

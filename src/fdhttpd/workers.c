@@ -390,34 +390,37 @@ workers_ctl_failed(struct sup *s, struct proc *p, int err)
 void
 workers_on_ctl(struct sup *s, struct proc *p, short revents)
 {
-	int budget;
+	struct fdh_ctl_msg m;
+	int fds[FDH_CTL_MAX_FDS];
+	const char *why = NULL;
+	size_t nfds = 0;
+	int r;
 
 	if (p->ctl != -1 && (revents & POLLOUT)) {
 		p->blocked = false;
 		if (p->drain_pending)
 			proc_send_drain(p);
 	}
-	/* Bounded, so that one chatty worker cannot starve the others. */
-	for (budget = 256; p->ctl != -1 && budget > 0; budget--) {
-		struct fdh_ctl_msg m;
-		int fds[FDH_CTL_MAX_FDS];
-		const char *why = NULL;
-		size_t nfds = 0;
-		int r;
-
-		r = fdh_ctl_recv(p->ctl, FDH_CTL_SUPERVISOR, &m, fds, &nfds, &why);
-		if (r == -EAGAIN)
-			break;
-		if (r == -EBADMSG) {
-			protocol_error(p, why);
-			break;
-		}
-		if (r <= 0) {
-			workers_ctl_failed(s, p, r < 0 ? -r : 0);
-			break;
-		}
-		on_message(s, p, &m);	/* no supervisor-bound type carries fds */
+	if (p->ctl == -1 || !(revents & (POLLIN | POLLHUP | POLLERR)))
+		return;
+	/*
+	 * One message per poll() turn: a worker mostly has one queued, and
+	 * reading on until EAGAIN would cost a system call each time.  With
+	 * more queued, poll() reports the socket again at once, and one
+	 * chatty worker cannot starve the others.
+	 */
+	r = fdh_ctl_recv(p->ctl, FDH_CTL_SUPERVISOR, &m, fds, &nfds, &why);
+	if (r == -EAGAIN)
+		return;
+	if (r == -EBADMSG) {
+		protocol_error(p, why);
+		return;
 	}
+	if (r <= 0) {
+		workers_ctl_failed(s, p, r < 0 ? -r : 0);
+		return;
+	}
+	on_message(s, p, &m);	/* no supervisor-bound type carries fds */
 }
 
 static void

@@ -344,43 +344,48 @@ on_wake(struct fdh_dispatch *d, int fd, void *arg)
 	return 0;
 }
 
+/* Reads and handles one message from the supervisor, if one is queued. */
+static void
+read_ctl(struct worker *w, int fd)
+{
+	struct fdh_ctl_msg m;
+	int fds[FDH_CTL_MAX_FDS];
+	const char *why = NULL;
+	size_t nfds = 0;
+	char buf[160];
+	int r;
+
+	r = fdh_ctl_recv(fd, FDH_CTL_WORKER, &m, fds, &nfds, &why);
+	if (r == 0) {
+		supervisor_gone(w, "the supervisor closed the control socket");
+	} else if (r < 0 && r != -EAGAIN) {
+		snprintf(buf, sizeof(buf), "bad control message: %s",
+		    r == -EBADMSG ? why : strerror(-r));
+		supervisor_gone(w, buf);
+	} else if (r > 0) {
+		on_message(w, &m, fds, nfds);
+	}
+}
+
 static int
 on_ctl(struct fdh_dispatch *d, int fd, void *arg)
 {
 	struct worker *w = arg;
-	int budget;
 
 	/* What was held came first; the wake-up may not have been seen yet. */
 	handle_held(w);
 	/*
-	 * Bounded, so that a burst of connections cannot starve those held.
-	 * A NEW_CONN brings two fds: read at RLIMIT_NOFILE, the kernel would
-	 * drop them and the connection with them.  Short of descriptors, the
-	 * rest waits in the socket until connections end.
+	 * One message per turn of the loop: the supervisor mostly has one
+	 * connection queued, and reading on until EAGAIN would put a system
+	 * call between that connection and its first request.  With more
+	 * queued, the loop reports the socket again at once, and connections
+	 * already held get served meanwhile.  A NEW_CONN brings two fds: read
+	 * at RLIMIT_NOFILE, the kernel would drop them and the connection with
+	 * them.  Short of descriptors, the rest waits in the socket until
+	 * connections end.
 	 */
-	for (budget = 64; budget > 0 && !w->hung_up && fdh_dispatch_fd_room(d); budget--) {
-		struct fdh_ctl_msg m;
-		int fds[FDH_CTL_MAX_FDS];
-		const char *why = NULL;
-		size_t nfds = 0;
-		char buf[160];
-		int r;
-
-		r = fdh_ctl_recv(fd, FDH_CTL_WORKER, &m, fds, &nfds, &why);
-		if (r == -EAGAIN)
-			break;
-		if (r == 0) {
-			supervisor_gone(w, "the supervisor closed the control socket");
-			break;
-		}
-		if (r < 0) {
-			snprintf(buf, sizeof(buf), "bad control message: %s",
-			    r == -EBADMSG ? why : strerror(-r));
-			supervisor_gone(w, buf);
-			break;
-		}
-		on_message(w, &m, fds, nfds);
-	}
+	if (!w->hung_up && fdh_dispatch_fd_room(d))
+		read_ctl(w, fd);
 	flush(w);
 	return 0;
 }
