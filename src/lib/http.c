@@ -3,7 +3,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "http.h"
 
@@ -120,6 +119,10 @@ on_url(llhttp_t *l, const char *at, size_t len)
 	return 0;
 }
 
+/*
+ * llhttp hands each span in one piece (a head is parsed in one call), but
+ * the lengths add up all the same.
+ */
 static int
 on_header_field(llhttp_t *l, const char *at, size_t len)
 {
@@ -127,19 +130,21 @@ on_header_field(llhttp_t *l, const char *at, size_t len)
 	struct fdh_head *h = p->head;
 	struct fdh_req_hdr *hdr;
 
-	if (p->in_value || h->nhdrs == 0) {
-		if (h->nhdrs == p->limits->max_headers) {
-			p->too_many = true;
-			return -1;
-		}
-		hdr = &h->hdrs[h->nhdrs++];
-		hdr->name = (char *)(uintptr_t)at;
-		hdr->name_len = 0;
-		hdr->value = NULL;
-		hdr->value_len = 0;
-		p->in_value = false;
+	if (!p->in_value) {
+		p->hdr->name_len += (uint32_t)len;
+		return 0;
 	}
-	h->hdrs[h->nhdrs - 1].name_len += (uint32_t)len;
+	if (h->nhdrs == p->limits->max_headers) {
+		p->too_many = true;
+		return -1;
+	}
+	hdr = &h->hdrs[h->nhdrs++];
+	hdr->name = (char *)(uintptr_t)at;
+	hdr->name_len = (uint32_t)len;
+	hdr->value = NULL;
+	hdr->value_len = 0;
+	p->hdr = hdr;
+	p->in_value = false;
 	return 0;
 }
 
@@ -147,7 +152,7 @@ static int
 on_header_value(llhttp_t *l, const char *at, size_t len)
 {
 	struct fdh_http_parser *p = parser_of(l);
-	struct fdh_req_hdr *hdr = &p->head->hdrs[p->head->nhdrs - 1];
+	struct fdh_req_hdr *hdr = p->hdr;
 
 	/* llhttp reports an empty value at the next line's start: not ours to end. */
 	if (len == 0)
@@ -159,10 +164,44 @@ on_header_value(llhttp_t *l, const char *at, size_t len)
 	return 0;
 }
 
-static bool
-name_is(const struct fdh_req_hdr *hdr, const char *name, uint32_t len)
+/*
+ * Whether the n bytes at s spell lit in any case.  lit holds lowercase
+ * letters, digits and '-'; each word of s has 0x20 (the case bit) set in
+ * the places where lit has a letter (the 0x40 bit of a byte tells), and
+ * nowhere else, before it is compared: exact, and a few instructions for
+ * a name of up to 24 bytes.  n is a constant of 4 or more where inlined.
+ */
+static inline bool
+fold_eq32(const char *s, const char *lit)
 {
-	return hdr->name_len == len && strncasecmp(hdr->name, name, len) == 0;
+	uint32_t a, b;
+
+	memcpy(&a, s, sizeof(a));
+	memcpy(&b, lit, sizeof(b));
+	return (a | ((b >> 1) & 0x20202020U)) == b;
+}
+
+static inline bool
+fold_eq64(const char *s, const char *lit)
+{
+	uint64_t a, b;
+
+	memcpy(&a, s, sizeof(a));
+	memcpy(&b, lit, sizeof(b));
+	return (a | ((b >> 1) & 0x2020202020202020ULL)) == b;
+}
+
+static inline bool
+fold_eq(const char *s, const char *lit, size_t n)
+{
+	size_t i;
+
+	if (n < 8)
+		return fold_eq32(s, lit) && fold_eq32(s + n - 4, lit + n - 4);
+	for (i = 0; i + 8 < n; i += 8)
+		if (!fold_eq64(s + i, lit + i))
+			return false;
+	return fold_eq64(s + n - 8, lit + n - 8);
 }
 
 static int
@@ -170,7 +209,9 @@ on_header_value_complete(llhttp_t *l)
 {
 	struct fdh_http_parser *p = parser_of(l);
 	struct fdh_head *h = p->head;
-	struct fdh_req_hdr *hdr = &h->hdrs[h->nhdrs - 1];
+	struct fdh_req_hdr *hdr = p->hdr;
+	const char *v;
+	uint32_t vlen;
 
 	p->in_value = true;
 	if (hdr->name_len == 0) {
@@ -179,31 +220,34 @@ on_header_value_complete(llhttp_t *l)
 	}
 	if (hdr->value == NULL)
 		hdr->value = hdr->name + hdr->name_len;	/* empty: the NUL lands on the colon */
-	while (hdr->value_len > 0 &&
-	    (hdr->value[hdr->value_len - 1] == ' ' || hdr->value[hdr->value_len - 1] == '\t'))
-		hdr->value_len--;
+	v = hdr->value;
+	vlen = hdr->value_len;
+	while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+		vlen--;
+	hdr->value_len = vlen;
 
+	/* The names the framework reads, told apart by their length first. */
 	switch (hdr->name_len) {
 	case 4:
-		if (name_is(hdr, "x-fd", 4)) {
+		if (fold_eq(hdr->name, "x-fd", 4)) {
 			p->nxfd++;
-			h->xfd_hdr = (int)(h->nhdrs - 1);
+			h->xfd_hdr = (int)(hdr - h->hdrs);
 		}
 		break;
 	case 6:
-		if (name_is(hdr, "expect", 6)) {
-			if (hdr->value_len == 12 && strncasecmp(hdr->value, "100-continue", 12) == 0)
+		if (fold_eq(hdr->name, "expect", 6)) {
+			if (vlen == 12 && fold_eq(v, "100-continue", 12))
 				h->expect_continue = true;
 			else
 				p->bad_expect = true;
 		}
 		break;
 	case 14:
-		if (name_is(hdr, "content-length", 14))
+		if (fold_eq(hdr->name, "content-length", 14))
 			p->ncl++;
 		break;
 	case 17:
-		if (name_is(hdr, "transfer-encoding", 17))
+		if (fold_eq(hdr->name, "transfer-encoding", 17))
 			p->nte++;
 		break;
 	default:
@@ -219,17 +263,22 @@ on_headers_complete(llhttp_t *l)
 	return HPE_PAUSED;	/* the body is framed by Content-Length alone, without llhttp */
 }
 
+/* Only what the framework reads: llhttp skips the callbacks left NULL. */
+static const llhttp_settings_t settings = {
+	.on_url = on_url,
+	.on_header_field = on_header_field,
+	.on_header_value = on_header_value,
+	.on_header_value_complete = on_header_value_complete,
+	.on_headers_complete = on_headers_complete,
+};
+
 void
 fdh_http_parser_init(struct fdh_http_parser *p, const struct fdh_limits *limits)
 {
 	memset(p, 0, sizeof(*p));
 	p->limits = limits;
-	llhttp_settings_init(&p->settings);
-	p->settings.on_url = on_url;
-	p->settings.on_header_field = on_header_field;
-	p->settings.on_header_value = on_header_value;
-	p->settings.on_header_value_complete = on_header_value_complete;
-	p->settings.on_headers_complete = on_headers_complete;
+	/* Strict: no lenient flag is set, ever. */
+	llhttp_init(&p->fresh, HTTP_REQUEST, &settings);
 }
 
 static int
@@ -254,7 +303,7 @@ split_target(struct fdh_head *h)
 {
 	char *t = h->path, *end = h->path + h->path_len, *q;
 
-	if (h->path_len > 7 && strncasecmp(t, "http://", 7) == 0) {
+	if (h->path_len > 7 && *t != '/' && fold_eq(t, "http://", 7)) {
 		t += 7;
 		while (t < end && *t != '/' && *t != '?')
 			t++;
@@ -292,9 +341,12 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 	head->content_length = 0;
 	head->expect_continue = false;
 	p->head = head;
+	p->hdr = NULL;
 	p->ncl = p->nte = p->nxfd = 0;
-	p->in_value = p->too_many = p->bad_expect = p->empty_name = false;
-	llhttp_init(&p->llhttp, HTTP_REQUEST, &p->settings);
+	p->in_value = true;
+	p->too_many = p->bad_expect = p->empty_name = false;
+	/* What llhttp_init() would do again, a copy of its result. */
+	p->llhttp = p->fresh;
 	p->llhttp.data = p;
 
 	e = llhttp_execute(&p->llhttp, buf, len);

@@ -55,13 +55,14 @@ ssize_t fdh_http_head_end(const char *buf, size_t len, size_t *scan);
 
 struct fdh_http_parser {
 	llhttp_t llhttp;
-	llhttp_settings_t settings;
+	llhttp_t fresh;			/* llhttp as llhttp_init() leaves it: copied per head */
 	struct fdh_head *head;
+	struct fdh_req_hdr *hdr;	/* the field being parsed */
 	const struct fdh_limits *limits;
 	unsigned ncl;			/* Content-Length fields seen */
 	unsigned nte;			/* Transfer-Encoding fields seen */
 	unsigned nxfd;
-	bool in_value;
+	bool in_value;			/* or before the first field: the next name is new */
 	bool too_many;
 	bool bad_expect;
 	bool empty_name;

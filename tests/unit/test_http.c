@@ -888,6 +888,51 @@ test_parse_expect(void **state)
 }
 
 static void
+test_parse_known_names_any_case(void **state)
+{
+	(void)state;
+	/* The names the framework reads, in any case; near misses are other fields. */
+	expect_status("POST / HTTP/1.1\r\nCONTENT-LENGTH: 1\r\ncOnTeNt-LeNgTh: 1\r\n\r\n", 400);
+	expect_ok("POST / HTTP/1.1\r\nContent_Length: 5\r\nContent-Length: 5\r\n\r\n");
+	assert_int_equal(px.h.content_length, 5);
+	expect_ok("POST / HTTP/1.1\r\nContent-Lengti: 5\r\nContent-Length: 5\r\n\r\n");
+	expect_ok("POST / HTTP/1.1\r\nDontent-Length: 5\r\nContent-Length: 5\r\n\r\n");
+	expect_ok("POST / HTTP/1.1\r\nContent-Lengt: 5\r\nContent-Length: 5\r\n\r\n");
+	expect_ok("POST / HTTP/1.1\r\nContent-Lengths: 5\r\nContent-Length: 5\r\n\r\n");
+
+	expect_status("POST / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\n\r\n", 501);
+	expect_status("POST / HTTP/1.1\r\ntransfer-encodinG: chunked\r\n\r\n", 501);
+	expect_ok("POST / HTTP/1.1\r\nTransfer-Encodinh: chunked\r\n\r\n");
+	expect_ok("POST / HTTP/1.1\r\nTransfer_Encoding: chunked\r\n\r\n");
+	expect_ok("POST / HTTP/1.1\r\nUransfer-Encoding: chunked\r\n\r\n");
+
+	expect_ok("POST / HTTP/1.1\r\nEXPECT: 100-CONTINUE\r\n\r\n");
+	assert_true(px.h.expect_continue);
+	expect_ok("POST / HTTP/1.1\r\neXpEcT: 100-cOnTiNuE\r\n\r\n");
+	assert_true(px.h.expect_continue);
+	expect_status("POST / HTTP/1.1\r\nExpect: 100_continue\r\n\r\n", 417);
+	expect_status("POST / HTTP/1.1\r\nExpect: 1OO-continue\r\n\r\n", 417);
+	expect_status("POST / HTTP/1.1\r\nExpect: 100-continuf\r\n\r\n", 417);
+	expect_status("POST / HTTP/1.1\r\nExpect: 000-continue\r\n\r\n", 417);
+	expect_status("POST / HTTP/1.1\r\nExpect: 100-continue, x\r\n\r\n", 417);
+	expect_ok("POST / HTTP/1.1\r\nExpecu: 100-continue\r\n\r\n");
+	assert_false(px.h.expect_continue);
+	expect_ok("POST / HTTP/1.1\r\nFxpect: nope\r\n\r\n");
+
+	expect_ok("POST / HTTP/1.1\r\nx-fD: a\r\n\r\n");
+	assert_int_equal(px.h.xfd_hdr, 0);
+	expect_ok("POST / HTTP/1.1\r\nX_FD: a\r\nX-FD: b\r\n\r\n");
+	assert_int_equal(px.h.xfd_hdr, 1);
+	expect_ok("POST / HTTP/1.1\r\nX-FE: a\r\nY-FD: a\r\nX-FDS: a\r\n\r\n");
+	assert_int_equal(px.h.xfd_hdr, -1);
+
+	/* And the absolute form's scheme. */
+	expect_ok("GET hTtP://h/x HTTP/1.1\r\n\r\n");
+	assert_span(px.h.path, px.h.path_len, "/x");
+	expect_status("GET https://h/x HTTP/1.1\r\n\r\n", 400);
+}
+
+static void
 test_parse_body_limit(void **state)
 {
 	struct fdh_limits lim;
@@ -1239,6 +1284,7 @@ main(void)
 		T(test_parse_transfer_encoding),
 		T(test_parse_transfer_encoding_not_chunked),
 		T(test_parse_expect),
+		T(test_parse_known_names_any_case),
 		T(test_parse_body_limit),
 		T(test_parse_header_count),
 		T(test_parse_xfd),
