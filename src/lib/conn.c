@@ -17,12 +17,12 @@
 static void conn_respond(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after,
     bool is_head);
 
-short
+uint32_t
 fdh_conn_wanted(const struct fdh_dispatch *d, const struct fdh_conn *c)
 {
 	if (c->state == CONN_WRITE)
-		return POLLOUT;
-	return d->starved ? 0 : POLLIN;
+		return EPOLLOUT;
+	return d->starved ? 0 : EPOLLIN;
 }
 
 static void
@@ -77,10 +77,10 @@ fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c)
 		d->open_fds--;
 	}
 	fdh_dispatch_timer_disarm(d, c);
-	fdh_dispatch_conn_gone(d, c);	/* before close(): the slot still names the fd */
+	fdh_dispatch_conn_gone(d, c);	/* before close(): it leaves the epoll set by fd */
 	close(c->fd);
+	c->fd = -1;
 	d->open_fds--;
-	free(c);
 }
 
 /* The framework's own answer to a request it will not serve; then close. */
@@ -160,7 +160,7 @@ fail:
 /*
  * Sends d->resp on c: one head buffer and the body in one sendmsg that
  * carries the response fds.  What the socket does not take waits for
- * POLLOUT in c->out; the fds went with the first byte if any byte went.
+ * EPOLLOUT in c->out; the fds went with the first byte if any byte went.
  */
 static void
 conn_respond(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after, bool is_head)
@@ -204,7 +204,7 @@ conn_respond(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after, bool 
 	fdh_resp_reset(r);
 	c->state = CONN_WRITE;
 	fdh_dispatch_timer_arm(d, c, TIMER_WRITE);
-	fdh_dispatch_conn_events(d, c, POLLOUT);
+	fdh_dispatch_conn_events(d, c, EPOLLOUT);
 }
 
 static void
@@ -329,7 +329,7 @@ conn_keep_partial(struct fdh_dispatch *d, struct fdh_conn *c, const char *buf, s
 }
 
 static void
-conn_read(struct fdh_dispatch *d, struct fdh_conn *c, short revents)
+conn_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 {
 	struct fdh_http_error err;
 	struct fdh_head *h = &d->req.head;
@@ -344,9 +344,9 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, short revents)
 		/*
 		 * Reading now could let the kernel drop a client's fds.  A peer
 		 * that hung up cannot read an answer: close it, which also frees
-		 * whatever fds it left queued; poll() would report it again.
+		 * whatever fds it left queued; epoll would report it again.
 		 */
-		if (revents & (POLLHUP | POLLERR))
+		if (revents & (EPOLLHUP | EPOLLERR))
 			fdh_conn_close(d, c);
 		return;
 	}
@@ -467,14 +467,14 @@ nomem:
 }
 
 void
-fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, short revents)
+fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 {
 	if (c->state == CONN_WRITE) {
-		if (revents & (POLLOUT | POLLERR | POLLHUP))
+		if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			conn_write(d, c);
 		return;
 	}
-	if (revents & (POLLIN | POLLERR | POLLHUP))
+	if (revents & (EPOLLIN | EPOLLERR | EPOLLHUP))
 		conn_read(d, c, revents);
 }
 

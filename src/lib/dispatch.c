@@ -1,8 +1,12 @@
 /*
- * The dispatcher's loop: one poll() over the watched fds and every
+ * The dispatcher's loop: one epoll set holding the watched fds and every
  * connection, timers kept in one list per timeout kind.  Each kind has a
  * single duration, so appending on (re)arm keeps a list in deadline order
  * and the next deadline is the earliest of three heads: no heap, no scan.
+ *
+ * epoll, not poll(): poll() hands the kernel every descriptor on every
+ * call, so a worker holding hundreds of idle keep-alive connections paid
+ * for all of them on each request (about 55 ns apiece here).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +22,8 @@
 #define SCRATCH_MIN (64 * 1024)
 /* How often a dispatcher short of descriptors looks again, in ms. */
 #define STARVED_RETRY_MS 50
+/* Events taken per epoll_wait(); more stay queued for the next turn. */
+#define MAX_EVENTS 64
 
 static uint64_t
 now_ms(void)
@@ -76,18 +82,65 @@ fdh_dispatch_timer_arm(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_time
 }
 
 void
-fdh_dispatch_conn_events(struct fdh_dispatch *d, struct fdh_conn *c, short events)
+fdh_dispatch_conn_events(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t events)
 {
-	d->pfd[c->slot].events = events;
+	struct epoll_event ev = { .events = events, .data.ptr = c };
+
+	if (c->events == events)
+		return;
+	/*
+	 * Not expected to fail on a descriptor in the set; if it did, the
+	 * connection would be woken for what it no longer waits for (a
+	 * writable socket, forever): it goes instead.
+	 */
+	if (epoll_ctl(d->epfd, EPOLL_CTL_MOD, c->fd, &ev) == -1) {
+		fdh_conn_close(d, c);
+		return;
+	}
+	c->events = events;
 }
 
-/* Polls watch i when it is on, and, if its reads bring fds, while there is room for them. */
+/*
+ * Watch i is in the set when it is on, and, if its reads bring fds, while
+ * there is room for them.  A watch that could not be added (ENOMEM, the
+ * user's epoll watch limit) is tried again on every turn.
+ */
 static void
 watch_sync(struct fdh_dispatch *d, unsigned i)
 {
-	const struct fdh_watch *w = &d->watch[i];
+	struct fdh_watch *w = &d->watch[i];
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = i };
+	bool want = w->fd != -1 && w->on && !(w->brings_fds && d->starved);
 
-	d->pfd[i].fd = w->fd != -1 && w->on && !(w->brings_fds && d->starved) ? w->fd : -1;
+	if (want == w->armed)
+		return;
+	if (epoll_ctl(d->epfd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, w->fd, &ev) == -1 &&
+	    (want || errno != ENOENT)) {
+		d->watch_retry = true;
+		return;
+	}
+	w->armed = want;
+}
+
+static void
+watches_sync(struct fdh_dispatch *d)
+{
+	unsigned i;
+
+	d->watch_retry = false;
+	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++)
+		watch_sync(d, i);
+}
+
+static void
+free_closed(struct fdh_dispatch *d)
+{
+	struct fdh_conn *c;
+
+	while ((c = d->closed) != NULL) {
+		d->closed = c->next;
+		free(c);
+	}
 }
 
 static int
@@ -108,15 +161,16 @@ count_open_fds(struct fdh_dispatch *d)
 static void
 set_starved(struct fdh_dispatch *d, bool starved)
 {
-	unsigned i;
+	struct fdh_conn *c, *next;
 
 	if (d->starved == starved)
 		return;
 	d->starved = starved;
-	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++)
-		watch_sync(d, i);
-	for (i = FDH_DISPATCH_MAX_WATCH; i < d->npfd; i++)
-		d->pfd[i].events = fdh_conn_wanted(d, d->slot_conn[i]);
+	watches_sync(d);
+	for (c = d->conns; c; c = next) {
+		next = c->next;
+		fdh_dispatch_conn_events(d, c, fdh_conn_wanted(d, c));
+	}
 }
 
 /*
@@ -176,18 +230,22 @@ fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
 		free(d);
 		return r;
 	}
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d->epfd == -1) {
+		r = -errno;
+		fdh_route_table_free(&d->routes);
+		free(d);
+		return r;
+	}
 	r = -ENOMEM;
-	d->cap = FDH_DISPATCH_MAX_WATCH + 16;
-	d->pfd = calloc(d->cap, sizeof(*d->pfd));
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-	d->slot_conn = calloc(d->cap, sizeof(*d->slot_conn));
+	d->events = calloc(MAX_EVENTS, sizeof(*d->events));
 	d->scratch_cap = d->lim.max_head > SCRATCH_MIN ? d->lim.max_head : SCRATCH_MIN;
 	d->scratch = malloc(d->scratch_cap);
 	d->rfds = calloc(d->lim.max_fds + 1, sizeof(*d->rfds));
 	d->hdrs = calloc(d->lim.max_headers + 1, sizeof(*d->hdrs));
 	d->xfd_names = calloc(d->lim.max_fds + 1, sizeof(*d->xfd_names));
 	d->req.fd_names = calloc(d->lim.max_fds + 1, sizeof(*d->req.fd_names));
-	if (!d->pfd || !d->slot_conn || !d->scratch || !d->rfds || !d->hdrs ||
+	if (!d->events || !d->scratch || !d->rfds || !d->hdrs ||
 	    !d->xfd_names || !d->req.fd_names)
 		goto fail;
 	r = fdh_resp_init(&d->resp, d->lim.max_fds, &d->open_fds);
@@ -197,11 +255,8 @@ fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
 	d->req.head.fd_names = d->xfd_names;
 	d->req.d = d;
 	fdh_http_parser_init(&d->parser, &d->lim);
-	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++) {
-		d->pfd[i].fd = -1;
+	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++)
 		d->watch[i].fd = -1;
-	}
-	d->npfd = FDH_DISPATCH_MAX_WATCH;
 
 	/* Opened now, before any sandbox forbids opens, and kept for counting. */
 	d->fddir = opendir("/proc/self/fd");
@@ -222,15 +277,16 @@ fdh_dispatch_free(struct fdh_dispatch *d)
 	if (!d)
 		return;
 	d->hooks = (struct fdh_dispatch_hooks){ 0 };	/* the owner is going away too */
-	while (d->npfd > FDH_DISPATCH_MAX_WATCH)
-		fdh_conn_close(d, d->slot_conn[d->npfd - 1]);
+	while (d->conns)
+		fdh_conn_close(d, d->conns);
+	free_closed(d);
+	close(d->epfd);
 	if (d->resp.fds)
 		fdh_resp_free(&d->resp);
 	if (d->fddir)
 		closedir(d->fddir);
 	fdh_route_table_free(&d->routes);
-	free(d->pfd);
-	free(d->slot_conn);
+	free(d->events);
 	free(d->scratch);
 	free(d->rfds);
 	free(d->hdrs);
@@ -252,9 +308,12 @@ fdh_dispatch_watch(struct fdh_dispatch *d, int fd, fdh_watch_fn *cb, void *arg)
 
 	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++) {
 		if (d->watch[i].fd == -1) {
-			d->watch[i] = (struct fdh_watch){ .cb = cb, .arg = arg, .fd = fd, .on = true };
-			d->pfd[i].fd = fd;
-			d->pfd[i].events = POLLIN;
+			struct epoll_event ev = { .events = EPOLLIN, .data.u64 = i };
+
+			if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
+				return -errno;
+			d->watch[i] = (struct fdh_watch){ .cb = cb, .arg = arg, .fd = fd, .on = true,
+			    .armed = true };
 			return 0;
 		}
 	}
@@ -269,7 +328,7 @@ fdh_dispatch_watch_enable(struct fdh_dispatch *d, int fd, bool on)
 	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++) {
 		if (d->watch[i].fd == fd) {
 			d->watch[i].on = on;
-			watch_sync(d, i);	/* poll() skips negative fds */
+			watch_sync(d, i);
 		}
 	}
 }
@@ -291,6 +350,7 @@ int
 fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *peer, int pidfd,
     uint64_t tag)
 {
+	struct epoll_event ev;
 	struct fdh_conn *c = NULL;
 	int flags, r;
 
@@ -308,25 +368,6 @@ fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *pee
 		r = -errno;
 		goto fail;
 	}
-	if (d->npfd == d->cap) {
-		unsigned ncap = d->cap * 2;
-		struct pollfd *p = realloc(d->pfd, ncap * sizeof(*p));
-		struct fdh_conn **s;
-
-		if (!p) {
-			r = -ENOMEM;
-			goto fail;
-		}
-		d->pfd = p;
-		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-		s = realloc(d->slot_conn, ncap * sizeof(*s));
-		if (!s) {
-			r = -ENOMEM;
-			goto fail;
-		}
-		d->slot_conn = s;
-		d->cap = ncap;
-	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		r = -ENOMEM;
@@ -338,15 +379,23 @@ fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *pee
 	c->tag = tag;
 	c->timer = TIMER_NONE;
 	c->state = CONN_WAIT;
-	c->slot = d->npfd++;
-	d->slot_conn[c->slot] = c;
-	d->pfd[c->slot] = (struct pollfd){ .fd = fd, .events = fdh_conn_wanted(d, c) };
+	c->events = fdh_conn_wanted(d, c);
+	ev = (struct epoll_event){ .events = c->events, .data.ptr = c };
+	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+		r = -errno;
+		goto fail;
+	}
+	c->next = d->conns;
+	if (d->conns)
+		d->conns->prev = c;
+	d->conns = c;
 	d->nconns++;
 	d->open_fds += pidfd >= 0 ? 2 : 1;
 	d->now = now_ms();
 	fdh_dispatch_timer_arm(d, c, TIMER_IDLE);
 	return 0;
 fail:
+	free(c);
 	close(fd);
 	if (pidfd >= 0)
 		close(pidfd);
@@ -356,15 +405,22 @@ fail:
 void
 fdh_dispatch_conn_gone(struct fdh_dispatch *d, struct fdh_conn *c)
 {
-	unsigned last = d->npfd - 1;
-
-	/* The last slot fills the hole; the loop walks slots downwards, so it was seen. */
-	if (c->slot != last) {
-		d->pfd[c->slot] = d->pfd[last];
-		d->slot_conn[c->slot] = d->slot_conn[last];
-		d->slot_conn[c->slot]->slot = c->slot;
-	}
-	d->npfd--;
+	/*
+	 * Out of the set before close(): close() alone removes it only when no
+	 * other descriptor shares the open file, and an event naming a freed
+	 * connection would be a use after free.
+	 */
+	(void)epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		d->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	/* Events of this batch may still name it: freed after the batch. */
+	c->prev = NULL;
+	c->next = d->closed;
+	d->closed = c;
 	d->nconns--;
 	if (d->hooks.conn_closed)
 		d->hooks.conn_closed(d, c->tag, d->hooks.arg);
@@ -391,13 +447,12 @@ fdh_dispatch_nrequests(const struct fdh_dispatch *d)
 void
 fdh_dispatch_drain(struct fdh_dispatch *d)
 {
-	unsigned i;
+	struct fdh_conn *c, *next;
 
 	d->draining = true;
 	/* Idle keep-alive connections go now; one yet to send its first request is served it. */
-	for (i = d->npfd; i-- > FDH_DISPATCH_MAX_WATCH;) {
-		struct fdh_conn *c = d->slot_conn[i];
-
+	for (c = d->conns; c; c = next) {
+		next = c->next;
 		if (c->state == CONN_WAIT && c->served)
 			fdh_conn_close(d, c);
 	}
@@ -431,7 +486,7 @@ next_timeout(const struct fdh_dispatch *d)
 	for (k = 0; k < TIMER_KINDS; k++)
 		if (d->timers[k].head && d->timers[k].head->deadline < next)
 			next = d->timers[k].head->deadline;
-	if (d->starved && next > d->now + STARVED_RETRY_MS)
+	if ((d->starved || d->watch_retry) && next > d->now + STARVED_RETRY_MS)
 		next = d->now + STARVED_RETRY_MS;
 	if (next == UINT64_MAX)
 		return -1;
@@ -441,46 +496,54 @@ next_timeout(const struct fdh_dispatch *d)
 int
 fdh_dispatch_run_once(struct fdh_dispatch *d, int timeout_ms)
 {
-	unsigned i;
-	int n, r, t;
+	struct fdh_conn *c;
+	struct fdh_watch *w;
+	unsigned ready = 0, u;
+	int i, n, r = 0, t;
 
 	d->now = now_ms();
 	expire_timers(d);
+	free_closed(d);
 	if (d->starved)
 		(void)fdh_dispatch_fd_room(d);
+	if (d->watch_retry)
+		watches_sync(d);
 	if (d->stopped || (d->draining && d->nconns == 0))
 		return 1;
 	t = next_timeout(d);
 	if (timeout_ms >= 0 && (t < 0 || t > timeout_ms))
 		t = timeout_ms;
-	n = poll(d->pfd, d->npfd, t);
+	n = epoll_wait(d->epfd, d->events, MAX_EVENTS, t);
 	if (n == -1)
 		return errno == EINTR ? 0 : -errno;
 	if (n == 0)
 		return 0;
 	d->now = now_ms();
-	/* Downwards: a closed connection's slot is refilled from one already seen. */
-	for (i = d->npfd; n > 0 && i-- > FDH_DISPATCH_MAX_WATCH;) {
-		short rev = d->pfd[i].revents;
-
-		if (!rev)
+	/*
+	 * Connections first, watches after: a request that has arrived is
+	 * served before a drain or a stop from a watch could close its
+	 * connection unanswered.
+	 */
+	for (i = 0; i < n; i++) {
+		if (d->events[i].data.u64 < FDH_DISPATCH_MAX_WATCH) {
+			ready |= 1u << d->events[i].data.u64;
 			continue;
-		n--;
-		d->pfd[i].revents = 0;
-		fdh_conn_event(d, d->slot_conn[i], rev);
+		}
+		c = d->events[i].data.ptr;
+		if (c->fd >= 0)		/* not closed by an earlier event of this batch */
+			fdh_conn_event(d, c, d->events[i].events);
 	}
-	for (i = 0; n > 0 && i < FDH_DISPATCH_MAX_WATCH; i++) {
-		short rev = d->pfd[i].revents;
-
-		if (!rev || d->pfd[i].fd < 0)
+	for (u = 0; ready && u < FDH_DISPATCH_MAX_WATCH; u++) {
+		w = &d->watch[u];
+		/* Not one taken out by an earlier callback of this batch. */
+		if (!(ready & 1u << u) || !w->armed)
 			continue;
-		n--;
-		d->pfd[i].revents = 0;
-		r = d->watch[i].cb(d, d->watch[i].fd, d->watch[i].arg);
+		r = w->cb(d, w->fd, w->arg);
 		if (r < 0)
-			return r;
+			break;
 	}
-	return 0;
+	free_closed(d);
+	return r < 0 ? r : 0;
 }
 
 int

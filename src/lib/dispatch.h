@@ -1,5 +1,5 @@
 /*
- * The dispatcher: one thread, one poll() loop, every connection of this
+ * The dispatcher: one thread, one epoll loop, every connection of this
  * process, requests served one at a time.  Connections come from a source
  * the caller watches (a listening socket when the service runs alone, the
  * control socket from fdhttpd in a worker) and are handed in with
@@ -75,10 +75,10 @@ int fdh_dispatch_run(struct fdh_dispatch *d);
 /*
  * One turn of fdh_dispatch_run()'s loop, for a caller that drives the
  * dispatcher itself on its own thread (the engine's fuzzer, which is also
- * the clients): expired timers, one poll() of at most timeout_ms (-1: until
+ * the clients): expired timers, one epoll_wait() of at most timeout_ms (-1: until
  * the next timer), the events it reported.  Returns 1 when the loop would
  * end (stopped, or drained with no connection left), 0 when it would go
- * on, or -errno from poll() or a watch.
+ * on, or -errno from epoll_wait() or a watch.
  */
 int fdh_dispatch_run_once(struct fdh_dispatch *d, int timeout_ms);
 

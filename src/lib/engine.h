@@ -12,7 +12,7 @@
 #define FDH_ENGINE_H
 
 #include <dirent.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -52,14 +52,16 @@ struct fdh_conn_out {
 };
 
 struct fdh_conn {
-	int fd;
+	int fd;				/* -1 once closed, until freed after the event batch */
 	int pidfd;			/* -1 until known */
-	unsigned slot;			/* index in the pollfd array */
+	uint32_t events;		/* what epoll watches for it now */
 	uint8_t state;
 	uint8_t timer;
 	bool served;			/* at least one response sent */
 	struct fdh_conn *tprev;
 	struct fdh_conn *tnext;
+	struct fdh_conn *prev;		/* every open connection, for drain and free */
+	struct fdh_conn *next;		/* ... or the closed ones still to free */
 	uint64_t deadline;		/* ms, CLOCK_MONOTONIC */
 	struct fdh_peer peer;
 	uint64_t tag;			/* the adder's name for it */
@@ -97,6 +99,7 @@ struct fdh_watch {
 	int fd;
 	bool on;
 	bool brings_fds;		/* polled only while there is room for them */
+	bool armed;			/* in the epoll set now */
 };
 
 struct fdh_dispatch {
@@ -105,13 +108,19 @@ struct fdh_dispatch {
 	struct fdh_route_table routes;
 	struct fdh_dispatch_hooks hooks;
 
-	/* Slots [0, FDH_DISPATCH_MAX_WATCH) are watches, connections follow. */
-	struct pollfd *pfd;
-	struct fdh_conn **slot_conn;
-	unsigned npfd;
-	unsigned cap;
+	/*
+	 * One epoll set for the watches and every connection: a connection is
+	 * added once, with its pointer as the event's data, and changed only
+	 * when it starts or stops writing, so a request costs one epoll_wait()
+	 * however many connections sit idle.  A watch's data is its index.
+	 */
+	int epfd;
+	struct epoll_event *events;
 	struct fdh_watch watch[FDH_DISPATCH_MAX_WATCH];
+	struct fdh_conn *conns;
+	struct fdh_conn *closed;	/* freed once no event of the batch can name them */
 	unsigned nconns;
+	bool watch_retry;		/* a watch could not be added to the set */
 
 	struct fdh_timer_list timers[TIMER_KINDS];
 	uint64_t now;
@@ -145,16 +154,17 @@ struct fdh_dispatch {
 /* dispatch.c */
 void fdh_dispatch_timer_arm(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind k);
 void fdh_dispatch_timer_disarm(struct fdh_dispatch *d, struct fdh_conn *c);
-void fdh_dispatch_conn_events(struct fdh_dispatch *d, struct fdh_conn *c, short events);
+void fdh_dispatch_conn_events(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t events);
 /* Reads the clock again: after a handler, which may have taken its time. */
 void fdh_dispatch_clock(struct fdh_dispatch *d);
+/* Takes c out of the loop; it is freed after the current event batch. */
 void fdh_dispatch_conn_gone(struct fdh_dispatch *d, struct fdh_conn *c);
 
 /* conn.c */
-void fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, short revents);
+void fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents);
 void fdh_conn_timeout(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind k);
 void fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c);
 /* Events a connection in its state wants. */
-short fdh_conn_wanted(const struct fdh_dispatch *d, const struct fdh_conn *c);
+uint32_t fdh_conn_wanted(const struct fdh_dispatch *d, const struct fdh_conn *c);
 
 #endif

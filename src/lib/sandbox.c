@@ -47,6 +47,8 @@ static const char *const allowed[] = {
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "lseek",
 	"recvmsg", "sendmsg", "recvfrom", "sendto", "shutdown", "getsockopt",
 	"getsockname", "getpeername", "poll", "ppoll", "close", "dup", "dup2", "dup3",
+	/* the dispatcher's set, made before the filter: waiting on it and changing it */
+	"epoll_wait", "epoll_pwait", "epoll_ctl",
 	"pipe", "pipe2", "ftruncate", "fsync", "fdatasync", "memfd_create",
 	/* fstat(): glibc asks newfstatat(fd, "", AT_EMPTY_PATH); statx likewise */
 	"fstat", "newfstatat", "statx",
@@ -105,7 +107,7 @@ static const int prctl_opts[] = { PR_SET_NAME, PR_GET_NAME };
  * call, and a hot path that matches early costs next to nothing.
  */
 static const char *const hot[] = {
-	"poll", "recvmsg", "sendmsg", "read", "write", "close", "getdents64", "lseek",
+	"epoll_wait", "recvmsg", "sendmsg", "read", "write", "close", "getdents64", "lseek",
 };
 
 /* The syscall numbers of the service's extra names; they take precedence. */

@@ -171,23 +171,22 @@ client_read(struct client *cl)
 static bool
 quiet(struct fdh_dispatch *d)
 {
-	unsigned i;
+	struct pollfd p = { .fd = d->epfd, .events = POLLIN };
 
-	for (i = 0; i < d->npfd; i++)
-		d->pfd[i].revents = 0;
-	return poll(d->pfd, d->npfd, 0) == 0;
+	/* An epoll set polls readable while any fd in it has an event to report. */
+	return poll(&p, 1, 0) == 0;
 }
 
 /*
  * The dispatcher counts the descriptors it holds (open_fds) to know when
  * a read could make the kernel drop a client's fds; the count must be what
  * is open beyond what the input started with, less the client's socket and
- * the dispatcher's /proc/self/fd directory.
+ * the dispatcher's /proc/self/fd directory and its epoll set.
  */
 static void
 check_accounting(const struct client *cl, int base)
 {
-	int mine = (cl->sock >= 0 ? 1 : 0) + (cl->d->fddir ? 1 : 0);
+	int mine = (cl->sock >= 0 ? 1 : 0) + (cl->d->fddir ? 1 : 0) + 1;	/* + epfd */
 
 	if (fuzz_count_fds() - base - mine != cl->d->open_fds) {
 		fprintf(stderr, "fuzz_engine: %d fds open beyond the client's, open_fds %d\n",

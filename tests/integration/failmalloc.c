@@ -11,9 +11,10 @@
  *   FDH_FAILMALLOC_P=p       each later call fails with probability p (default 1)
  *   FDH_FAILMALLOC_SEED=s    for the pseudo-random choice (default 1)
  *
- * Counting starts at the process's first poll(): start-up (argument
- * parsing, the listening socket, the service's init) is never failed, the
- * request path is.  At exit one line on stderr says how many calls were
+ * Counting starts at the process's first epoll_wait(), where the
+ * dispatcher's loop first waits: start-up (argument parsing, the
+ * listening socket, the service's init) is never failed, the request path
+ * is.  At exit one line on stderr says how many calls were
  * counted and failed ("failmalloc: 123 calls, 4 failed").
  *
  * Under AddressSanitizer the shim must be allowed to come first
@@ -22,7 +23,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,7 +37,7 @@ static void *(*real_malloc)(size_t);
 static void *(*real_calloc)(size_t, size_t);
 static void *(*real_realloc)(void *, size_t);
 static void (*real_free)(void *);
-static int (*real_poll)(struct pollfd *, nfds_t, int);
+static int (*real_epoll_wait)(int, struct epoll_event *, int, int);
 
 /* dlsym() may allocate before the real functions are known: from here. */
 static _Alignas(16) char boot[8192];
@@ -86,14 +87,15 @@ resolve(void)
 	real_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
 	real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
 	real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
-	real_poll = (int (*)(struct pollfd *, nfds_t, int))dlsym(RTLD_NEXT, "poll");
+	real_epoll_wait = (int (*)(int, struct epoll_event *, int, int))dlsym(RTLD_NEXT,
+	    "epoll_wait");
 	resolving = false;
-	if (!real_malloc || !real_calloc || !real_realloc || !real_free || !real_poll)
+	if (!real_malloc || !real_calloc || !real_realloc || !real_free || !real_epoll_wait)
 		abort();
 }
 
 /*
- * Read at the first poll(), not at the first allocation: under
+ * Read at the first epoll_wait(), not at the first allocation: under
  * AddressSanitizer that comes while the runtime starts, before the
  * environment can be read.
  */
@@ -189,14 +191,14 @@ free(void *p)
 }
 
 EXPORT int
-poll(struct pollfd *fds, nfds_t n, int timeout)
+epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
 {
-	if (real_poll == NULL)
+	if (real_epoll_wait == NULL)
 		resolve();
 	if (!configured)
 		configure();
 	armed = enabled;
-	return real_poll(fds, n, timeout);
+	return real_epoll_wait(epfd, events, maxevents, timeout);
 }
 
 __attribute__((destructor)) static void

@@ -718,6 +718,75 @@ test_run_once_on_callers_thread(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+static bool drain_armed;
+
+static void
+drain_after_response(struct fdh_dispatch *d, void *arg)
+{
+	(void)arg;
+	if (drain_armed)
+		fdh_dispatch_drain(d);
+}
+
+/*
+ * Two idle keep-alive connections send a request each, so both are in one
+ * batch of events; the first answered starts a drain (as a worker's
+ * retirement does), which closes the other at once.  That one must go
+ * unanswered and untouched after it is closed (ASan would see a use after
+ * free), and neither may leak a descriptor.
+ */
+static void
+test_conn_closed_by_earlier_event_of_batch(void **state)
+{
+	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+	struct fdh_dispatch_hooks hooks = { .request_done = drain_after_response };
+	struct fdh_limits lim;
+	struct fdh_dispatch *d;
+	struct fdh_test_msg m;
+	int sv[2][2], i, k, r, answered = 0, before = fdh_test_count_fds(0);
+
+	(void)state;
+	drain_armed = false;
+	fdh_limits_default(&lim);
+	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
+	fdh_dispatch_set_hooks(d, &hooks);
+	for (k = 0; k < 2; k++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[k]), 0);
+		assert_int_equal(fdh_dispatch_add_conn(d, sv[k][1], &peer, -1, (uint64_t)k), 0);
+		assert_true(fdh_test_sends(sv[k][0], "GET /hello/a HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+		for (i = 0; i < 20 && fdh_dispatch_nrequests(d) == (unsigned)k; i++)
+			assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
+		assert_int_equal(fdh_test_read_message(sv[k][0], 2000, &m), 0);
+		assert_int_equal(m.status, 200);
+		fdh_test_msg_free(&m);
+	}
+	drain_armed = true;
+	for (k = 0; k < 2; k++)
+		assert_true(fdh_test_sends(sv[k][0], "GET /hello/b HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	/* One turn takes both events: each socket already holds its request. */
+	assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
+	assert_int_equal(fdh_dispatch_nconns(d), 0);
+	assert_int_equal(fdh_dispatch_nrequests(d), 3);
+	for (k = 0; k < 2; k++) {
+		/* Closed with its request unread, a Unix socket reports a reset. */
+		r = fdh_test_read_all(sv[k][0], 2000, &m);
+		assert_true(r == -ECONNRESET || (r == 0 && m.eof));
+		if (m.len > 0) {
+			/* Answered, then closed: the drain began after that response. */
+			assert_non_null(strstr(m.data, "HTTP/1.1 200 "));
+			assert_non_null(strstr(m.data, "/hello/b"));
+			assert_true(r == 0 && m.eof);
+			answered++;
+		}
+		fdh_test_msg_free(&m);
+		close(sv[k][0]);
+	}
+	assert_int_equal(answered, 1);
+	assert_int_equal(fdh_dispatch_run_once(d, 0), 1);	/* drained, nobody left */
+	fdh_dispatch_free(d);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 int
 main(void)
 {
@@ -736,6 +805,7 @@ main(void)
 		cmocka_unit_test_teardown(test_watch_bringing_fds_waits_for_headroom, restore_nofile),
 		cmocka_unit_test(test_surplus_bytes_answered_with_close),
 		cmocka_unit_test(test_run_once_on_callers_thread),
+		cmocka_unit_test(test_conn_closed_by_earlier_event_of_batch),
 	};
 	size_t i;
 
