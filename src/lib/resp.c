@@ -278,50 +278,89 @@ put(char *p, const char *s, size_t n)
 	return p + n;
 }
 
+/* Decimal, the digits written from the last one back, two at a time. */
 static char *
 put_u64(char *p, unsigned long long v)
 {
-	char tmp[20];
-	size_t n = 0;
+	static const char pairs[201] =
+	    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	    "8081828384858687888990919293949596979899";
+	unsigned long long t;
+	size_t n = 1;
+	char *q;
 
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		*p++ = tmp[--n];
-	return p;
+	if (v < 10) {
+		*p = (char)('0' + v);
+		return p + 1;
+	}
+	for (t = v; t >= 10; t /= 10)
+		n++;
+	q = p + n;
+	while (v >= 100) {
+		unsigned d = (unsigned)(v % 100) * 2;
+
+		v /= 100;
+		*--q = pairs[d + 1];
+		*--q = pairs[d];
+	}
+	if (v >= 10) {
+		*--q = pairs[v * 2 + 1];
+		*--q = pairs[v * 2];
+	} else {
+		*--q = (char)('0' + v);
+	}
+	return p + n;
 }
 
-int
-fdh_resp_finish_head(struct fdh_resp *r, bool close, bool keep_alive_10,
-    const char **ret_head, size_t *ret_len)
+/*
+ * Writes the status line right-aligned against the first header line, at
+ * the end of the reserve before it.  Responses reuse hbuf, so the line
+ * written last stays there: a response with the same status needs nothing
+ * written.
+ */
+static void
+status_line(struct fdh_resp *r)
 {
-	const char *reason = fdh_status_reason(r->status);
-	size_t rlen = strlen(reason), slen, names = 0, need;
-	char status[FDH_RESP_RESERVE], *p;
-	unsigned i;
-	int s = r->status, err;
+	const char *reason;
+	size_t rlen;
+	char line[FDH_RESP_RESERVE], *p;
+	int s = r->status;
 
+	if (r->line_len != 0 && r->line_status == r->status)
+		return;
+	reason = fdh_status_reason(s);	/* "" for a status out of range too */
+	rlen = strlen(reason);
 	if (s < 100 || s > 999)
 		s = 500;
-	for (i = 0; i < r->nfds; i++)
-		names += strlen(r->fd_names[i]) + 1;
-	need = r->hlen + 64 + names + 32;
-	err = grow(&r->hbuf, &r->hcap, need);
-	if (err < 0)
-		return err;
-
-	/* The status line goes last, right-aligned against the first header line. */
-	p = put(status, "HTTP/1.1 ", 9);
+	p = put(line, "HTTP/1.1 ", 9);
 	*p++ = (char)('0' + s / 100);
 	*p++ = (char)('0' + s / 10 % 10);
 	*p++ = (char)('0' + s % 10);
 	*p++ = ' ';
 	p = put(p, reason, rlen);
 	p = put(p, "\r\n", 2);
-	slen = (size_t)(p - status);
-	memcpy(r->hbuf + FDH_RESP_RESERVE - slen, status, slen);
+	r->line_len = (size_t)(p - line);
+	r->line_status = r->status;
+	memcpy(r->hbuf + FDH_RESP_RESERVE - r->line_len, line, r->line_len);
+}
+
+int
+fdh_resp_finish_head(struct fdh_resp *r, bool close, bool keep_alive_10,
+    const char **ret_head, size_t *ret_len)
+{
+	size_t names = 0, need;
+	char *p;
+	unsigned i;
+	int err;
+
+	for (i = 0; i < r->nfds; i++)
+		names += strlen(r->fd_names[i]) + 1;
+	need = r->hlen + 64 + names + 32;
+	err = grow(&r->hbuf, &r->hcap, need);
+	if (err < 0)
+		return err;
+	status_line(r);
 
 	p = r->hbuf + r->hlen;
 	p = put(p, "Content-Length: ", 16);
@@ -341,7 +380,7 @@ fdh_resp_finish_head(struct fdh_resp *r, bool close, bool keep_alive_10,
 		p = put(p, "\r\n", 2);
 	}
 	p = put(p, "\r\n", 2);
-	*ret_head = r->hbuf + FDH_RESP_RESERVE - slen;
+	*ret_head = r->hbuf + FDH_RESP_RESERVE - r->line_len;
 	*ret_len = (size_t)(p - *ret_head);
 	return 0;
 }

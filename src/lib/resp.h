@@ -15,6 +15,8 @@ struct fdh_resp {
 	char *hbuf;			/* [RESERVE] then "Name: value\r\n"... */
 	size_t hlen;
 	size_t hcap;
+	size_t line_len;		/* the status line at the end of the reserve, */
+	int line_status;		/* for this status; none while line_len is 0 */
 	char *bbuf;			/* copied body */
 	size_t blen;
 	size_t bcap;

@@ -231,6 +231,104 @@ test_head_status_lines(void **state)
 	assert_string_equal(fdh_status_reason(413), "Content Too Large");
 }
 
+/* The head of an empty response of status s, as it must read. */
+static const char *
+want_head(int s, const char *extra)
+{
+	static char want[256];
+	int shown = s < 100 || s > 999 ? 500 : s;
+
+	/* A status out of range is sent as 500, with the (empty) reason of what it was. */
+	snprintf(want, sizeof(want), "HTTP/1.1 %d %s\r\n%sContent-Length: 0\r\n\r\n", shown,
+	    fdh_status_reason(s), extra);
+	return want;
+}
+
+static void
+test_head_status_changes(void **state)
+{
+	static const int seq[] = {
+		200, 200, 404, 404, 200, 431, 204, 431, 100, 0, 500, -1, 1000, 999, 299, 200,
+		505, 200,
+	};
+	struct fixture *f = *state;
+	const char *prefix;
+	char name[32];
+	size_t i;
+	int k;
+
+	/* One response after another, as a connection sends them; each status line its own. */
+	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		fdh_resp_reset(&f->r);
+		fdh_resp_status(&f->r, seq[i]);
+		assert_string_equal(head_of(&f->r, false, false), want_head(seq[i], ""));
+		/* The same response again, its head finished twice. */
+		assert_string_equal(head_of(&f->r, false, false), want_head(seq[i], ""));
+	}
+	/* The same status after the header buffer grew (moved), and after it. */
+	fdh_resp_reset(&f->r);
+	for (k = 0; k < 100; k++) {
+		snprintf(name, sizeof(name), "X-Grow-%d", k);
+		assert_int_equal(fdh_resp_header(&f->r, name, "a value to fill the buffer"), 0);
+	}
+	assert_true(f->r.hcap > 1024);
+	prefix = "HTTP/1.1 200 OK\r\nX-Grow-0: a value";
+	assert_int_equal(strncmp(head_of(&f->r, false, false), prefix, strlen(prefix)), 0);
+	fdh_resp_reset(&f->r);
+	assert_int_equal(fdh_resp_header(&f->r, "X-A", "b"), 0);
+	assert_string_equal(head_of(&f->r, false, false), want_head(200, "X-A: b\r\n"));
+	fdh_resp_reset(&f->r);
+	fdh_resp_status(&f->r, 413);
+	assert_string_equal(head_of(&f->r, false, false), want_head(413, ""));
+}
+
+static void
+release_nothing(const void *data, void *ctx)
+{
+	(void)data;
+	(void)ctx;
+}
+
+static void
+test_head_content_lengths(void **state)
+{
+	static const unsigned long long lens[] = {
+		0, 1, 9, 10, 11, 19, 42, 99, 100, 101, 109, 110, 999, 1000, 1001, 4096, 9999,
+		10000, 12345, 65535, 65536, 99999, 100000, 1048576, 4294967295ULL, 4294967296ULL,
+		999999999999ULL, 1000000000000ULL, 10000000000000000000ULL,
+		18446744073709551615ULL,
+	};
+	struct fixture *f = *state;
+	char want[128];
+	unsigned long long v;
+	size_t i;
+	int k;
+
+	/* A borrowed body only has to say its length: any length will do here. */
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		fdh_resp_reset(&f->r);
+		assert_int_equal(fdh_resp_body_borrow(&f->r, "", (size_t)lens[i], release_nothing,
+		    NULL), 0);
+		snprintf(want, sizeof(want), "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n\r\n",
+		    lens[i]);
+		assert_string_equal(head_of(&f->r, false, false), want);
+	}
+	/* Every power of ten and its neighbours. */
+	for (k = 0, v = 1; k < 20; k++, v *= 10) {
+		unsigned long long n;
+
+		for (n = v - 1; n <= v + 1; n++) {
+			fdh_resp_reset(&f->r);
+			assert_int_equal(fdh_resp_body_borrow(&f->r, "", (size_t)n, release_nothing,
+			    NULL), 0);
+			snprintf(want, sizeof(want),
+			    "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n\r\n", n);
+			assert_string_equal(head_of(&f->r, false, false), want);
+		}
+	}
+	fdh_resp_reset(&f->r);
+}
+
 static void
 test_head_many_headers(void **state)
 {
@@ -607,6 +705,8 @@ main(void)
 		T(test_head_connection),
 		T(test_head_with_fds),
 		T(test_head_status_lines),
+		T(test_head_status_changes),
+		T(test_head_content_lengths),
 		T(test_head_many_headers),
 		T(test_head_after_reset),
 		T(test_fd_consumed_on_failure),
