@@ -333,7 +333,7 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 {
 	struct fdh_http_error err;
 	struct fdh_head *h = &d->req.head;
-	bool partial = c->in != NULL, truncated, parsed = false;
+	bool partial = c->in != NULL, truncated, parsed = false, fresh;
 	char *buf, text[128];
 	int *fds;
 	size_t off, room, fds_room, nnew = 0, len, scan, limit;
@@ -381,10 +381,13 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 	len = off + (size_t)n;
 	if (partial)
 		c->in_len = len;
-	if (c->state == CONN_WAIT) {
-		c->state = CONN_READ;
-		fdh_dispatch_timer_arm(d, c, TIMER_REQUEST);
-	}
+	/*
+	 * The request timer starts only when the request must wait for more
+	 * bytes: one that came whole is answered before any timer is looked
+	 * at, and every way out of here arms the connection's next timer.
+	 */
+	fresh = c->state == CONN_WAIT;
+	c->state = CONN_READ;
 	if (truncated) {
 		snprintf(text, sizeof(text), "more than %u fds sent with one request",
 		    d->lim.max_fds);
@@ -412,7 +415,7 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 				c->scan = scan;
 			else if (conn_keep_partial(d, c, buf, len, fds, nfds, scan) < 0)
 				goto nomem;
-			return;
+			goto wait;
 		}
 		if (fdh_http_parse(&d->parser, buf, (size_t)hl, h, &err) < 0) {
 			conn_fail(d, c, fds, nfds, err.status, err.text);
@@ -440,7 +443,7 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 			c->in = p;
 			c->in_cap = c->need;
 		}
-		return;
+		goto wait;
 	}
 
 	/* Complete.  A head parsed in an earlier read is parsed again from here. */
@@ -461,6 +464,10 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 	}
 	conn_serve(d, c, buf, fds, nfds, len > c->need);
 	/* c may be closed now; when not, its request buffers go. */
+	return;
+wait:
+	if (fresh)
+		fdh_dispatch_timer_arm(d, c, TIMER_REQUEST);
 	return;
 nomem:
 	conn_fail(d, c, fds, nfds, 503, "out of memory");

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -183,23 +184,33 @@ set_starved(struct fdh_dispatch *d, bool starved)
 bool
 fdh_dispatch_fd_room(struct fdh_dispatch *d)
 {
-	rlim_t want = (rlim_t)d->lim.max_fds + 2;
-	rlim_t spare = d->nofile / 4 > 64 ? d->nofile / 4 : 64;
 	bool ok;
 	int n;
 
-	if (d->nofile == RLIM_INFINITY ||
-	    (rlim_t)(d->open_fds + d->other_fds) + want + spare <= d->nofile) {
+	if ((long long)d->open_fds + d->other_fds <= d->fd_estimate_max) {
 		ok = true;
 	} else {
 		n = count_open_fds(d);
 		if (n >= 0)
 			d->other_fds = n - d->open_fds;
-		ok = n < 0 || (rlim_t)n + want <= d->nofile;
+		ok = n < 0 || (rlim_t)n + (rlim_t)d->lim.max_fds + 2 <= d->nofile;
 	}
 	/* Starved: stop reading until descriptors free up; then read again. */
-	set_starved(d, !ok);
+	if (d->starved == ok)
+		set_starved(d, !ok);
 	return ok;
+}
+
+/* Up to how many open descriptors fdh_dispatch_fd_room() trusts its estimate. */
+static long long
+fd_estimate_max(rlim_t nofile, unsigned max_fds)
+{
+	rlim_t want = (rlim_t)max_fds + 2;
+	rlim_t spare = nofile / 4 > 64 ? nofile / 4 : 64;
+
+	if (nofile == RLIM_INFINITY || nofile > (rlim_t)LLONG_MAX)
+		return LLONG_MAX;
+	return (long long)nofile - (long long)(want + spare);
 }
 
 void
@@ -261,6 +272,7 @@ fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
 	/* Opened now, before any sandbox forbids opens, and kept for counting. */
 	d->fddir = opendir("/proc/self/fd");
 	d->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : RLIM_INFINITY;
+	d->fd_estimate_max = fd_estimate_max(d->nofile, d->lim.max_fds);
 	n = count_open_fds(d);
 	d->other_fds = n > 0 ? n : 0;
 	d->now = now_ms();
