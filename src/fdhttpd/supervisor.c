@@ -28,6 +28,12 @@
 
 /* Out of fds or memory: how long to leave the backlog alone. */
 #define ACCEPT_PAUSE_MS		100
+/*
+ * How long a connection at --max-conns-per-uid waits for workers' FLUSH
+ * answers; one busy in a long handler answers late, and accepting stops
+ * meanwhile.
+ */
+#define RECHECK_MS		100
 
 int64_t
 now_ms(void)
@@ -109,6 +115,7 @@ hand_off(struct sup *s, struct pending_conn *c)
 		int r;
 
 		fdh_ctl_init(&m, FDH_CTL_NEW_CONN);
+		m.h.flags = FDH_CTL_F_LAZY;
 		m.u.conn.id = c->id;
 		m.u.conn.pid = (int32_t)c->peer.pid;
 		m.u.conn.uid = (uint32_t)c->peer.uid;
@@ -123,6 +130,8 @@ hand_off(struct sup *s, struct pending_conn *c)
 				close(c->pidfd);
 			c->fd = c->pidfd = -1;
 			conns_assign(s, c->id, p);
+			/* It stops reporting each close at once on reading this. */
+			p->eager = false;
 			return true;
 		}
 		if (r == -EAGAIN) {
@@ -148,14 +157,53 @@ drop_pending(struct sup *s)
 	s->have_pending = false;
 }
 
+/*
+ * Hands over an allowed connection, or refuses it over --max-conns-per-uid.
+ * may_ask: at the cap, first ask workers for closes they hold back and
+ * decide again once they answered (the counts may be high, never low).
+ */
+static void
+place(struct sup *s, int fd, const struct ucred *cred, bool may_ask)
+{
+	struct pending_conn c = { .fd = fd, .pidfd = -1 };
+	unsigned n;
+
+	n = conns_uid_count(s, cred->uid);
+	if (n >= s->o->max_conns_per_uid && may_ask && workers_flush(s)) {
+		s->recheck_fd = fd;
+		s->recheck_cred = *cred;
+		s->recheck_at = now_ms() + RECHECK_MS;
+		return;
+	}
+	if (n >= s->o->max_conns_per_uid) {
+		log_warn("refused pid %ld uid %u: it has %u connections open (--max-conns-per-uid)",
+		    (long)cred->pid, (unsigned)cred->uid, n);
+		reject_conn(s, fd, 503, "uid %u has too many connections open (limit %u)",
+		    (unsigned)cred->uid, s->o->max_conns_per_uid);
+		return;
+	}
+	if (conns_open(s, cred->uid, &c.id) < 0) {
+		log_error("out of memory; closing a connection");
+		close(fd);
+		return;
+	}
+	c.peer.pid = cred->pid;
+	c.peer.uid = cred->uid;
+	c.peer.gid = cred->gid;
+	c.pidfd = peer_pidfd(s, fd);
+	if (!hand_off(s, &c)) {
+		/* Every worker went full or blocked meanwhile: hold it, stop accepting. */
+		s->pending = c;
+		s->have_pending = true;
+	}
+}
+
 /* Checks one accepted connection and hands it over, or refuses it. */
 static void
 admit(struct sup *s, int fd)
 {
-	struct pending_conn c = { .fd = fd, .pidfd = -1 };
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	unsigned n;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		log_warn("SO_PEERCRED: %s; closing the connection", strerror(errno));
@@ -169,34 +217,33 @@ admit(struct sup *s, int fd)
 		    (unsigned)cred.uid);
 		return;
 	}
-	n = conns_uid_count(s, cred.uid);
-	if (n >= s->o->max_conns_per_uid) {
-		log_warn("refused pid %ld uid %u: it has %u connections open (--max-conns-per-uid)",
-		    (long)cred.pid, (unsigned)cred.uid, n);
-		reject_conn(s, fd, 503, "uid %u has too many connections open (limit %u)",
-		    (unsigned)cred.uid, s->o->max_conns_per_uid);
+	place(s, fd, &cred, true);
+}
+
+/* The connection held for workers' FLUSH answers: decided once they are in. */
+static void
+recheck_step(struct sup *s, int64_t now)
+{
+	int fd = s->recheck_fd;
+
+	if (fd == -1 || (workers_flush(s) && now < s->recheck_at))
 		return;
-	}
-	if (conns_open(s, cred.uid, &c.id) < 0) {
-		log_error("out of memory; closing a connection");
-		close(fd);
-		return;
-	}
-	c.peer.pid = cred.pid;
-	c.peer.uid = cred.uid;
-	c.peer.gid = cred.gid;
-	c.pidfd = peer_pidfd(s, fd);
-	if (!hand_off(s, &c)) {
-		/* Every worker went full or blocked meanwhile: hold it, stop accepting. */
-		s->pending = c;
-		s->have_pending = true;
-	}
+	s->recheck_fd = -1;
+	place(s, fd, &s->recheck_cred, false);
+}
+
+static void
+drop_recheck(struct sup *s)
+{
+	if (s->recheck_fd != -1)
+		close(s->recheck_fd);
+	s->recheck_fd = -1;
 }
 
 static bool
 can_accept(const struct sup *s, int64_t now)
 {
-	return !s->stopping && s->sock->fd != -1 && !s->have_pending &&
+	return !s->stopping && s->sock->fd != -1 && !s->have_pending && s->recheck_fd == -1 &&
 	    now >= s->accept_pause_until && workers_have_room(s);
 }
 
@@ -255,6 +302,7 @@ begin_shutdown(struct sup *s, int sig)
 	/* New clients are refused at once instead of waiting in a dead backlog. */
 	sockfile_stop(s->sock, !s->sock->activated);
 	drop_pending(s);
+	drop_recheck(s);
 	reject_free(s);
 	workers_shutdown(s);
 }
@@ -294,6 +342,8 @@ poll_timeout(const struct sup *s, int64_t now)
 		t = r;
 	if (s->accept_pause_until > now && (t == 0 || s->accept_pause_until < t))
 		t = s->accept_pause_until;
+	if (s->recheck_fd != -1 && (t == 0 || s->recheck_at < t))
+		t = s->recheck_at;
 	if (t == 0)
 		return -1;
 	return t <= now ? 0 : (int)(t - now > 60000 ? 60000 : t - now);
@@ -316,6 +366,10 @@ run(struct sup *s)
 
 		if (s->have_pending && !s->stopping && hand_off(s, &s->pending))
 			s->have_pending = false;
+		recheck_step(s, now);
+		/* Every worker looks full: the closes they hold back may say otherwise. */
+		if (!s->stopping && (s->have_pending || !workers_have_room(s)))
+			workers_flush(s);
 		workers_replace_step(s);
 
 		/* Tested for NULL too: were the sum ever to wrap, pfds would be used unallocated. */
@@ -388,11 +442,13 @@ supervisor_run(const struct options *o, struct sockfile *sock, int sigfd)
 	s.sock = sock;
 	s.sigfd = sigfd;
 	s.pidfd_supported = true;
+	s.recheck_fd = -1;
 	r = workers_init(&s);
 	if (r < 0)
 		fatal("starting workers: %s", strerror(-r));
 	r = run(&s);
 	drop_pending(&s);
+	drop_recheck(&s);
 	reject_free(&s);
 	workers_free(&s);
 	conns_free(&s);

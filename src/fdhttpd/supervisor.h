@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <fdhttp/common.h>
@@ -35,6 +36,15 @@ struct proc {
 	bool was_ready;
 	bool killed;		/* SIGKILL sent */
 	bool unsandboxed;	/* READY without the sandbox: killed for it */
+	/*
+	 * A worker reports ended connections in batches, so nconns and the
+	 * per-uid counts may be high, never low.  Before they refuse a
+	 * connection, FLUSH asks for the rest: eager from then until the
+	 * next NEW_CONN (the worker reports each close at once meanwhile),
+	 * flush_wait until the answer's last message (F_FLUSHED) is read.
+	 */
+	bool eager;
+	bool flush_wait;
 	int64_t started_ms;
 	int64_t kill_at;	/* SIGKILL when due (ms); 0: no deadline */
 };
@@ -113,6 +123,14 @@ struct sup {
 	bool have_pending;
 	struct pending_conn pending;
 
+	/*
+	 * A connection whose uid looked at --max-conns-per-uid, held while
+	 * workers answer FLUSH (until recheck_at at most), then decided again.
+	 */
+	int recheck_fd;		/* -1: none */
+	struct ucred recheck_cred;
+	int64_t recheck_at;
+
 	struct lingering lingers[SUP_MAX_LINGER];
 	size_t nlingers;
 };
@@ -135,6 +153,7 @@ int64_t workers_next_timer(const struct sup *s);
 void workers_replace_step(struct sup *s);
 void workers_restart(struct sup *s);
 void workers_shutdown(struct sup *s);
+bool workers_flush(struct sup *s);
 
 /* conns.c */
 unsigned conns_uid_count(const struct sup *s, uid_t uid);

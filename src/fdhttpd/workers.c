@@ -193,6 +193,7 @@ proc_close_ctl(struct proc *p)
 	}
 	p->blocked = false;
 	p->drain_pending = false;
+	p->flush_wait = false;	/* no answer can come now */
 }
 
 static void
@@ -342,6 +343,8 @@ protocol_error(struct proc *p, const char *why)
 static void
 on_message(struct sup *s, struct proc *p, const struct fdh_ctl_msg *m)
 {
+	uint32_t i;
+
 	switch (m->h.type) {
 	case FDH_CTL_READY:
 		if (p->state == PROC_DRAINING)
@@ -355,6 +358,16 @@ on_message(struct sup *s, struct proc *p, const struct fdh_ctl_msg *m)
 	case FDH_CTL_CONN_CLOSED:
 		if (conns_close(s, m->u.closed.id, p) < 0)
 			protocol_error(p, "CONN_CLOSED for a connection it does not hold");
+		break;
+	case FDH_CTL_CONNS_CLOSED:
+		for (i = 0; i < m->u.batch.n; i++) {
+			if (conns_close(s, m->u.batch.ids[i], p) < 0) {
+				protocol_error(p, "CONNS_CLOSED for a connection it does not hold");
+				return;
+			}
+		}
+		if (m->h.flags & FDH_CTL_F_FLUSHED)
+			p->flush_wait = false;
 		break;
 	case FDH_CTL_RETIRE:
 		if (p->state == PROC_READY && !p->retiring) {
@@ -603,6 +616,37 @@ workers_restart(struct sup *s)
 {
 	s->gen++;
 	log_info("SIGHUP: replacing all %u workers, one at a time", s->nslots);
+}
+
+/*
+ * Asks every worker that may hold back ended connections to report them
+ * (FLUSH); the counts are exact once no answer is outstanding.  Returns
+ * whether one is.  A worker already asked reports at once until its next
+ * NEW_CONN, so that asking is rare even while the counts sit at a limit.
+ */
+bool
+workers_flush(struct sup *s)
+{
+	bool waiting = false;
+	size_t k;
+
+	for (k = 0; k < s->nprocs; k++) {
+		struct proc *p = s->procs[k];
+		struct fdh_ctl_msg m;
+		int r;
+
+		if (p->ctl != -1 && p->nconns > 0 && !p->eager) {
+			fdh_ctl_init(&m, FDH_CTL_FLUSH);
+			r = fdh_ctl_send(p->ctl, &m, NULL, 0);
+			if (r == 0)
+				p->eager = p->flush_wait = true;
+			else if (r != -EAGAIN)
+				workers_ctl_failed(s, p, -r);
+			/* Full: a worker that reads nothing would not answer either. */
+		}
+		waiting |= p->flush_wait;
+	}
+	return waiting;
 }
 
 void

@@ -24,9 +24,11 @@ fdh_ctl_type_name(unsigned type)
 	case FDH_CTL_READY:		return "READY";
 	case FDH_CTL_CONN_CLOSED:	return "CONN_CLOSED";
 	case FDH_CTL_RETIRE:		return "RETIRE";
+	case FDH_CTL_CONNS_CLOSED:	return "CONNS_CLOSED";
 	case FDH_CTL_OPEN:		return "OPEN";
 	case FDH_CTL_NEW_CONN:		return "NEW_CONN";
 	case FDH_CTL_DRAIN:		return "DRAIN";
+	case FDH_CTL_FLUSH:		return "FLUSH";
 	case FDH_CTL_OPEN_REPLY:	return "OPEN_REPLY";
 	default:			return "?";
 	}
@@ -39,11 +41,14 @@ ctl_size(unsigned type)
 	switch (type) {
 	case FDH_CTL_READY:
 	case FDH_CTL_DRAIN:
+	case FDH_CTL_FLUSH:
 		return sizeof(struct fdh_ctl_hdr);
 	case FDH_CTL_CONN_CLOSED:
 		return sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_closed);
 	case FDH_CTL_RETIRE:
 		return sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_retire);
+	case FDH_CTL_CONNS_CLOSED:
+		return sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_closed_batch);
 	case FDH_CTL_NEW_CONN:
 		return sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_conn);
 	case FDH_CTL_OPEN:
@@ -58,12 +63,14 @@ ctl_size(unsigned type)
 static uint32_t
 ctl_flags_allowed(unsigned type)
 {
+	/* NOLINTBEGIN(bugprone-branch-clone): flags of different types share bit values */
 	switch (type) {
-	/* NOLINTNEXTLINE(bugprone-branch-clone): two flags that share a bit value */
-	case FDH_CTL_NEW_CONN:		return FDH_CTL_F_PIDFD;
+	case FDH_CTL_NEW_CONN:		return FDH_CTL_F_PIDFD | FDH_CTL_F_LAZY;
 	case FDH_CTL_OPEN_REPLY:	return FDH_CTL_F_FD;
+	case FDH_CTL_CONNS_CLOSED:	return FDH_CTL_F_FLUSHED;
 	default:			return 0;
 	}
+	/* NOLINTEND(bugprone-branch-clone) */
 }
 
 static size_t
@@ -85,6 +92,13 @@ ctl_body_invalid(const struct fdh_ctl_msg *m)
 		/* A path read past its field would be whatever follows in memory. */
 		if (memchr(m->u.open.path, '\0', sizeof(m->u.open.path)) == NULL)
 			return "OPEN path without its NUL";
+		return NULL;
+	case FDH_CTL_CONNS_CLOSED:
+		/* ids past the count would be whatever the sender left there. */
+		if (m->u.batch.n > FDH_CTL_CLOSED_MAX)
+			return "CONNS_CLOSED count over FDH_CTL_CLOSED_MAX";
+		if (m->u.batch.n == 0 && !(m->h.flags & FDH_CTL_F_FLUSHED))
+			return "CONNS_CLOSED without an id";
 		return NULL;
 	case FDH_CTL_OPEN_REPLY:
 		if ((m->h.flags & FDH_CTL_F_FD) ? m->u.open_reply.error != 0 :

@@ -32,17 +32,30 @@ enum fdh_ctl_type {
 	FDH_CTL_READY		= 1,	/* initialised; send connections */
 	FDH_CTL_CONN_CLOSED	= 2,	/* a connection from NEW_CONN ended */
 	FDH_CTL_RETIRE		= 3,	/* served --max-requests: replace me */
+	FDH_CTL_CONNS_CLOSED	= 4,	/* several connections from NEW_CONN ended */
 	FDH_CTL_OPEN		= 8,	/* broker: open this path for me */
 	/* supervisor → worker */
 	FDH_CTL_NEW_CONN	= 64,	/* fds: the connection [, the peer's pidfd] */
 	FDH_CTL_DRAIN		= 65,	/* finish what is in flight, then exit */
+	FDH_CTL_FLUSH		= 66,	/* report every ended connection now */
 	FDH_CTL_OPEN_REPLY	= 72,	/* broker: the answer [, fd: the file] */
 };
 
 /* NEW_CONN flag: a second fd, the peer's pidfd, follows the connection. */
 #define FDH_CTL_F_PIDFD		0x1u
+/*
+ * NEW_CONN flag: the sender speaks FLUSH, so the worker may hold back
+ * ended connections and report them in CONNS_CLOSED batches.  Without
+ * it, each goes at once in a CONN_CLOSED.
+ */
+#define FDH_CTL_F_LAZY		0x2u
 /* OPEN_REPLY flag: the open succeeded and its fd travels with the reply. */
 #define FDH_CTL_F_FD		0x1u
+/* CONNS_CLOSED flag: the last of the answer to a FLUSH. */
+#define FDH_CTL_F_FLUSHED	0x1u
+
+/* The most ids one CONNS_CLOSED carries. */
+#define FDH_CTL_CLOSED_MAX	16
 
 /* The path field of OPEN: a path and its NUL must fit, as for open(2). */
 #define FDH_CTL_PATH_MAX	PATH_MAX
@@ -82,6 +95,21 @@ struct fdh_ctl_closed {
 	uint64_t id;
 };
 
+/*
+ * CONNS_CLOSED: the first n ids are gone from the worker (n at most
+ * FDH_CTL_CLOSED_MAX; 0 only in the answer to a FLUSH).  A worker holds
+ * ended connections back and reports them FDH_CTL_CLOSED_MAX at a time,
+ * so that the supervisor is not woken once per connection; between its
+ * FLUSH and the next NEW_CONN with FDH_CTL_F_LAZY it reports each at once.  The supervisor's
+ * counts are thus never low, and when one would refuse a connection it
+ * asks with FLUSH before it decides.
+ */
+struct fdh_ctl_closed_batch {
+	uint32_t n;
+	uint32_t reserved;	/* zero */
+	uint64_t ids[FDH_CTL_CLOSED_MAX];
+};
+
 /* RETIRE: how many requests the worker has answered, for the log. */
 struct fdh_ctl_retire {
 	uint64_t nrequests;
@@ -112,6 +140,7 @@ struct fdh_ctl_msg {
 	union {
 		struct fdh_ctl_conn conn;
 		struct fdh_ctl_closed closed;
+		struct fdh_ctl_closed_batch batch;
 		struct fdh_ctl_retire retire;
 		struct fdh_ctl_open open;
 		struct fdh_ctl_open_reply open_reply;

@@ -5,8 +5,11 @@
  * when this worker is to go.
  *
  * The worker's loop never waits on the control socket: it is read when
- * poll() says so and written with MSG_DONTWAIT.  Should the supervisor's
- * queue be full, reports wait in a local queue and go with the next event.
+ * poll() says so and written with MSG_DONTWAIT.  Ended connections are
+ * reported FDH_CTL_CLOSED_MAX at a time (each wake-up of the supervisor
+ * costs more than the hand-off itself) when the supervisor allows it
+ * (FDH_CTL_F_LAZY), and at once after its FLUSH until it allows it again.  Should its queue be full, reports wait in a
+ * local queue and go with the next event.
  * The one wait is a handler's in fdh_broker_open(), bounded: what the
  * supervisor sends meanwhile (connections, DRAIN) is kept, fds and all,
  * and handled by the loop once the handler has returned.
@@ -67,9 +70,12 @@ struct worker {
 	struct held_conn *held;
 	size_t nheld, cheld;
 	bool held_drain;
+	bool held_flush;
 	char held_failure[160];		/* non-empty: the socket failed */
 	uint32_t open_id;		/* the last broker request's */
-	struct idq unsent;		/* CONN_CLOSED ids still to send */
+	struct idq unsent;		/* ended connections not reported yet */
+	bool flush_asked;		/* a FLUSH to answer (F_FLUSHED) */
+	bool lazy;			/* closes may wait for a full batch (F_LAZY) */
 	unsigned title_conns;
 };
 
@@ -148,18 +154,40 @@ send_msg(struct worker *w, const struct fdh_ctl_msg *m)
 	return r;
 }
 
-/* Sends what waited for room; stops at the first -EAGAIN. */
+/*
+ * Sends what is due: ended connections, in full batches while lazy, else
+ * each at once, and all with the answer to a FLUSH (its last batch
+ * carries F_FLUSHED, ids or none); then a RETIRE.  Stops at the first
+ * -EAGAIN.
+ */
 static void
 flush(struct worker *w)
 {
 	struct fdh_ctl_msg m;
 
-	while (w->unsent.len > 0) {
-		fdh_ctl_init(&m, FDH_CTL_CONN_CLOSED);
-		m.u.closed.id = w->unsent.v[w->unsent.head];
+	while (w->unsent.len >= (w->lazy ? FDH_CTL_CLOSED_MAX : 1) || w->flush_asked) {
+		uint32_t n = w->unsent.len < FDH_CTL_CLOSED_MAX ? (uint32_t)w->unsent.len :
+		    FDH_CTL_CLOSED_MAX, i;
+
+		if (!w->lazy && !w->flush_asked) {
+			/* What a supervisor that never sent F_LAZY understands. */
+			fdh_ctl_init(&m, FDH_CTL_CONN_CLOSED);
+			m.u.closed.id = w->unsent.v[w->unsent.head];
+			n = 1;
+		} else {
+			fdh_ctl_init(&m, FDH_CTL_CONNS_CLOSED);
+			m.u.batch.n = n;
+			for (i = 0; i < n; i++)
+				m.u.batch.ids[i] = w->unsent.v[(w->unsent.head + i) % w->unsent.cap];
+			if (w->flush_asked && n == w->unsent.len)
+				m.h.flags |= FDH_CTL_F_FLUSHED;
+		}
 		if (send_msg(w, &m) == -EAGAIN)
 			return;
-		idq_pop(&w->unsent);
+		for (i = 0; i < n; i++)
+			idq_pop(&w->unsent);
+		if (m.h.flags & FDH_CTL_F_FLUSHED)
+			w->flush_asked = false;
 	}
 	if (w->retire_pending) {
 		fdh_ctl_init(&m, FDH_CTL_RETIRE);
@@ -241,10 +269,16 @@ on_message(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
 {
 	switch (m->h.type) {
 	case FDH_CTL_NEW_CONN:
+		/* The supervisor has room again: it stopped asking. */
+		w->lazy = (m->h.flags & FDH_CTL_F_LAZY) != 0;
 		on_new_conn(w, &m->u.conn, fds, nfds);
 		break;
 	case FDH_CTL_DRAIN:
 		on_drain(w);
+		break;
+	case FDH_CTL_FLUSH:
+		w->lazy = false;
+		w->flush_asked = true;
 		break;
 	default:
 		/* An OPEN_REPLY for a request that timed out: its fd is nobody's. */
@@ -273,6 +307,11 @@ handle_held(struct worker *w)
 	for (i = 0; i < w->nheld; i++)
 		on_new_conn(w, &w->held[i].conn, w->held[i].fds, w->held[i].nfds);
 	w->nheld = 0;
+	if (w->held_flush) {
+		w->held_flush = false;
+		w->lazy = false;
+		w->flush_asked = true;
+	}
 	if (w->held_drain) {
 		w->held_drain = false;
 		on_drain(w);
@@ -292,6 +331,9 @@ hold(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
 {
 	if (m->h.type == FDH_CTL_DRAIN) {
 		w->held_drain = true;
+	} else if (m->h.type == FDH_CTL_FLUSH) {
+		/* Answered by the loop's flush(), after what was held before it. */
+		w->held_flush = true;
 	} else if (m->h.type != FDH_CTL_NEW_CONN) {
 		fdh_close_fds(fds, nfds);	/* a late OPEN_REPLY, as in on_message() */
 		return;

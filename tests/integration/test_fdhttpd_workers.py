@@ -277,9 +277,40 @@ class WorkersTest(unittest.TestCase):
         self.assertEqual(r.status, 503)
         self.assertEqual(r.header("connection"), "close")
         a.close()
-        # Once the worker reports the close, there is room again.
+        # Once the worker has seen the close, there is room again.
         wait_for(lambda: d.request().status == 200, what="room after a close")
         self.assertEqual(b.request().status, 200)
+
+    def _wait_conns(self, worker, n):
+        wait_for(lambda: re.search(r"\[%d conns?\]" % n, cmdline(worker)),
+                 what="the worker's title saying %d conns" % n)
+
+    def test_close_held_back_does_not_count_against_the_uid(self):
+        # Workers report ended connections in batches; at the cap the
+        # supervisor must ask for them rather than refuse.
+        d = self.start("--max-conns-per-uid", "3", workers=1)
+        worker = d.wait_workers(1)[0]
+        for _ in range(5):
+            a, b, c = d.conn(), d.conn(), d.conn()
+            for x in (a, b, c):
+                self.assertEqual(x.request().status, 200)
+            a.close()
+            self._wait_conns(worker, 2)
+            self.assertEqual(d.request().status, 200)     # the first try
+            b.close()
+            c.close()
+            self._wait_conns(worker, 0)
+
+    def test_close_held_back_frees_a_full_worker(self):
+        # The same for --max-conns: a full worker whose connection ended
+        # takes the next one without a batch of closes to fill first.
+        d = self.start("--max-conns", "1", workers=1)
+        worker = d.wait_workers(1)[0]
+        for i in range(5):
+            a = d.conn()
+            self.assertEqual(a.request().status, 200, "request %d" % i)
+            a.close()
+            self._wait_conns(worker, 0)
 
     def test_fd_counts_unchanged_after_10000_connections(self):
         d = self.start(workers=2)

@@ -1,5 +1,6 @@
 /*
- * The control messages of the broker over a real SOCK_SEQPACKET pair:
+ * The control messages over a real SOCK_SEQPACKET pair: batches of ended
+ * connections are checked against their count; those of the broker:
  * OPEN carries its path whole, OPEN_REPLY its fd; a path without its NUL,
  * a reply whose error and fd disagree, and a type sent the wrong way are
  * refused, with every fd that came along closed.
@@ -192,6 +193,56 @@ test_open_reply_disagreeing(void **state)
 	assert_string_equal(why, "wrong fd count for its type");
 }
 
+/*
+ * A batch of ended connections: the count is checked, since ids past it
+ * would be whatever the sender left in the record, and the supervisor
+ * would release connections it never handed over.
+ */
+static void
+test_conns_closed_batch(void **state)
+{
+	struct pair *p = *state;
+	struct fdh_ctl_msg m, got;
+	int fds[FDH_CTL_MAX_FDS];
+	const char *why = NULL;
+	size_t nfds = 0, len = sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_closed_batch);
+
+	fdh_ctl_init(&m, FDH_CTL_CONNS_CLOSED);
+	m.u.batch.n = 2;
+	m.u.batch.ids[0] = 5;
+	m.u.batch.ids[1] = 1ull << 40;
+	assert_int_equal(fdh_ctl_send(p->wrk, &m, NULL, 0), 0);
+	assert_int_equal(fdh_ctl_recv(p->sup, FDH_CTL_SUPERVISOR, &got, fds, &nfds, &why), 1);
+	assert_int_equal(got.u.batch.n, 2);
+	assert_int_equal(got.u.batch.ids[0], 5);
+	assert_int_equal(got.u.batch.ids[1], 1ull << 40);
+
+	/* The answer to a FLUSH may hold no id; any other batch may not. */
+	m.u.batch.n = 0;
+	m.h.flags = FDH_CTL_F_FLUSHED;
+	assert_int_equal(fdh_ctl_send(p->wrk, &m, NULL, 0), 0);
+	assert_int_equal(fdh_ctl_recv(p->sup, FDH_CTL_SUPERVISOR, &got, fds, &nfds, &why), 1);
+	assert_int_equal(got.h.flags, FDH_CTL_F_FLUSHED);
+	m.h.flags = 0;
+	send_raw(p->wrk, &m, len, -1);
+	assert_int_equal(fdh_ctl_recv(p->sup, FDH_CTL_SUPERVISOR, &got, fds, &nfds, &why), -EBADMSG);
+	assert_string_equal(why, "CONNS_CLOSED without an id");
+
+	m.u.batch.n = FDH_CTL_CLOSED_MAX + 1;
+	send_raw(p->wrk, &m, len, -1);
+	assert_int_equal(fdh_ctl_recv(p->sup, FDH_CTL_SUPERVISOR, &got, fds, &nfds, &why), -EBADMSG);
+	assert_string_equal(why, "CONNS_CLOSED count over FDH_CTL_CLOSED_MAX");
+
+	/* FLUSH goes the other way only. */
+	fdh_ctl_init(&m, FDH_CTL_FLUSH);
+	assert_int_equal(fdh_ctl_send(p->sup, &m, NULL, 0), 0);
+	assert_int_equal(fdh_ctl_recv(p->wrk, FDH_CTL_WORKER, &got, fds, &nfds, &why), 1);
+	assert_int_equal(got.h.type, FDH_CTL_FLUSH);
+	assert_int_equal(fdh_ctl_send(p->wrk, &m, NULL, 0), 0);
+	assert_int_equal(fdh_ctl_recv(p->sup, FDH_CTL_SUPERVISOR, &got, fds, &nfds, &why), -EBADMSG);
+	assert_string_equal(why, "unexpected type");
+}
+
 int
 main(void)
 {
@@ -201,6 +252,7 @@ main(void)
 		T(test_open_path_without_nul),
 		T(test_open_reply_with_fd),
 		T(test_open_reply_disagreeing),
+		T(test_conns_closed_batch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
