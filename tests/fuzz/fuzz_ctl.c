@@ -46,6 +46,7 @@ expected(unsigned type, uint32_t flags, size_t *ret_size, size_t *ret_nfds)
 	switch (type) {
 	case FDH_CTL_READY:
 	case FDH_CTL_DRAIN:
+	case FDH_CTL_FLUSH:
 		*ret_size = h;
 		return true;
 	case FDH_CTL_CONN_CLOSED:
@@ -53,6 +54,9 @@ expected(unsigned type, uint32_t flags, size_t *ret_size, size_t *ret_nfds)
 		return true;
 	case FDH_CTL_RETIRE:
 		*ret_size = h + sizeof(struct fdh_ctl_retire);
+		return true;
+	case FDH_CTL_CONNS_CLOSED:
+		*ret_size = h + sizeof(struct fdh_ctl_closed_batch);
 		return true;
 	case FDH_CTL_OPEN:
 		*ret_size = h + sizeof(struct fdh_ctl_open);
@@ -89,6 +93,8 @@ check_accepted(const struct fdh_ctl_msg *m, size_t len, enum fdh_ctl_side side,
 	if (m->h.type == FDH_CTL_OPEN &&
 	    memchr(m->u.open.path, '\0', sizeof(m->u.open.path)) == NULL)
 		fail("an OPEN path without its NUL accepted");
+	if (m->h.type == FDH_CTL_CONNS_CLOSED && m->u.batch.n > FDH_CTL_CLOSED_MAX)
+		fail("a CONNS_CLOSED count past its ids accepted");
 	for (i = 0; i < nfds; i++)
 		if (fds[i] < 0 || fcntl(fds[i], F_GETFD) == -1)
 			fail("a handed-over fd that is not open");

@@ -42,8 +42,9 @@ def xfd():
 
 # --- ctl: records of u8 how, u16 length, bytes --------------------------------
 
-READY, CONN_CLOSED, RETIRE, OPEN = 1, 2, 3, 8
-NEW_CONN, DRAIN, OPEN_REPLY = 64, 65, 72
+READY, CONN_CLOSED, RETIRE, CONNS_CLOSED, OPEN = 1, 2, 3, 4, 8
+NEW_CONN, DRAIN, FLUSH, OPEN_REPLY = 64, 65, 66, 72
+CLOSED_MAX = 16
 WORKER_READS, PASSCRED, LIMITS = 4, 8, 0x80
 
 
@@ -55,6 +56,11 @@ def record(how, body):
     return struct.pack("<BH", how, len(body)) + body
 
 
+def batch(ids):
+    return struct.pack("=II", len(ids), 0) + b"".join(
+        struct.pack("=Q", i) for i in ids + [0] * (CLOSED_MAX - len(ids)))
+
+
 def ctl():
     path = b"/etc/hostname".ljust(PATH_MAX, b"\0")
     conn = struct.pack("=QiIII", 7, 1234, 1000, 1000, 0)
@@ -62,12 +68,19 @@ def ctl():
         "ready": record(0, hdr(READY)),
         "conn-closed": record(0, hdr(CONN_CLOSED) + struct.pack("=Q", 7)),
         "retire": record(0, hdr(RETIRE) + struct.pack("=Q", 1000)),
+        "conns-closed": record(0, hdr(CONNS_CLOSED) + batch([7, 8, 9])),
+        "conns-closed-flushed-none": record(0, hdr(CONNS_CLOSED, 1) + batch([])),
+        "conns-closed-none": record(0, hdr(CONNS_CLOSED) + batch([])),
+        "conns-closed-over": record(0, hdr(CONNS_CLOSED) + struct.pack("=II", CLOSED_MAX + 1, 0)
+                                    + struct.pack("=Q", 1) * CLOSED_MAX),
         "open": record(0, hdr(OPEN) + struct.pack("=Ii", 1, 0) + path),
         "open-no-nul": record(0, hdr(OPEN) + struct.pack("=Ii", 1, 0) + b"/" * PATH_MAX),
         "new-conn": record(WORKER_READS | 1, hdr(NEW_CONN) + conn),
         "new-conn-pidfd": record(WORKER_READS | 2, hdr(NEW_CONN, 1) + conn),
         "new-conn-no-fd": record(WORKER_READS, hdr(NEW_CONN) + conn),
         "drain": record(WORKER_READS, hdr(DRAIN)),
+        "flush": record(WORKER_READS, hdr(FLUSH)),
+        "new-conn-lazy": record(WORKER_READS | 1, hdr(NEW_CONN, 2) + conn),
         "open-reply-fd": record(WORKER_READS | 1, hdr(OPEN_REPLY, 1) + struct.pack("=Ii", 1, 0)),
         "open-reply-error": record(WORKER_READS, hdr(OPEN_REPLY) + struct.pack("=Ii", 1, -13)),
         "open-reply-disagree": record(WORKER_READS | 1, hdr(OPEN_REPLY) + struct.pack("=Ii", 1, 0)),
