@@ -709,6 +709,45 @@ bench_mem(pid_t pid, struct bench_mem *ret)
 	return ret->rss_kib >= 0 && ret->pss_kib >= 0 ? 0 : -EPROTO;
 }
 
+bool
+bench_common_opt(int c, const char *arg, const char *usage, struct bench_common_opts *o)
+{
+	switch (c) {
+	case 's':
+		o->socket = arg;
+		return true;
+	case BENCH_OPT_FD:
+		o->fd = true;
+		return true;
+	case BENCH_OPT_NEW_CONN:
+		o->new_conn = true;
+		return true;
+	case 'w':
+		o->server.workers = (unsigned)bench_uint("--workers", arg, 1, 256);
+		return true;
+	case BENCH_OPT_DIRECT:
+		o->server.direct = true;
+		return true;
+	case 'h':
+		fputs(usage, stdout);
+		exit(0);
+	case '?':
+		fputs(usage, stderr);
+		exit(2);
+	default:
+		return false;
+	}
+}
+
+void
+bench_no_operands(const char *prog, int argc, char **argv, int optind_, const char *usage)
+{
+	if (optind_ < argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n%s", prog, argv[optind_], usage);
+		exit(2);
+	}
+}
+
 unsigned long
 bench_uint(const char *opt, const char *arg, unsigned long min, unsigned long max)
 {

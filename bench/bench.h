@@ -125,6 +125,35 @@ struct bench_mem {
 int bench_mem(pid_t pid, struct bench_mem *ret);
 
 /* Parses a decimal count in [min, max] or exits with a message naming opt. */
+/*
+ * The options ping_pong and load share: where the server is, what each
+ * request carries, how a server we start is run.  Each program lists
+ * BENCH_COMMON_LONGOPTS among its own and numbers its own long-only
+ * options from BENCH_OPT_OWN.
+ */
+struct bench_common_opts {
+	const char *socket;
+	bool fd;
+	bool new_conn;
+	struct bench_server_opts server;
+};
+enum { BENCH_OPT_FD = 256, BENCH_OPT_NEW_CONN, BENCH_OPT_DIRECT, BENCH_OPT_OWN };
+#define BENCH_COMMON_SHORTOPTS "s:w:h"
+#define BENCH_COMMON_LONGOPTS \
+	{ "socket", required_argument, NULL, 's' }, \
+	{ "fd", no_argument, NULL, BENCH_OPT_FD }, \
+	{ "new-conn", no_argument, NULL, BENCH_OPT_NEW_CONN }, \
+	{ "workers", required_argument, NULL, 'w' }, \
+	{ "direct", no_argument, NULL, BENCH_OPT_DIRECT }, \
+	{ "help", no_argument, NULL, 'h' }
+/*
+ * Takes getopt_long()'s c when it is a shared option; --help prints usage
+ * and exits 0, an unknown option exits 2.  False for the caller's own.
+ */
+bool bench_common_opt(int c, const char *arg, const char *usage, struct bench_common_opts *o);
+/* Exits 2 when operands follow the options: the benchmarks take none. */
+void bench_no_operands(const char *prog, int argc, char **argv, int optind_, const char *usage);
+
 unsigned long bench_uint(const char *opt, const char *arg, unsigned long min, unsigned long max);
 /* Parses seconds (fractions allowed) > 0 or exits. */
 double bench_seconds(const char *opt, const char *arg);

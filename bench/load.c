@@ -20,14 +20,11 @@
 #include "bench.h"
 
 struct opts {
-	const char *socket;
+	struct bench_common_opts common;
 	unsigned long conns;
 	unsigned long threads;
 	double seconds;
 	double warmup;
-	bool fd;
-	bool new_conn;
-	struct bench_server_opts server;
 };
 
 /* What every thread reads and nobody writes once the threads run. */
@@ -102,29 +99,23 @@ cpu_seconds(void)
 static void
 parse(int argc, char **argv, struct opts *o)
 {
-	enum { OPT_WARMUP = 256, OPT_FD, OPT_NEW_CONN, OPT_DIRECT };
+	enum { OPT_WARMUP = BENCH_OPT_OWN };
 	static const struct option lopts[] = {
-		{ "socket", required_argument, NULL, 's' },
+		BENCH_COMMON_LONGOPTS,
 		{ "conns", required_argument, NULL, 'c' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "seconds", required_argument, NULL, 'd' },
 		{ "warmup", required_argument, NULL, OPT_WARMUP },
-		{ "fd", no_argument, NULL, OPT_FD },
-		{ "new-conn", no_argument, NULL, OPT_NEW_CONN },
-		{ "workers", required_argument, NULL, 'w' },
-		{ "direct", no_argument, NULL, OPT_DIRECT },
-		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	int c;
 
 	*o = (struct opts){ .conns = 64, .threads = 1, .seconds = 10, .warmup = 1,
-	    .server = { .workers = 1 } };
-	while ((c = getopt_long(argc, argv, "s:c:t:d:w:h", lopts, NULL)) != -1) {
+	    .common = { .server = { .workers = 1 } } };
+	while ((c = getopt_long(argc, argv, BENCH_COMMON_SHORTOPTS "c:t:d:", lopts, NULL)) != -1) {
+		if (bench_common_opt(c, optarg, usage, &o->common))
+			continue;
 		switch (c) {
-		case 's':
-			o->socket = optarg;
-			break;
 		case 'c':
 			o->conns = bench_uint("--conns", optarg, 1, 1000000);
 			break;
@@ -137,30 +128,9 @@ parse(int argc, char **argv, struct opts *o)
 		case OPT_WARMUP:
 			o->warmup = strcmp(optarg, "0") == 0 ? 0 : bench_seconds("--warmup", optarg);
 			break;
-		case OPT_FD:
-			o->fd = true;
-			break;
-		case OPT_NEW_CONN:
-			o->new_conn = true;
-			break;
-		case 'w':
-			o->server.workers = (unsigned)bench_uint("--workers", optarg, 1, 256);
-			break;
-		case OPT_DIRECT:
-			o->server.direct = true;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			exit(0);
-		default:
-			fputs(usage, stderr);
-			exit(2);
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "load: unexpected argument '%s'\n%s", argv[optind], usage);
-		exit(2);
-	}
+	bench_no_operands("load", argc, argv, optind, usage);
 	if (o->threads > o->conns) {
 		fprintf(stderr, "load: more threads (%lu) than connections (%lu)\n", o->threads,
 		    o->conns);
@@ -368,20 +338,20 @@ main(int argc, char *argv[])
 		    "allows (%lu)\n", o.conns, nofile);
 		return 2;
 	}
-	sh.req_len = bench_request(sh.req, sizeof(sh.req), o.fd);
-	sh.new_conn = o.new_conn;
-	if (o.fd) {
+	sh.req_len = bench_request(sh.req, sizeof(sh.req), o.common.fd);
+	sh.new_conn = o.common.new_conn;
+	if (o.common.fd) {
 		sh.memfd = bench_memfd();
 		if (sh.memfd < 0) {
 			fprintf(stderr, "load: memfd: %s\n", strerror(-sh.memfd));
 			return 1;
 		}
 	}
-	if (o.socket) {
-		r = bench_server_attach(o.socket, &srv);
+	if (o.common.socket) {
+		r = bench_server_attach(o.common.socket, &srv);
 	} else {
-		o.server.max_conns = o.conns + 16 > 256 ? (unsigned)o.conns + 16 : 256;
-		r = bench_server_start(&o.server, &srv);
+		o.common.server.max_conns = o.conns + 16 > 256 ? (unsigned)o.conns + 16 : 256;
+		r = bench_server_start(&o.common.server, &srv);
 	}
 	if (r < 0) {
 		fprintf(stderr, "load: no server to load: %s\n", strerror(-r));
@@ -452,8 +422,8 @@ main(int argc, char *argv[])
 
 	printf("load: %s on %s; %lu connections, %lu thread%s, %s, %s; %.1f s after %.1f s "
 	    "warm-up\n", srv.what, srv.sock, o.conns, o.threads, o.threads == 1 ? "" : "s",
-	    o.new_conn ? "a new connection per request" : "keep-alive",
-	    o.fd ? "a memfd with each request" : "no fd", o.seconds, o.warmup);
+	    o.common.new_conn ? "a new connection per request" : "keep-alive",
+	    o.common.fd ? "a memfd with each request" : "no fd", o.seconds, o.warmup);
 	printf("requests/s:  %.0f  (%zu answered)\n", rps, nall);
 	printf("latency us:  p50 %.2f  p99 %.2f\n", p50, p99);
 	printf("errors %lu, non-2xx %lu, closed by the server %lu\n", errors, non2xx, closed);

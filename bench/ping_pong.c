@@ -21,14 +21,11 @@
 #define WATCHDOG_S 10
 
 struct opts {
-	const char *socket;
+	struct bench_common_opts common;
 	unsigned long iters;
 	unsigned long warmup;
 	unsigned long idle;
-	bool fd;
-	bool new_conn;
 	bool client_lib;
-	struct bench_server_opts server;
 	pid_t mem_pid[MAX_MEM_PIDS];
 	unsigned nmem;
 };
@@ -61,40 +58,29 @@ static const char usage[] =
 static void
 parse(int argc, char **argv, struct opts *o)
 {
-	enum { OPT_WARMUP = 256, OPT_FD, OPT_NEW_CONN, OPT_IDLE, OPT_MEM_PID, OPT_CLIENT_LIB, OPT_DIRECT };
+	enum { OPT_WARMUP = BENCH_OPT_OWN, OPT_IDLE, OPT_MEM_PID, OPT_CLIENT_LIB };
 	static const struct option lopts[] = {
-		{ "socket", required_argument, NULL, 's' },
+		BENCH_COMMON_LONGOPTS,
 		{ "iters", required_argument, NULL, 'n' },
 		{ "warmup", required_argument, NULL, OPT_WARMUP },
-		{ "fd", no_argument, NULL, OPT_FD },
-		{ "new-conn", no_argument, NULL, OPT_NEW_CONN },
 		{ "idle-conns", required_argument, NULL, OPT_IDLE },
 		{ "mem-pid", required_argument, NULL, OPT_MEM_PID },
 		{ "client-lib", no_argument, NULL, OPT_CLIENT_LIB },
-		{ "workers", required_argument, NULL, 'w' },
-		{ "direct", no_argument, NULL, OPT_DIRECT },
-		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	int c;
 
-	*o = (struct opts){ .iters = 200000, .warmup = 20000, .server = { .workers = 1 } };
-	while ((c = getopt_long(argc, argv, "s:n:w:h", lopts, NULL)) != -1) {
+	*o = (struct opts){ .iters = 200000, .warmup = 20000,
+	    .common = { .server = { .workers = 1 } } };
+	while ((c = getopt_long(argc, argv, BENCH_COMMON_SHORTOPTS "n:", lopts, NULL)) != -1) {
+		if (bench_common_opt(c, optarg, usage, &o->common))
+			continue;
 		switch (c) {
-		case 's':
-			o->socket = optarg;
-			break;
 		case 'n':
 			o->iters = bench_uint("--iters", optarg, 1, 1000000000);
 			break;
 		case OPT_WARMUP:
 			o->warmup = bench_uint("--warmup", optarg, 0, 1000000000);
-			break;
-		case OPT_FD:
-			o->fd = true;
-			break;
-		case OPT_NEW_CONN:
-			o->new_conn = true;
 			break;
 		case OPT_IDLE:
 			o->idle = bench_uint("--idle-conns", optarg, 0, 1000000);
@@ -109,24 +95,9 @@ parse(int argc, char **argv, struct opts *o)
 		case OPT_CLIENT_LIB:
 			o->client_lib = true;
 			break;
-		case 'w':
-			o->server.workers = (unsigned)bench_uint("--workers", optarg, 1, 256);
-			break;
-		case OPT_DIRECT:
-			o->server.direct = true;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			exit(0);
-		default:
-			fputs(usage, stderr);
-			exit(2);
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "ping_pong: unexpected argument '%s'\n%s", argv[optind], usage);
-		exit(2);
-	}
+	bench_no_operands("ping_pong", argc, argv, optind, usage);
 }
 
 static void __attribute__((noreturn))
@@ -246,8 +217,8 @@ main(int argc, char *argv[])
 		fprintf(stderr, "ping_pong: out of memory\n");
 		goto out;
 	}
-	len = bench_request(req, sizeof(req), o.fd);
-	if (o.fd) {
+	len = bench_request(req, sizeof(req), o.common.fd);
+	if (o.common.fd) {
 		memfd = bench_memfd();
 		if (memfd < 0) {
 			fprintf(stderr, "ping_pong: memfd: %s\n", strerror(-memfd));
@@ -255,12 +226,12 @@ main(int argc, char *argv[])
 		}
 	}
 
-	if (o.socket) {
-		r = bench_server_attach(o.socket, &srv);
+	if (o.common.socket) {
+		r = bench_server_attach(o.common.socket, &srv);
 	} else {
 		/* Room for the idle connections, the measured one and a margin. */
-		o.server.max_conns = o.idle + 16 > 256 ? (unsigned)o.idle + 16 : 256;
-		r = bench_server_start(&o.server, &srv);
+		o.common.server.max_conns = o.idle + 16 > 256 ? (unsigned)o.idle + 16 : 256;
+		r = bench_server_start(&o.common.server, &srv);
 	}
 	if (r < 0) {
 		fprintf(stderr, "ping_pong: no server to measure: %s\n", strerror(-r));
@@ -275,11 +246,11 @@ main(int argc, char *argv[])
 	}
 
 	printf("ping_pong: %s on %s; %s, %s; %lu requests after %lu warm-up%s%s\n", srv.what,
-	    srv.sock, o.new_conn ? "a new connection per request" : "one keep-alive connection",
-	    o.fd ? "a memfd with each" : "no fd", o.iters, o.warmup,
+	    srv.sock, o.common.new_conn ? "a new connection per request" : "one keep-alive connection",
+	    o.common.fd ? "a memfd with each" : "no fd", o.iters, o.warmup,
 	    o.client_lib ? "; fdh_client_request()" : "", o.idle ? "; idle connections held" : "");
 
-	if (!o.new_conn) {
+	if (!o.common.new_conn) {
 		if (o.client_lib) {
 			r = fdh_client_connect(srv.sock, 10000, &cl);
 		} else {
@@ -293,7 +264,7 @@ main(int argc, char *argv[])
 	}
 	/* A few requests first, so the memory baseline has every buffer in place. */
 	bench_phase = "first requests";
-	for (i = 0; i < 100 && !o.new_conn; i++) {
+	for (i = 0; i < 100 && !o.common.new_conn; i++) {
 		r = cl ? lib_ping(cl, memfd, why) : bench_ping(sock, req, len, memfd, why);
 		if (r < 0)
 			fail(&srv, i, " (before the run)", why);
@@ -333,7 +304,7 @@ main(int argc, char *argv[])
 		if (i == o.warmup)
 			t_start = bench_now_ns();
 		t0 = bench_now_ns();
-		if (o.new_conn)
+		if (o.common.new_conn)
 			r = new_conn_ping(&o, srv.sock, req, len, memfd, why);
 		else if (cl)
 			r = lib_ping(cl, memfd, why);
