@@ -19,7 +19,7 @@
 #include <cmocka.h>
 
 #include <fdhttp/client.h>
-#include "harness.h"
+#include "expect.h"
 
 #define TIMEOUT_MS 10000
 
@@ -65,33 +65,6 @@ connect_echo(void)
 
 	assert_int_equal(fdh_client_connect(echo_proc.sock, TIMEOUT_MS, &c), 0);
 	return c;
-}
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/*
- * The service's fd count, once it settles at want: a response is in our
- * hands a moment before the service has closed the fds it sent with it.
- */
-static int
-service_fds_settle(int want)
-{
-	int64_t deadline = now_ms() + 2000;
-	int n;
-
-	for (;;) {
-		n = fdh_test_count_fds(echo_proc.pid);
-		if (n == want || now_ms() > deadline)
-			return n;
-		usleep(5000);
-	}
 }
 
 /* One request on a fresh connection; the response goes to *resp. */
@@ -197,7 +170,7 @@ test_echo_fds(void **state)
 	}
 	fdh_client_resp_release(&resp);
 	/* The service kept no copy: with ours closed too, each pipe ends. */
-	assert_int_equal(service_fds_settle(svc_before), svc_before);
+	assert_int_equal(fdh_expect_fd_count(echo_proc.pid, svc_before, 2000), svc_before);
 	for (i = 0; i < NPIPES; i++) {
 		close(p[i][1]);
 		assert_int_equal(fdh_test_read_fd(p[i][0], buf, sizeof(buf)),
@@ -275,7 +248,7 @@ test_echo_expect_continue(void **state)
 	    .nheaders = 1, .body = "after 100", .body_len = 9 };
 	struct fdh_client_resp resp;
 	struct fdh_client *c = connect_echo();
-	int64_t t0 = now_ms();
+	int64_t t0 = fdh_test_now_ms();
 
 	(void)state;
 	assert_int_equal(fdh_client_request(c, &req, &resp), 0);
@@ -283,7 +256,7 @@ test_echo_expect_continue(void **state)
 	assert_string_equal(resp.body, "after 100");
 	assert_false(resp.closed);
 	/* No waiting out a timer: the 100 came straight away. */
-	assert_true(now_ms() - t0 < 900);
+	assert_true(fdh_test_now_ms() - t0 < 900);
 	fdh_client_resp_release(&resp);
 	fdh_client_free(c);
 }
@@ -534,7 +507,7 @@ test_keepalive_1000(void **state)
 		fdh_client_resp_release(&resp);
 	}
 	assert_int_equal(fdh_client_fd(c), fd0);
-	assert_int_equal(service_fds_settle(svc_before), svc_before);
+	assert_int_equal(fdh_expect_fd_count(echo_proc.pid, svc_before, 2000), svc_before);
 	fdh_client_free(c);
 	close(mem);
 	assert_int_equal(fdh_test_count_fds(0), before);

@@ -29,9 +29,8 @@
 #include <cmocka.h>
 
 #include <fdhttp/client.h>
-#include "harness.h"
+#include "expect.h"
 
-#define IO_MS		3000
 /* The limits of the "fds" group. */
 #define MAX_FDS		4
 #define MAX_BODY	65536
@@ -70,19 +69,17 @@ start_leak(void **state)
  */
 #define LOW_NOFILE 32
 
+/* Starts the service with RLIMIT_NOFILE lowered to nofile, ours restored after the fork. */
 static int
-start_low_nofile(void **state)
+start_with_nofile(void **state, const char *const *args, rlim_t nofile)
 {
-	static const char *const args[] = {
-		"--max-fds", "4", "--request-timeout", "5", "--idle-timeout", "1", NULL,
-	};
 	struct rlimit old, low;
 	int r;
 
 	if (getrlimit(RLIMIT_NOFILE, &old) == -1)
 		return -1;
 	low = old;
-	low.rlim_cur = LOW_NOFILE;
+	low.rlim_cur = nofile;
 	if (setrlimit(RLIMIT_NOFILE, &low) == -1)
 		return -1;
 	r = fdh_test_group_start_echo(state, args);
@@ -91,134 +88,14 @@ start_low_nofile(void **state)
 	return r;
 }
 
-/* --- raw exchanges --------------------------------------------------------- */
-
 static int
-xconnect(const struct fdh_test_proc *p)
+start_low_nofile(void **state)
 {
-	int fd = fdh_test_connect(p->sock, IO_MS);
+	static const char *const args[] = {
+		"--max-fds", "4", "--request-timeout", "5", "--idle-timeout", "1", NULL,
+	};
 
-	if (fd < 0)
-		print_error("connect %s: %s\n", p->sock, strerror(-fd));
-	assert_true(fd >= 0);
-	return fd;
-}
-
-/* Sends all of s, fds[0..n) with its first byte. */
-static void
-xsend_fds(int sock, const char *s, const int *fds, size_t n)
-{
-	int r = fdh_test_send_all(sock, s, strlen(s), fds, n);
-
-	if (r < 0)
-		print_error("send with %zu fds: %s\n", n, strerror(-r));
-	assert_int_equal(r, 0);
-}
-
-static void
-xsend(int sock, const char *s)
-{
-	xsend_fds(sock, s, NULL, 0);
-}
-
-static void
-print_bytes(const char *what, const char *p, size_t len)
-{
-	size_t i;
-
-	print_error("%s (%zu bytes): \"", what, len);
-	for (i = 0; i < len && i < 600; i++) {
-		unsigned char ch = (unsigned char)p[i];
-
-		if (ch == '\r')
-			print_error("\\r");
-		else if (ch == '\n')
-			print_error("\\n");
-		else if (ch < ' ' || ch > '~')
-			print_error("\\x%02x", ch);
-		else
-			print_error("%c", ch);
-	}
-	print_error("%s\"\n", i < len ? "..." : "");
-}
-
-static void
-read_resp(int sock, struct fdh_test_msg *m)
-{
-	int r = fdh_test_read_message(sock, IO_MS, m);
-
-	if (r != 0) {
-		print_error("no whole response: %s\n", strerror(-r));
-		print_bytes("received", m->data ? m->data : "", m->len);
-	}
-	assert_int_equal(r, 0);
-}
-
-static void
-expect_status(const struct fdh_test_msg *m, int status)
-{
-	if (m->status != status) {
-		print_error("expected status %d\n", status);
-		print_bytes("received", m->data, m->len);
-	}
-	assert_int_equal(m->status, status);
-}
-
-static bool
-has_close(const struct fdh_test_msg *m)
-{
-	char v[64];
-
-	return fdh_test_msg_header(m, "Connection", v, sizeof(v)) == 0 && strcasecmp(v, "close") == 0;
-}
-
-static void
-expect_closed(int sock)
-{
-	struct fdh_test_msg m;
-	int r = fdh_test_read_all(sock, IO_MS, &m);
-
-	if (r == -ECONNRESET) {
-		r = 0;
-		m.eof = true;
-	}
-	if (r != 0 || !m.eof || m.len != 0) {
-		print_error("expected the server to close (r=%d eof=%d timed_out=%d)\n", r,
-		    (int)m.eof, (int)m.timed_out);
-		print_bytes("received after the response", m.data ? m.data : "", m.len);
-	}
-	assert_int_equal(r, 0);
-	assert_true(m.eof);
-	assert_int_equal(m.len, 0);
-	fdh_test_msg_free(&m);
-}
-
-static void
-expect_error_body(const struct fdh_test_msg *m)
-{
-	const char *b = fdh_test_msg_body(m);
-	char ct[128];
-
-	if (fdh_test_msg_header(m, "Content-Type", ct, sizeof(ct)) != 0 ||
-	    strncasecmp(ct, "text/plain", 10) != 0 || m->body_len < 2 ||
-	    b[m->body_len - 1] != '\n' || memchr(b, '\n', m->body_len - 1) != NULL) {
-		print_error("expected a one-line text/plain body\n");
-		print_bytes("received", m->data, m->len);
-		fail();
-	}
-}
-
-static void
-expect_health(int sock)
-{
-	struct fdh_test_msg m;
-
-	xsend(sock, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-	read_resp(sock, &m);
-	expect_status(&m, 200);
-	assert_string_equal(fdh_test_msg_body(&m), "ok");
-	assert_false(has_close(&m));
-	fdh_test_msg_free(&m);
+	return start_with_nofile(state, args, LOW_NOFILE);
 }
 
 /* --- pipes as probes ------------------------------------------------------- */
@@ -282,7 +159,7 @@ expect_fd_refusal(const struct fdh_test_proc *p, const char *what, const char *r
 	int fds[FDH_TEST_MAX_FDS];
 	struct fdh_test_msg m;
 	size_t i;
-	int sock = xconnect(p);
+	int sock = fdh_expect_connect(p);
 
 	print_message("  %s\n", what);
 	assert_true(n <= FDH_TEST_MAX_FDS);
@@ -290,18 +167,11 @@ expect_fd_refusal(const struct fdh_test_proc *p, const char *what, const char *r
 		probe_open(&pr[i]);
 		fds[i] = pr[i].wr;
 	}
-	xsend_fds(sock, req, fds, n);
+	fdh_expect_send_fds(sock, req, fds, n);
 	for (i = 0; i < n; i++)
 		probe_release(&pr[i]);
-	if (fdh_test_read_message(sock, IO_MS, &m) != 0 || m.status != status || !has_close(&m)) {
-		print_bytes("request", req, strlen(req));
-		print_error("with %zu fds: expected %d with Connection: close\n", n, status);
-		print_bytes("received", m.data ? m.data : "", m.len);
-		fail();
-	}
+	fdh_expect_refusal(sock, req, strlen(req), n, status, &m);
 	assert_int_equal(m.nfds, 0);
-	expect_error_body(&m);
-	expect_closed(sock);
 	for (i = 0; i < n; i++) {
 		if (!probe_eof(&pr[i], CLOSE_MS))
 			fail_msg("%s: fd %zu of %zu still open in the service after the %d", what,
@@ -352,12 +222,12 @@ test_echo_same_names_order_files(void **state)
 	fds[3] = fdh_test_make_memfd("b");
 	assert_true(fds[0] >= 0 && fds[3] >= 0);
 
-	sock = xconnect(p);
+	sock = fdh_expect_connect(p);
 	/* Names out of any sorted order, spaces around the commas. */
-	xsend_fds(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+	fdh_expect_send_fds(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
 	    "X-FD: zeta , alpha,mid ,b\r\n\r\nbody", fds, 4);
-	read_resp(sock, &m);
-	expect_status(&m, 200);
+	fdh_expect_read_resp(sock, &m);
+	fdh_expect_status(&m, 200);
 	assert_string_equal(fdh_test_msg_body(&m), "body");
 	assert_int_equal(fdh_test_msg_header(&m, "X-FD", xfd, sizeof(xfd)), 0);
 	assert_string_equal(xfd, "zeta,alpha,mid,b");
@@ -370,7 +240,7 @@ test_echo_same_names_order_files(void **state)
 			fail_msg("response fd %zu is not the file sent under that name", i);
 	}
 	fdh_test_msg_free(&m);
-	expect_health(sock);
+	fdh_expect_health(sock);
 	close(sock);
 	close(fds[0]);
 	close(fds[3]);
@@ -394,7 +264,7 @@ test_echo_client_library(void **state)
 	nfds[0] = (struct fdh_named_fd){ "config.json", fdh_test_make_memfd("{}") };
 	nfds[1] = (struct fdh_named_fd){ "log_1-2", fdh_test_make_memfd("log") };
 	assert_true(nfds[0].fd >= 0 && nfds[1].fd >= 0);
-	assert_int_equal(fdh_client_connect(p->sock, IO_MS, &c), 0);
+	assert_int_equal(fdh_client_connect(p->sock, FDH_EXPECT_IO_MS, &c), 0);
 	assert_int_equal(fdh_client_request(c, &req, &resp), 0);
 	assert_int_equal(resp.status, 200);
 	assert_string_equal(resp.body, "x");
@@ -447,26 +317,24 @@ test_fds_with_later_body_sendmsg(void **state)
 	assert_true(memfd >= 0 && other >= 0);
 
 	/* Head alone, then body bytes carrying the fd, then the rest. */
-	sock = xconnect(p);
-	xsend(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nX-FD: late\r\n\r\n");
+	sock = fdh_expect_connect(p);
+	fdh_expect_send(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nX-FD: late\r\n\r\n");
 	fdh_test_sleep_ms(50);
-	xsend_fds(sock, "body", &memfd, 1);
+	fdh_expect_send_fds(sock, "body", &memfd, 1);
 	fdh_test_sleep_ms(50);
-	xsend(sock, "tail");
-	read_resp(sock, &m);
-	expect_status(&m, 200);
+	fdh_expect_answer(sock, "tail", 200, &m);
 	assert_string_equal(fdh_test_msg_body(&m), "bodytail");
 	assert_int_equal(m.nfds, 1);
 	assert_true(fdh_test_same_file(m.fds[0], memfd));
 	fdh_test_msg_free(&m);
 
 	/* One fd with the head, the other with the body: still one request's fds, in order. */
-	xsend_fds(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+	fdh_expect_send_fds(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
 	    "X-FD: early,late\r\n\r\n", &other, 1);
 	fdh_test_sleep_ms(50);
-	xsend_fds(sock, "abc", &memfd, 1);
-	read_resp(sock, &m);
-	expect_status(&m, 200);
+	fdh_expect_send_fds(sock, "abc", &memfd, 1);
+	fdh_expect_read_resp(sock, &m);
+	fdh_expect_status(&m, 200);
 	assert_string_equal(fdh_test_msg_body(&m), "abc");
 	assert_int_equal(fdh_test_msg_header(&m, "X-FD", xfd, sizeof(xfd)), 0);
 	assert_string_equal(xfd, "early,late");
@@ -476,11 +344,11 @@ test_fds_with_later_body_sendmsg(void **state)
 	fdh_test_msg_free(&m);
 
 	/* The head in two pieces, the fd with the second. */
-	xsend(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nCont");
+	fdh_expect_send(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nCont");
 	fdh_test_sleep_ms(50);
-	xsend_fds(sock, "ent-Length: 1\r\nX-FD: late\r\n\r\nz", &memfd, 1);
-	read_resp(sock, &m);
-	expect_status(&m, 200);
+	fdh_expect_send_fds(sock, "ent-Length: 1\r\nX-FD: late\r\n\r\nz", &memfd, 1);
+	fdh_expect_read_resp(sock, &m);
+	fdh_expect_status(&m, 200);
 	assert_int_equal(m.nfds, 1);
 	assert_true(fdh_test_same_file(m.fds[0], memfd));
 	fdh_test_msg_free(&m);
@@ -578,21 +446,21 @@ test_fds_closed_after_handler(void **state)
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
 	struct probe pr;
-	int sock = xconnect(p);
+	int sock = fdh_expect_connect(p);
 
 	probe_open(&pr);
-	xsend_fds(sock, "POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-FD: w\r\n\r\nping",
-	    &pr.wr, 1);
+	fdh_expect_send_fds(sock, "POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+	    "X-FD: w\r\n\r\nping", &pr.wr, 1);
 	probe_release(&pr);
-	read_resp(sock, &m);
-	expect_status(&m, 200);
+	fdh_expect_read_resp(sock, &m);
+	fdh_expect_status(&m, 200);
 	assert_string_equal(fdh_test_msg_body(&m), "pong");
 	assert_int_equal(m.nfds, 0);
 	fdh_test_msg_free(&m);
 	/* Closed with the request, while the connection lives on. */
 	if (!probe_eof(&pr, CLOSE_MS))
 		fail_msg("the fd of a served POST /ping is still open in the service");
-	expect_health(sock);
+	fdh_expect_health(sock);
 	close(sock);
 	probe_close(&pr);
 }
@@ -603,19 +471,19 @@ test_response_fds_closed_once_sent(void **state)
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
 	struct probe pr;
-	int sock = xconnect(p);
+	int sock = fdh_expect_connect(p);
 
 	probe_open(&pr);
-	xsend_fds(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nX-FD: w\r\n\r\n",
+	fdh_expect_send_fds(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nX-FD: w\r\n\r\n",
 	    &pr.wr, 1);
 	probe_release(&pr);
-	read_resp(sock, &m);
-	expect_status(&m, 200);
+	fdh_expect_read_resp(sock, &m);
+	fdh_expect_status(&m, 200);
 	assert_int_equal(m.nfds, 1);
 	fdh_test_msg_free(&m);		/* closes the copy that came back */
 	if (!probe_eof(&pr, CLOSE_MS))
 		fail_msg("the service kept its copy of a response fd after sending it");
-	expect_health(sock);
+	fdh_expect_health(sock);
 	close(sock);
 	probe_close(&pr);
 }
@@ -625,12 +493,10 @@ test_fd_numbers_in_body_mean_nothing(void **state)
 {
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
-	int sock = xconnect(p);
+	int sock = fdh_expect_connect(p);
 
-	xsend(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 24\r\n\r\n"
-	    "X-FD: a\r\nfd=0 fd=1 fd=2\n");
-	read_resp(sock, &m);
-	expect_status(&m, 200);
+	fdh_expect_answer(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 24\r\n\r\n"
+	    "X-FD: a\r\nfd=0 fd=1 fd=2\n", 200, &m);
 	assert_int_equal(m.nfds, 0);
 	assert_int_equal(fdh_test_msg_header(&m, "X-FD", (char[8]){ 0 }, 8), -ENOENT);
 	fdh_test_msg_free(&m);
@@ -652,7 +518,7 @@ test_fd_memfd_sealed(void **state)
 	char buf[64], xfd[32];
 	int fd, seals, sock;
 
-	assert_int_equal(fdh_client_connect(p->sock, IO_MS, &c), 0);
+	assert_int_equal(fdh_client_connect(p->sock, FDH_EXPECT_IO_MS, &c), 0);
 	assert_int_equal(fdh_client_request(c, &req, &resp), 0);
 	assert_int_equal(resp.status, 200);
 	assert_int_equal(resp.body_len, 0);
@@ -673,10 +539,9 @@ test_fd_memfd_sealed(void **state)
 	fdh_client_free(c);
 
 	/* Raw: named in X-FD, attached to the head's sendmsg. */
-	sock = xconnect(p);
-	xsend(sock, "POST /fd/memfd HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
-	read_resp(sock, &m);
-	expect_status(&m, 200);
+	sock = fdh_expect_connect(p);
+	fdh_expect_answer(sock, "POST /fd/memfd HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+	    200, &m);
 	assert_int_equal(fdh_test_msg_header(&m, "X-FD", xfd, sizeof(xfd)), 0);
 	assert_string_equal(xfd, "output");
 	assert_int_equal(m.nfds, 1);
@@ -696,7 +561,7 @@ fd_read(const struct fdh_test_proc *p, const char *name, int fd, struct fdh_clie
 	};
 	int r;
 
-	assert_int_equal(fdh_client_connect(p->sock, IO_MS, &c), 0);
+	assert_int_equal(fdh_client_connect(p->sock, FDH_EXPECT_IO_MS, &c), 0);
 	r = fdh_client_request(c, &req, resp);
 	fdh_client_free(c);
 	return r;
@@ -758,7 +623,6 @@ test_fd_read(void **state)
 /* --- RLIMIT_NOFILE --------------------------------------------------------- */
 
 static int stable_count(pid_t pid);
-static int settle_count(pid_t pid, int want, int ms);
 
 #define FILLERS		64
 #define REQUESTERS	5
@@ -785,24 +649,24 @@ test_nofile_never_truncates(void **state)
 	assert_true(nfill > 0 && nfill <= FILLERS);
 	t0 = fdh_test_now_ms();
 	for (i = 0; i < (size_t)nfill; i++)
-		fillers[i] = xconnect(p);
+		fillers[i] = fdh_expect_connect(p);
 	fdh_test_sleep_ms(600);
 	memfd = fdh_test_make_memfd("shared");
 	assert_true(memfd >= 0);
 	for (j = 0; j < MAX_FDS; j++)
 		fds[j] = memfd;
 	for (i = 0; i < REQUESTERS; i++) {
-		reqs[i] = xconnect(p);
-		xsend_fds(reqs[i], "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+		reqs[i] = fdh_expect_connect(p);
+		fdh_expect_send_fds(reqs[i], "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
 		    "X-FD: a,b,c,d\r\n\r\nhi", fds, MAX_FDS);
 	}
 	for (i = 0; i < REQUESTERS; i++) {
 		struct fdh_test_msg m;
-		int r = fdh_test_read_message(reqs[i], IO_MS, &m);
+		int r = fdh_test_read_message(reqs[i], FDH_EXPECT_IO_MS, &m);
 
 		if (r != 0 || m.status != 200) {
 			print_error("request %zu near RLIMIT_NOFILE: r=%d\n", i, r);
-			print_bytes("received", m.data ? m.data : "", m.len);
+			fdh_expect_print_bytes("received", m.data, m.len);
 			fail();
 		}
 		print_message("  request %zu answered %lld ms after the first connect\n", i,
@@ -835,27 +699,16 @@ start_mid_nofile(void **state)
 		"--max-fds", "4", "--max-conns", "1000", "--request-timeout", "3",
 		"--idle-timeout", "1", NULL,
 	};
-	struct rlimit old, low;
-	int r;
 
-	if (getrlimit(RLIMIT_NOFILE, &old) == -1)
-		return -1;
-	low = old;
-	low.rlim_cur = MID_NOFILE;
-	if (setrlimit(RLIMIT_NOFILE, &low) == -1)
-		return -1;
-	r = fdh_test_group_start_echo(state, args);
-	if (setrlimit(RLIMIT_NOFILE, &old) == -1)
-		return -1;
-	return r;
+	return start_with_nofile(state, args, MID_NOFILE);
 }
 
 /* POST /fd/read with the read end of pr: the handler waits until we close the write end. */
 static void
 send_blocking_read(int sock, struct probe *pr)
 {
-	xsend_fds(sock, "POST /fd/read HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nX-FD: input\r\n\r\n",
-	    &pr->rd, 1);
+	fdh_expect_send_fds(sock, "POST /fd/read HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+	    "X-FD: input\r\n\r\n", &pr->rd, 1);
 	close(pr->rd);
 	pr->rd = -1;
 }
@@ -871,10 +724,10 @@ test_nofile_resumes_after_mass_close(void **state)
 
 	fdh_test_sleep_ms(100);
 	/* Accepted in this order: y has the highest slot, then a, then b. */
-	x = xconnect(p);
-	b = xconnect(p);
-	a = xconnect(p);
-	y = xconnect(p);
+	x = fdh_expect_connect(p);
+	b = fdh_expect_connect(p);
+	a = fdh_expect_connect(p);
+	y = fdh_expect_connect(p);
 	fdh_test_sleep_ms(50);
 	base = stable_count(p->pid);
 	nfill = MID_TARGET - base;
@@ -884,13 +737,13 @@ test_nofile_resumes_after_mass_close(void **state)
 	fillers = calloc((size_t)nfill, sizeof(*fillers));
 	assert_non_null(fillers);
 	for (i = 0; i < nfill; i++)
-		fillers[i] = xconnect(p);
-	assert_int_equal(settle_count(p->pid, MID_TARGET, 2000), MID_TARGET);
+		fillers[i] = fdh_expect_connect(p);
+	assert_int_equal(fdh_expect_fd_count(p->pid, MID_TARGET, 2000), MID_TARGET);
 	/* x, y, a, b: idle deadlines after the fillers'. */
-	expect_health(x);
-	expect_health(b);
-	expect_health(a);
-	expect_health(y);
+	fdh_expect_health(x);
+	fdh_expect_health(b);
+	fdh_expect_health(a);
+	fdh_expect_health(y);
 
 	/* x's handler holds the service while y, a and b queue their requests. */
 	probe_open(&px);
@@ -900,14 +753,14 @@ test_nofile_resumes_after_mass_close(void **state)
 	memfd = fdh_test_make_memfd("m");
 	for (i = 0; i < MAX_FDS; i++)
 		fds[i] = memfd;
-	xsend_fds(a, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-FD: a,b,c,d\r\n\r\nab",
-	    fds, MAX_FDS);
-	xsend(b, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+	fdh_expect_send_fds(a, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+	    "X-FD: a,b,c,d\r\n\r\nab", fds, MAX_FDS);
+	fdh_expect_send(b, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
 	send_blocking_read(y, &py);
 	fdh_test_sleep_ms(50);
 	probe_release(&px);
-	read_resp(x, &m);
-	expect_status(&m, 200);
+	fdh_expect_read_resp(x, &m);
+	fdh_expect_status(&m, 200);
 	fdh_test_msg_free(&m);
 
 	/*
@@ -916,29 +769,29 @@ test_nofile_resumes_after_mass_close(void **state)
 	 */
 	fdh_test_sleep_ms(1300);
 	probe_release(&py);
-	read_resp(y, &m);
-	expect_status(&m, 200);
+	fdh_expect_read_resp(y, &m);
+	fdh_expect_status(&m, 200);
 	fdh_test_msg_free(&m);
 	fdh_test_sleep_ms(100);
 	print_message("  service holds %d fds after the idle ones expired\n",
 	    fdh_test_count_fds(p->pid));
 
 	/* Room again: a's request completes, and a newcomer is served. */
-	xsend(a, "cd");
-	z = xconnect(p);
-	xsend(z, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-	r = fdh_test_read_message(a, IO_MS, &m);
+	fdh_expect_send(a, "cd");
+	z = fdh_expect_connect(p);
+	fdh_expect_send(z, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+	r = fdh_test_read_message(a, FDH_EXPECT_IO_MS, &m);
 	served_a = r == 0 && m.status == 200 && m.nfds == MAX_FDS;
 	if (!served_a) {
 		print_error("after the shortage ended, a pending request was not served: r=%d\n", r);
-		print_bytes("received", m.data ? m.data : "", m.len);
+		fdh_expect_print_bytes("received", m.data, m.len);
 	}
 	fdh_test_msg_free(&m);
-	r = fdh_test_read_message(z, IO_MS, &m);
+	r = fdh_test_read_message(z, FDH_EXPECT_IO_MS, &m);
 	served_z = r == 0 && m.status == 200;
 	if (!served_z) {
 		print_error("after the shortage ended, a new connection was not served: r=%d\n", r);
-		print_bytes("received", m.data ? m.data : "", m.len);
+		fdh_expect_print_bytes("received", m.data, m.len);
 	}
 	fdh_test_msg_free(&m);
 
@@ -958,21 +811,6 @@ test_nofile_resumes_after_mass_close(void **state)
 }
 
 /* --- no leaks -------------------------------------------------------------- */
-
-/* Polls the service's fd count until it equals want, up to ms; the last count. */
-static int
-settle_count(pid_t pid, int want, int ms)
-{
-	int64_t deadline = fdh_test_now_ms() + ms;
-	int n;
-
-	for (;;) {
-		n = fdh_test_count_fds(pid);
-		if (n == want || fdh_test_now_ms() > deadline)
-			return n;
-		fdh_test_sleep_ms(20);
-	}
-}
 
 /* Waits for the count to stop moving: the same value twice, 100 ms apart. */
 static int
@@ -1029,7 +867,7 @@ hostile(const struct fdh_test_proc *p, enum hostile kind, int canary, bool read)
 	size_t n = 1, i;
 	const char *req = buf;
 
-	sock = xconnect(p);
+	sock = fdh_expect_connect(p);
 	switch (kind) {
 	case H_MISMATCH_2_1:
 		echo_head(buf, sizeof(buf), "a,b");
@@ -1114,7 +952,7 @@ hostile(const struct fdh_test_proc *p, enum hostile kind, int canary, bool read)
 		read = false;
 		break;
 	case H_VANISH_LATE_FDS:
-		xsend(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nX-FD: a\r\n\r\n");
+		fdh_expect_send(sock, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nX-FD: a\r\n\r\n");
 		req = "abc";
 		read = false;
 		break;
@@ -1145,10 +983,10 @@ hostile(const struct fdh_test_proc *p, enum hostile kind, int canary, bool read)
 	if (read && expect) {
 		struct fdh_test_msg m;
 
-		if (fdh_test_read_message(sock, IO_MS, &m) != 0 || m.status != expect) {
+		if (fdh_test_read_message(sock, FDH_EXPECT_IO_MS, &m) != 0 || m.status != expect) {
 			print_error("hostile kind %d: expected %d\n", (int)kind, expect);
-			print_bytes("request", req, strlen(req));
-			print_bytes("received", m.data ? m.data : "", m.len);
+			fdh_expect_print_bytes("request", req, strlen(req));
+			fdh_expect_print_bytes("received", m.data, m.len);
 			fail();
 		}
 		fdh_test_msg_free(&m);
@@ -1183,7 +1021,7 @@ test_response_fds_closed_on_write_failure(void **state)
 		size_t hl;
 
 		body = 150 * 1024 + i * 20 * 1024;
-		socks[i] = xconnect(p);
+		socks[i] = fdh_expect_connect(p);
 		hl = (size_t)snprintf(head, sizeof(head),
 		    "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", body);
 		assert_int_equal(fdh_test_send_all(socks[i], head, hl, NULL, 0), 0);
@@ -1197,8 +1035,8 @@ test_response_fds_closed_on_write_failure(void **state)
 	for (i = 0; i < STALL_CONNS; i++) {
 		assert_int_equal(ioctl(socks[i], FIONREAD, &inq1[i]), 0);
 		probe_open(&pr[i]);
-		xsend_fds(socks[i], "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nX-FD: w\r\n\r\nx",
-		    &pr[i].wr, 1);
+		fdh_expect_send_fds(socks[i], "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+		    "X-FD: w\r\n\r\nx", &pr[i].wr, 1);
 		probe_release(&pr[i]);
 	}
 	fdh_test_sleep_ms(100);
@@ -1243,8 +1081,8 @@ test_no_fd_leaks(void **state)
 	for (i = 0; i < STALLED; i++) {
 		int fds[2] = { canary.wr, canary.wr };
 
-		stalled[i] = xconnect(p);
-		xsend_fds(stalled[i], "POST /echo HTTP/1.1\r\nHost: x\r\nX-FD: a,b\r\nContent-Len",
+		stalled[i] = fdh_expect_connect(p);
+		fdh_expect_send_fds(stalled[i], "POST /echo HTTP/1.1\r\nHost: x\r\nX-FD: a,b\r\nContent-Len",
 		    fds, 2);
 	}
 	for (i = 0; i < HOSTILE_ROUNDS; i++) {
@@ -1254,7 +1092,7 @@ test_no_fd_leaks(void **state)
 	for (i = 0; i < STALLED; i++)
 		close(stalled[i]);
 
-	after = settle_count(p->pid, before, 2000);
+	after = fdh_expect_fd_count(p->pid, before, 2000);
 	print_message("  service holds %d fds after %d hostile requests\n", after,
 	    HOSTILE_ROUNDS * H_KINDS + STALLED);
 	assert_int_equal(after, before);
@@ -1266,8 +1104,8 @@ test_no_fd_leaks(void **state)
 	if (!probe_eof(&canary, CLOSE_MS))
 		fail_msg("a copy of an fd sent with a hostile request is still open");
 	probe_close(&canary);
-	mine = xconnect(p);
-	expect_health(mine);
+	mine = fdh_expect_connect(p);
+	fdh_expect_health(mine);
 	close(mine);
 }
 

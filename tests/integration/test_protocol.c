@@ -24,10 +24,8 @@
 #include <cmocka.h>
 
 #include <fdhttp/client.h>
-#include "harness.h"
+#include "expect.h"
 
-/* How long any single exchange may take before the test calls it lost. */
-#define IO_MS		3000
 /* The limits of the "limits" group. */
 #define MAX_HEAD	1024
 #define MAX_HEADERS	8
@@ -69,177 +67,6 @@ start_conns(void **state)
 
 /* --- raw exchanges --------------------------------------------------------- */
 
-static int
-xconnect(const struct fdh_test_proc *p)
-{
-	int fd = fdh_test_connect(p->sock, IO_MS);
-
-	if (fd < 0)
-		print_error("connect %s: %s\n", p->sock, strerror(-fd));
-	assert_true(fd >= 0);
-	return fd;
-}
-
-static void
-xsend_len(int fd, const void *buf, size_t len)
-{
-	int r = fdh_test_send_all(fd, buf, len, NULL, 0);
-
-	if (r < 0)
-		print_error("send: %s\n", strerror(-r));
-	assert_int_equal(r, 0);
-}
-
-static void
-xsend(int fd, const char *s)
-{
-	xsend_len(fd, s, strlen(s));
-}
-
-/* Prints bytes with CR, LF and other controls made visible. */
-static void
-print_bytes(const char *what, const char *p, size_t len)
-{
-	size_t i;
-
-	print_error("%s (%zu bytes): \"", what, len);
-	for (i = 0; i < len && i < 600; i++) {
-		unsigned char ch = (unsigned char)p[i];
-
-		if (ch == '\r')
-			print_error("\\r");
-		else if (ch == '\n')
-			print_error("\\n");
-		else if (ch < ' ' || ch > '~')
-			print_error("\\x%02x", ch);
-		else
-			print_error("%c", ch);
-	}
-	print_error("%s\"\n", i < len ? "..." : "");
-}
-
-/* Reads one whole response within IO_MS (or ms when not 0). */
-static void
-read_resp_within(int fd, int ms, struct fdh_test_msg *m)
-{
-	int r = fdh_test_read_message(fd, ms ? ms : IO_MS, m);
-
-	if (r != 0) {
-		print_error("no whole response: %s\n", strerror(-r));
-		print_bytes("received", m->data ? m->data : "", m->len);
-	}
-	assert_int_equal(r, 0);
-}
-
-static void
-read_resp(int fd, struct fdh_test_msg *m)
-{
-	read_resp_within(fd, 0, m);
-}
-
-static void
-expect_status(const struct fdh_test_msg *m, int status)
-{
-	if (m->status != status) {
-		print_error("expected status %d\n", status);
-		print_bytes("received", m->data, m->len);
-	}
-	assert_int_equal(m->status, status);
-}
-
-static bool
-header_is(const struct fdh_test_msg *m, const char *name, const char *value)
-{
-	char v[256];
-
-	return fdh_test_msg_header(m, name, v, sizeof(v)) == 0 && strcasecmp(v, value) == 0;
-}
-
-static bool
-has_close(const struct fdh_test_msg *m)
-{
-	return header_is(m, "Connection", "close");
-}
-
-static void
-expect_close_header(const struct fdh_test_msg *m, bool want)
-{
-	if (has_close(m) != want) {
-		print_error("expected %s Connection: close\n", want ? "a" : "no");
-		print_bytes("received", m->data, m->len);
-	}
-	assert_true(has_close(m) == want);
-}
-
-/* The server closed: EOF (or a reset) and not one more byte. */
-static void
-expect_closed(int fd)
-{
-	struct fdh_test_msg m;
-	int r = fdh_test_read_all(fd, IO_MS, &m);
-
-	if (r == -ECONNRESET) {
-		r = 0;
-		m.eof = true;
-	}
-	if (r != 0 || !m.eof || m.len != 0) {
-		print_error("expected the server to close (r=%d eof=%d timed_out=%d)\n", r,
-		    (int)m.eof, (int)m.timed_out);
-		print_bytes("received after the response", m.data ? m.data : "", m.len);
-	}
-	assert_int_equal(r, 0);
-	assert_true(m.eof);
-	assert_int_equal(m.len, 0);
-	fdh_test_msg_free(&m);
-}
-
-/* Nothing arrives for ms and the connection stays open. */
-static void
-expect_quiet(int fd, int ms)
-{
-	struct fdh_test_msg m;
-	int r = fdh_test_read_all(fd, ms, &m);
-
-	if (r != 0 || !m.timed_out || m.len != 0) {
-		print_error("expected silence for %d ms (r=%d eof=%d)\n", ms, r, (int)m.eof);
-		print_bytes("received", m.data ? m.data : "", m.len);
-	}
-	assert_int_equal(r, 0);
-	assert_true(m.timed_out);
-	assert_int_equal(m.len, 0);
-	fdh_test_msg_free(&m);
-}
-
-/* The framework's own error: a one-line text/plain body. */
-static void
-expect_error_body(const struct fdh_test_msg *m)
-{
-	const char *b = fdh_test_msg_body(m);
-	char ct[128];
-
-	if (fdh_test_msg_header(m, "Content-Type", ct, sizeof(ct)) != 0 ||
-	    strncasecmp(ct, "text/plain", 10) != 0 || m->body_len < 2 ||
-	    b[m->body_len - 1] != '\n' || memchr(b, '\n', m->body_len - 1) != NULL) {
-		print_error("expected a one-line text/plain body\n");
-		print_bytes("received", m->data, m->len);
-		fail();
-	}
-}
-
-/* GET /health on fd answers 200 "ok" and keeps the connection. */
-static void
-expect_health(int fd)
-{
-	struct fdh_test_msg m;
-
-	xsend(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-	read_resp(fd, &m);
-	expect_status(&m, 200);
-	assert_string_equal(fdh_test_msg_body(&m), "ok");
-	expect_close_header(&m, false);
-	fdh_test_msg_free(&m);
-}
-
 /*
  * What the response promised about the connection holds: with
  * Connection: close it closes, without it another request is served.
@@ -247,10 +74,10 @@ expect_health(int fd)
 static void
 expect_promise_kept(int fd, const struct fdh_test_msg *m)
 {
-	if (has_close(m))
-		expect_closed(fd);
+	if (fdh_expect_has_close(m))
+		fdh_expect_closed(fd);
 	else
-		expect_health(fd);
+		fdh_expect_health(fd);
 }
 
 /* req on a fresh connection gets status, Connection: close, a text line, then EOF. */
@@ -258,17 +85,10 @@ static void
 expect_refused_len(const struct fdh_test_proc *p, const char *req, size_t len, int status)
 {
 	struct fdh_test_msg m;
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	xsend_len(fd, req, len);
-	if (fdh_test_read_message(fd, IO_MS, &m) != 0 || m.status != status || !has_close(&m)) {
-		print_bytes("request", req, len);
-		print_error("expected %d with Connection: close\n", status);
-		print_bytes("received", m.data ? m.data : "", m.len);
-		fail();
-	}
-	expect_error_body(&m);
-	expect_closed(fd);
+	fdh_expect_send_len(fd, req, len, NULL, 0);
+	fdh_expect_refusal(fd, req, len, 0, status, &m);
 	fdh_test_msg_free(&m);
 	close(fd);
 }
@@ -285,7 +105,7 @@ static struct fdh_client *
 client(const struct fdh_test_proc *p)
 {
 	struct fdh_client *c = NULL;
-	int r = fdh_client_connect(p->sock, IO_MS, &c);
+	int r = fdh_client_connect(p->sock, FDH_EXPECT_IO_MS, &c);
 
 	if (r < 0)
 		print_error("fdh_client_connect: %s\n", strerror(-r));
@@ -317,23 +137,19 @@ test_content_length_framing(void **state)
 {
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
 	/* The body in pieces: Content-Length, not the sends, decides where it ends. */
-	xsend(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello");
+	fdh_expect_send(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello");
 	fdh_test_sleep_ms(50);
-	xsend(fd, " world");
-	read_resp(fd, &m);
-	expect_status(&m, 200);
+	fdh_expect_answer(fd, " world", 200, &m);
 	assert_int_equal(m.body_len, 11);
 	assert_string_equal(fdh_test_msg_body(&m), "hello world");
-	expect_close_header(&m, false);
+	fdh_expect_close_header(&m, false);
 	fdh_test_msg_free(&m);
 
 	/* A body of zero bytes, said so. */
-	xsend(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
-	read_resp(fd, &m);
-	expect_status(&m, 200);
+	fdh_expect_answer(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 200, &m);
 	assert_int_equal(m.body_len, 0);
 	fdh_test_msg_free(&m);
 	close(fd);
@@ -344,18 +160,16 @@ test_no_content_length_is_empty_body(void **state)
 {
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
 	/* No Content-Length: empty body, so the bytes after the head are the next request. */
-	xsend(fd, "POST /echo HTTP/1.1\r\nHost: x\r\n\r\n");
-	read_resp(fd, &m);
-	expect_status(&m, 200);
-	assert_true(header_is(&m, "Content-Length", "0"));
+	fdh_expect_answer(fd, "POST /echo HTTP/1.1\r\nHost: x\r\n\r\n", 200, &m);
+	assert_true(fdh_expect_has_header(&m, "Content-Length", "0"));
 	assert_int_equal(m.body_len, 0);
-	expect_close_header(&m, false);
+	fdh_expect_close_header(&m, false);
 	fdh_test_msg_free(&m);
-	expect_quiet(fd, 100);
-	expect_health(fd);
+	fdh_expect_quiet(fd, 100);
+	fdh_expect_health(fd);
 	close(fd);
 }
 
@@ -398,15 +212,13 @@ test_keep_alive_http11(void **state)
 	fdh_client_free(c);
 
 	/* And raw, reading each response exactly. */
-	fd = xconnect(p);
+	fd = fdh_expect_connect(p);
 	for (i = 0; i < 3; i++)
-		expect_health(fd);
-	xsend(fd, "POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nping");
-	read_resp(fd, &m);
-	expect_status(&m, 200);
+		fdh_expect_health(fd);
+	fdh_expect_answer(fd, "POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nping", 200, &m);
 	assert_string_equal(fdh_test_msg_body(&m), "pong");
 	fdh_test_msg_free(&m);
-	expect_health(fd);
+	fdh_expect_health(fd);
 	close(fd);
 }
 
@@ -415,15 +227,13 @@ test_connection_close_http11(void **state)
 {
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	expect_health(fd);
-	xsend(fd, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-	read_resp(fd, &m);
-	expect_status(&m, 200);
+	fdh_expect_health(fd);
+	fdh_expect_answer(fd, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200, &m);
 	assert_string_equal(fdh_test_msg_body(&m), "ok");
-	expect_close_header(&m, true);
-	expect_closed(fd);
+	fdh_expect_close_header(&m, true);
+	fdh_expect_closed(fd);
 	fdh_test_msg_free(&m);
 	close(fd);
 }
@@ -433,14 +243,12 @@ test_http10_closes(void **state)
 {
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	xsend(fd, "GET /health HTTP/1.0\r\n\r\n");
-	read_resp(fd, &m);
-	expect_status(&m, 200);
+	fdh_expect_answer(fd, "GET /health HTTP/1.0\r\n\r\n", 200, &m);
 	assert_string_equal(fdh_test_msg_body(&m), "ok");
-	expect_close_header(&m, true);
-	expect_closed(fd);
+	fdh_expect_close_header(&m, true);
+	fdh_expect_closed(fd);
 	fdh_test_msg_free(&m);
 	close(fd);
 }
@@ -450,23 +258,21 @@ test_http10_keep_alive(void **state)
 {
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
-	int fd = xconnect(p), i;
+	int fd = fdh_expect_connect(p), i;
 
 	for (i = 0; i < 2; i++) {
-		xsend(fd, "GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-		read_resp(fd, &m);
-		expect_status(&m, 200);
+		fdh_expect_answer(fd, "GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200, &m);
 		assert_string_equal(fdh_test_msg_body(&m), "ok");
-		expect_close_header(&m, false);
+		fdh_expect_close_header(&m, false);
 		/* A 1.0 client keeps the connection only when told it may. */
-		if (!header_is(&m, "Connection", "keep-alive")) {
-			print_bytes("response to HTTP/1.0 keep-alive", m.data, m.len);
+		if (!fdh_expect_has_header(&m, "Connection", "keep-alive")) {
+			fdh_expect_print_bytes("response to HTTP/1.0 keep-alive", m.data, m.len);
 			fail_msg("no Connection: keep-alive for an HTTP/1.0 client");
 		}
 		fdh_test_msg_free(&m);
 	}
-	expect_quiet(fd, 100);
-	expect_health(fd);
+	fdh_expect_quiet(fd, 100);
+	fdh_expect_health(fd);
 	close(fd);
 }
 
@@ -477,24 +283,22 @@ test_expect_continue(void **state)
 {
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	xsend(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+	fdh_expect_send(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
 	    "Content-Length: 5\r\n\r\n");
 	/* Well before curl's one-second wait: the server must not sit on it. */
-	read_resp_within(fd, 900, &m);
-	expect_status(&m, 100);
+	fdh_expect_read_resp_within(fd, 900, &m);
+	fdh_expect_status(&m, 100);
 	assert_true(strncmp(m.data, "HTTP/1.1 100 Continue\r\n", 23) == 0);
 	assert_int_equal(m.body_len, 0);
 	fdh_test_msg_free(&m);
 
-	xsend(fd, "hello");
-	read_resp(fd, &m);
-	expect_status(&m, 200);
+	fdh_expect_answer(fd, "hello", 200, &m);
 	assert_string_equal(fdh_test_msg_body(&m), "hello");
-	expect_close_header(&m, false);
+	fdh_expect_close_header(&m, false);
 	fdh_test_msg_free(&m);
-	expect_health(fd);
+	fdh_expect_health(fd);
 	close(fd);
 }
 
@@ -503,16 +307,16 @@ test_expect_continue_over_limit_413(void **state)
 {
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	xsend(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+	fdh_expect_send(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
 	    "Content-Length: 4097\r\n\r\n");
 	/* At once: not after the request timeout, and with no 100 first. */
-	read_resp_within(fd, 1000, &m);
-	expect_status(&m, 413);
-	expect_close_header(&m, true);
-	expect_error_body(&m);
-	expect_closed(fd);
+	fdh_expect_read_resp_within(fd, 1000, &m);
+	fdh_expect_status(&m, 413);
+	fdh_expect_close_header(&m, true);
+	fdh_expect_error_body(&m);
+	fdh_expect_closed(fd);
 	fdh_test_msg_free(&m);
 	close(fd);
 }
@@ -522,12 +326,13 @@ test_expect_other_417(void **state)
 {
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	xsend(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 0\r\n\r\n");
-	read_resp_within(fd, 1000, &m);
-	expect_status(&m, 417);
-	expect_error_body(&m);
+	fdh_expect_send(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n"
+	    "Content-Length: 0\r\n\r\n");
+	fdh_expect_read_resp_within(fd, 1000, &m);
+	fdh_expect_status(&m, 417);
+	fdh_expect_error_body(&m);
 	expect_promise_kept(fd, &m);
 	fdh_test_msg_free(&m);
 	close(fd);
@@ -541,23 +346,21 @@ test_head_on_get_route(void **state)
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg get, head;
 	char get_cl[32], head_cl[32];
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	xsend(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-	read_resp(fd, &get);
-	expect_status(&get, 200);
+	fdh_expect_answer(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 200, &get);
 	assert_int_equal(fdh_test_msg_header(&get, "Content-Length", get_cl, sizeof(get_cl)), 0);
 
-	xsend(fd, "HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n");
-	assert_int_equal(fdh_test_read_head(fd, IO_MS, &head), 0);
-	expect_status(&head, 200);
+	fdh_expect_send(fd, "HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_int_equal(fdh_test_read_head(fd, FDH_EXPECT_IO_MS, &head), 0);
+	fdh_expect_status(&head, 200);
 	assert_int_equal(fdh_test_msg_header(&head, "Content-Length", head_cl, sizeof(head_cl)), 0);
 	assert_string_equal(head_cl, get_cl);
 	assert_string_equal(head_cl, "2");
-	expect_close_header(&head, false);
+	fdh_expect_close_header(&head, false);
 	/* Not one body byte follows; the next response starts clean. */
-	expect_quiet(fd, 150);
-	expect_health(fd);
+	fdh_expect_quiet(fd, 150);
+	fdh_expect_health(fd);
 	fdh_test_msg_free(&get);
 	fdh_test_msg_free(&head);
 	close(fd);
@@ -589,16 +392,16 @@ test_head_limit_exact_passes(void **state)
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
 	char *req = head_of_size(MAX_HEAD);
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	xsend(fd, req);
-	read_resp(fd, &m);
+	fdh_expect_send(fd, req);
+	fdh_expect_read_resp(fd, &m);
 	if (m.status != 200)
 		print_error("a head of exactly --max-head %d bytes was refused\n", MAX_HEAD);
-	expect_status(&m, 200);
+	fdh_expect_status(&m, 200);
 	assert_string_equal(fdh_test_msg_body(&m), "ok");
 	fdh_test_msg_free(&m);
-	expect_health(fd);
+	fdh_expect_health(fd);
 	close(fd);
 	free(req);
 }
@@ -609,33 +412,31 @@ test_head_limit_one_over_431(void **state)
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
 	char *req = head_of_size(MAX_HEAD + 1);
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	xsend(fd, req);
-	read_resp(fd, &m);
-	expect_status(&m, 431);
-	expect_close_header(&m, true);
-	expect_error_body(&m);
+	fdh_expect_answer(fd, req, 431, &m);
+	fdh_expect_close_header(&m, true);
+	fdh_expect_error_body(&m);
 	/* It says what was wrong, with the limit in force. */
 	if (!strstr(fdh_test_msg_body(&m), "1024")) {
-		print_bytes("431 body", fdh_test_msg_body(&m), m.body_len);
+		fdh_expect_print_bytes("431 body", fdh_test_msg_body(&m), m.body_len);
 		fail_msg("the 431 text does not name the 1024-byte limit");
 	}
-	expect_closed(fd);
+	fdh_expect_closed(fd);
 	fdh_test_msg_free(&m);
 	close(fd);
 	free(req);
 
 	/* The same head in pieces: the limit counts bytes, not reads. */
 	req = head_of_size(MAX_HEAD + 1);
-	fd = xconnect(p);
-	xsend_len(fd, req, 600);
+	fd = fdh_expect_connect(p);
+	fdh_expect_send_len(fd, req, 600, NULL, 0);
 	fdh_test_sleep_ms(50);
-	xsend(fd, req + 600);
-	read_resp(fd, &m);
-	expect_status(&m, 431);
-	expect_close_header(&m, true);
-	expect_closed(fd);
+	fdh_expect_send(fd, req + 600);
+	fdh_expect_read_resp(fd, &m);
+	fdh_expect_status(&m, 431);
+	fdh_expect_close_header(&m, true);
+	fdh_expect_closed(fd);
 	fdh_test_msg_free(&m);
 	close(fd);
 	free(req);
@@ -643,11 +444,11 @@ test_head_limit_one_over_431(void **state)
 	/* A head that never ends is refused once it passes the limit, not at the timeout. */
 	req = head_of_size(4 * MAX_HEAD);
 	req[2 * MAX_HEAD] = '\0';
-	fd = xconnect(p);
-	xsend(fd, req);
-	read_resp_within(fd, 1000, &m);
-	expect_status(&m, 431);
-	expect_close_header(&m, true);
+	fd = fdh_expect_connect(p);
+	fdh_expect_send(fd, req);
+	fdh_expect_read_resp_within(fd, 1000, &m);
+	fdh_expect_status(&m, 431);
+	fdh_expect_close_header(&m, true);
 	fdh_test_msg_free(&m);
 	close(fd);
 	free(req);
@@ -676,12 +477,10 @@ test_header_field_limit(void **state)
 
 	/* Exactly --max-headers fields, Host counted: served. */
 	head_with_fields(req, sizeof(req), MAX_HEADERS);
-	fd = xconnect(p);
-	xsend(fd, req);
-	read_resp(fd, &m);
-	expect_status(&m, 200);
+	fd = fdh_expect_connect(p);
+	fdh_expect_answer(fd, req, 200, &m);
 	fdh_test_msg_free(&m);
-	expect_health(fd);
+	fdh_expect_health(fd);
 	close(fd);
 
 	/* One more: 431 and close. */
@@ -703,13 +502,13 @@ test_body_limit_413(void **state)
 	n = (size_t)snprintf(req, 256, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
 	    MAX_BODY);
 	memset(req + n, 'b', MAX_BODY);
-	fd = xconnect(p);
-	xsend_len(fd, req, n + MAX_BODY);
+	fd = fdh_expect_connect(p);
+	fdh_expect_send_len(fd, req, n + MAX_BODY, NULL, 0);
 	{
 		struct fdh_test_msg m;
 
-		read_resp(fd, &m);
-		expect_status(&m, 200);
+		fdh_expect_read_resp(fd, &m);
+		fdh_expect_status(&m, 200);
 		assert_int_equal(m.body_len, MAX_BODY);
 		fdh_test_msg_free(&m);
 	}
@@ -739,16 +538,14 @@ test_pipelining_answers_first_and_closes(void **state)
 {
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	xsend(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst"
-	    "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecond");
-	read_resp(fd, &m);
-	expect_status(&m, 200);
+	fdh_expect_answer(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst"
+	    "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecond", 200, &m);
 	assert_string_equal(fdh_test_msg_body(&m), "first");
-	expect_close_header(&m, true);
+	fdh_expect_close_header(&m, true);
 	/* The second request is never answered. */
-	expect_closed(fd);
+	fdh_expect_closed(fd);
 	fdh_test_msg_free(&m);
 	close(fd);
 }
@@ -885,14 +682,12 @@ test_routing_raw_405_keeps_promise(void **state)
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
 	char allow[128];
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	xsend(fd, "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
-	read_resp(fd, &m);
-	expect_status(&m, 405);
+	fdh_expect_answer(fd, "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405, &m);
 	assert_int_equal(fdh_test_msg_header(&m, "Allow", allow, sizeof(allow)), 0);
 	assert_non_null(strstr(allow, "GET"));
-	expect_error_body(&m);
+	fdh_expect_error_body(&m);
 	expect_promise_kept(fd, &m);
 	fdh_test_msg_free(&m);
 	close(fd);
@@ -913,16 +708,16 @@ test_request_timeout_408(void **state)
 	for (i = 0; i < sizeof(halves) / sizeof(halves[0]); i++) {
 		struct fdh_test_msg m;
 		int64_t t0, dt;
-		int fd = xconnect(p);
+		int fd = fdh_expect_connect(p);
 
 		t0 = fdh_test_now_ms();
-		xsend(fd, halves[i]);
-		read_resp(fd, &m);
+		fdh_expect_send(fd, halves[i]);
+		fdh_expect_read_resp(fd, &m);
 		dt = fdh_test_now_ms() - t0;
-		expect_status(&m, 408);
-		expect_close_header(&m, true);
-		expect_error_body(&m);
-		expect_closed(fd);
+		fdh_expect_status(&m, 408);
+		fdh_expect_close_header(&m, true);
+		fdh_expect_error_body(&m);
+		fdh_expect_closed(fd);
 		/* --request-timeout 0.5: not before it, and not much after. */
 		print_message("  408 after %lld ms\n", (long long)dt);
 		assert_in_range(dt, 400, 2500);
@@ -937,14 +732,14 @@ test_idle_keep_alive_silent_close(void **state)
 	const struct fdh_test_proc *p = *state;
 	struct fdh_test_msg m;
 	int64_t t0, dt;
-	int fd = xconnect(p);
+	int fd = fdh_expect_connect(p);
 
-	expect_health(fd);
+	fdh_expect_health(fd);
 	t0 = fdh_test_now_ms();
-	assert_int_equal(fdh_test_read_all(fd, IO_MS, &m), 0);
+	assert_int_equal(fdh_test_read_all(fd, FDH_EXPECT_IO_MS, &m), 0);
 	dt = fdh_test_now_ms() - t0;
 	if (!m.eof || m.len != 0)
-		print_bytes("received on an idle connection", m.data, m.len);
+		fdh_expect_print_bytes("received on an idle connection", m.data, m.len);
 	assert_true(m.eof);
 	assert_int_equal(m.len, 0);
 	print_message("  idle close after %lld ms\n", (long long)dt);
@@ -962,11 +757,11 @@ test_idle_never_a_byte(void **state)
 	int fd;
 
 	t0 = fdh_test_now_ms();
-	fd = xconnect(p);
-	assert_int_equal(fdh_test_read_all(fd, IO_MS, &m), 0);
+	fd = fdh_expect_connect(p);
+	assert_int_equal(fdh_test_read_all(fd, FDH_EXPECT_IO_MS, &m), 0);
 	dt = fdh_test_now_ms() - t0;
 	if (!m.eof || m.len != 0)
-		print_bytes("received on a silent connection", m.data, m.len);
+		fdh_expect_print_bytes("received on a silent connection", m.data, m.len);
 	assert_true(m.eof);
 	assert_int_equal(m.len, 0);
 	print_message("  closed after %lld ms\n", (long long)dt);
@@ -989,7 +784,7 @@ test_idle_starts_after_response(void **state)
 	static const char req[] = "POST /fd/read HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
 	    "X-FD: input\r\n\r\n";
 	static const char next[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
-	int pipefd[2], fd = xconnect(p), r;
+	int pipefd[2], fd = fdh_expect_connect(p), r;
 
 	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
 	r = fdh_test_send_all(fd, req, sizeof(req) - 1, &pipefd[0], 1);
@@ -998,22 +793,22 @@ test_idle_starts_after_response(void **state)
 	fdh_test_sleep_ms(800);
 	assert_int_equal(write(pipefd[1], "slow", 4), 4);
 	close(pipefd[1]);
-	read_resp(fd, &m);
-	expect_status(&m, 200);
+	fdh_expect_read_resp(fd, &m);
+	fdh_expect_status(&m, 200);
 	assert_string_equal(fdh_test_msg_body(&m), "slow");
-	expect_close_header(&m, false);
+	fdh_expect_close_header(&m, false);
 	fdh_test_msg_free(&m);
 	/* At once: the connection has been idle for no time at all. */
 	r = fdh_test_send_all(fd, next, sizeof(next) - 1, NULL, 0);
 	if (r == 0)
-		r = fdh_test_read_message(fd, IO_MS, &m);
+		r = fdh_test_read_message(fd, FDH_EXPECT_IO_MS, &m);
 	if (r != 0) {
 		print_error("the next request on a keep-alive connection failed (%s): closed as idle "
 		    "right after a response whose handler took longer than --idle-timeout\n",
 		    strerror(-r));
 		fail();
 	}
-	expect_status(&m, 200);
+	fdh_expect_status(&m, 200);
 	fdh_test_msg_free(&m);
 	close(fd);
 }
@@ -1048,7 +843,7 @@ test_write_timeout(void **state)
 	int64_t t0, dt;
 	int rcvbuf = 4096, fd, r;
 
-	fd = xconnect(p);
+	fd = fdh_expect_connect(p);
 	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
 	n = (size_t)snprintf(head, sizeof(head),
 	    "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", body);
@@ -1056,28 +851,28 @@ test_write_timeout(void **state)
 	assert_non_null(req);
 	memcpy(req, head, n);
 	memset(req + n, 'w', body);
-	xsend_len(fd, req, n + body);
+	fdh_expect_send_len(fd, req, n + body, NULL, 0);
 	free(req);
 	t0 = fdh_test_now_ms();
 
 	/* Meanwhile the service answers others. */
 	{
-		int other = xconnect(p);
+		int other = fdh_expect_connect(p);
 
-		expect_health(other);
+		fdh_expect_health(other);
 		close(other);
 	}
 
 	/* We never read: the response stalls, and the server gives up on it. */
-	if (!wait_hangup(fd, IO_MS))
+	if (!wait_hangup(fd, FDH_EXPECT_IO_MS))
 		fail_msg("the connection of a client that never reads is still open after %d ms",
-		    IO_MS);
+		    FDH_EXPECT_IO_MS);
 	dt = fdh_test_now_ms() - t0;
 	print_message("  closed %lld ms after the request was sent\n", (long long)dt);
 	assert_true(dt >= 300);
 
 	/* What had been queued is readable, then the end: not the whole response. */
-	r = fdh_test_read_all(fd, IO_MS, &m);
+	r = fdh_test_read_all(fd, FDH_EXPECT_IO_MS, &m);
 	if (r == 0)
 		assert_true(m.eof);
 	else
@@ -1089,8 +884,8 @@ test_write_timeout(void **state)
 	close(fd);
 
 	/* And afterwards. */
-	fd = xconnect(p);
-	expect_health(fd);
+	fd = fdh_expect_connect(p);
+	fdh_expect_health(fd);
 	close(fd);
 }
 
@@ -1105,24 +900,24 @@ test_max_conns_backlog(void **state)
 	size_t i;
 
 	for (i = 0; i < 4; i++) {
-		fds[i] = xconnect(p);
-		expect_health(fds[i]);
+		fds[i] = fdh_expect_connect(p);
+		fdh_expect_health(fds[i]);
 	}
 	/* The kernel's backlog takes the fifth; the service does not serve it yet. */
-	fifth = xconnect(p);
-	xsend(fifth, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-	expect_quiet(fifth, 400);
+	fifth = fdh_expect_connect(p);
+	fdh_expect_send(fifth, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+	fdh_expect_quiet(fifth, 400);
 	/* The four are still served. */
 	for (i = 0; i < 4; i++)
-		expect_health(fds[i]);
-	expect_quiet(fifth, 100);
+		fdh_expect_health(fds[i]);
+	fdh_expect_quiet(fifth, 100);
 
 	close(fds[0]);
-	read_resp(fifth, &m);
-	expect_status(&m, 200);
+	fdh_expect_read_resp(fifth, &m);
+	fdh_expect_status(&m, 200);
 	assert_string_equal(fdh_test_msg_body(&m), "ok");
 	fdh_test_msg_free(&m);
-	expect_health(fifth);
+	fdh_expect_health(fifth);
 	for (i = 1; i < 4; i++)
 		close(fds[i]);
 	close(fifth);

@@ -180,10 +180,11 @@ fake_start(struct fake *f, const struct step *steps, int timeout_ms, struct fdh_
 	assert_int_equal(pthread_create(&f->th, NULL, fake_run, f), 0);
 }
 
-/* Joins f (the client must be freed first if f waits for EOF) and checks it ran clean. */
+/* Frees c first, or a fake waiting for EOF would wait on; then joins f and checks it ran clean. */
 static void
-fake_finish(struct fake *f)
+fake_finish(struct fake *f, struct fdh_client *c)
 {
+	fdh_client_free(c);
 	assert_int_equal(pthread_join(f->th, NULL), 0);
 	if (f->sock >= 0)
 		close(f->sock);
@@ -204,15 +205,6 @@ fake_free(struct fake *f)
 	f->ngot = 0;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Runs one request against steps and returns what fdh_client_request() did. */
 static int
 one_exchange(const struct step *steps, const struct fdh_client_req *req,
@@ -223,8 +215,7 @@ one_exchange(const struct step *steps, const struct fdh_client_req *req,
 
 	fake_start(f, steps, 5000, &c);
 	r = fdh_client_request(c, req, resp);
-	fdh_client_free(c);
-	fake_finish(f);
+	fake_finish(f, c);
 	return r;
 }
 
@@ -335,8 +326,7 @@ test_content_length_rules(void **state)
 	fdh_client_resp_release(&resp);
 	assert_int_equal(fdh_client_request(c, &get, &resp), 0);
 	fdh_client_resp_release(&resp);
-	fdh_client_free(c);
-	fake_finish(&f);
+	fake_finish(&f, c);
 	assert_string_equal(f.got[0].data,
 	    "POST /ping HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
 	assert_string_equal(f.got[1].data, "HEAD /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
@@ -416,8 +406,7 @@ test_invalid_requests(void **state)
 	assert_int_equal(fdh_client_request(c, &good, &resp), 0);
 	assert_int_equal(resp.status, 200);
 	fdh_client_resp_release(&resp);
-	fdh_client_free(c);
-	fake_finish(&f);
+	fake_finish(&f, c);
 	assert_string_equal(f.got[0].data, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
 	fake_free(&f);
 	assert_int_equal(fdh_test_count_fds(0), before);
@@ -570,8 +559,7 @@ test_expect_refused(void **state)
 	assert_true(resp.closed);
 	fdh_client_resp_release(&resp);
 	assert_int_equal(fdh_client_request(c, &req, &resp), -ENOTCONN);
-	fdh_client_free(c);
-	fake_finish(&f);
+	fake_finish(&f, c);
 	fake_free(&f);
 }
 
@@ -602,8 +590,7 @@ test_head_has_no_body(void **state)
 	assert_int_equal(fdh_client_request(c, &get, &resp), 0);
 	assert_string_equal(resp.body, "ok");
 	fdh_client_resp_release(&resp);
-	fdh_client_free(c);
-	fake_finish(&f);
+	fake_finish(&f, c);
 	fake_free(&f);
 }
 
@@ -647,8 +634,7 @@ test_connection_close(void **state)
 		fdh_client_resp_release(&resp);
 		/* Nothing more may go over a connection the server is closing. */
 		assert_int_equal(fdh_client_request(c, &req, &resp), -ENOTCONN);
-		fdh_client_free(c);
-		fake_finish(&f);
+		fake_finish(&f, c);
 		fake_free(&f);
 	}
 }
@@ -706,8 +692,7 @@ test_fd_mismatch(void **state)
 		/* Every fd that arrived was closed. */
 		assert_int_equal(fdh_test_count_fds(0), mid);
 		assert_int_equal(fdh_client_request(c, &req, &resp), -ENOTCONN);
-		fdh_client_free(c);
-		fake_finish(&f);
+		fake_finish(&f, c);
 		fake_free(&f);
 	}
 	for (i = 0; i < 4; i++)
@@ -814,8 +799,7 @@ test_body_limit(void **state)
 		fake_start(&f, steps, 5000, &c);
 		fdh_client_set_limits(c, 4, 16);
 		assert_int_equal(fdh_client_request(c, &req, &resp), -EMSGSIZE);
-		fdh_client_free(c);
-		fake_finish(&f);
+		fake_finish(&f, c);
 		fake_free(&f);
 	}
 	/* At the limit exactly is fine. */
@@ -826,8 +810,7 @@ test_body_limit(void **state)
 	assert_int_equal(fdh_client_request(c, &req, &resp), 0);
 	assert_string_equal(resp.body, "1234");
 	fdh_client_resp_release(&resp);
-	fdh_client_free(c);
-	fake_finish(&f);
+	fake_finish(&f, c);
 	fake_free(&f);
 }
 
@@ -858,13 +841,12 @@ test_timeout(void **state)
 		int64_t t0, dt;
 
 		fake_start(&f, scripts[i], 300, &c);
-		t0 = now_ms();
+		t0 = fdh_test_now_ms();
 		assert_int_equal(fdh_client_request(c, &req, &resp), -ETIMEDOUT);
-		dt = now_ms() - t0;
+		dt = fdh_test_now_ms() - t0;
 		assert_in_range(dt, 250, 1500);
 		assert_int_equal(fdh_client_request(c, &req, &resp), -ENOTCONN);
-		fdh_client_free(c);
-		fake_finish(&f);
+		fake_finish(&f, c);
 		fake_free(&f);
 	}
 	assert_int_equal(fdh_test_count_fds(0), before);
@@ -1030,8 +1012,7 @@ test_early_answer_open(void **state)
 	assert_int_equal(resp.status, 413);
 	assert_true(resp.closed);
 	fdh_client_resp_release(&resp);
-	fdh_client_free(c);
-	fake_finish(&f);
+	fake_finish(&f, c);
 	fake_free(&f);
 	free(body);
 }
@@ -1152,9 +1133,9 @@ test_connect_errors(void **state)
 	assert_true(lfd >= 0);
 	queued = fdh_test_connect(path, 1000);
 	assert_true(queued >= 0);
-	t0 = now_ms();
+	t0 = fdh_test_now_ms();
 	assert_int_equal(fdh_client_connect(path, 300, &c), -ETIMEDOUT);
-	assert_in_range(now_ms() - t0, 250, 1500);
+	assert_in_range(fdh_test_now_ms() - t0, 250, 1500);
 	assert_null(c);
 	close(queued);
 	close(lfd);
