@@ -39,23 +39,32 @@ special_mask(uint64_t w)
 
 /*
  * The index of the first special byte of b[i..len), or len: sixteen bytes
- * at a time where SSE2 is (every x86-64), then eight (SWAR on a uint64_t),
- * then one.  Reads nothing outside b[i..len).
+ * at a time where SSE2 is (every x86-64), the last ones in the sixteen that
+ * end at len; otherwise eight at a time (SWAR on a uint64_t), then one.
+ * Reads nothing outside b[0..len).
  */
 static inline size_t
 next_special(const unsigned char *b, size_t i, size_t len)
 {
 #ifdef __SSE2__
 	const __m128i ctl = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f);
+	__m128i x;
+	unsigned bits;
 
 	for (; i + 16 <= len; i += 16) {
-		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
-		__m128i m = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(x, ctl), x),
-		    _mm_cmpeq_epi8(x, del));
-		unsigned bits = (unsigned)_mm_movemask_epi8(m);
-
+		x = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
+		bits = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+		    _mm_cmpeq_epi8(_mm_min_epu8(x, ctl), x), _mm_cmpeq_epi8(x, del)));
 		if (bits != 0)
 			return i + (size_t)__builtin_ctz(bits);
+	}
+	if (i < len && len >= 16) {
+		/* The last bytes: the sixteen that end at len, less those before i. */
+		x = _mm_loadu_si128((const __m128i *)(const void *)(b + len - 16));
+		bits = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+		    _mm_cmpeq_epi8(_mm_min_epu8(x, ctl), x), _mm_cmpeq_epi8(x, del)));
+		bits >>= 16 - (len - i);
+		return bits != 0 ? i + (size_t)__builtin_ctz(bits) : len;
 	}
 #endif
 	for (; i + 8 <= len; i += 8) {
@@ -82,56 +91,64 @@ fdh_http_head_end(const char *buf, size_t len, size_t *scan)
 	const unsigned char *b = (const unsigned char *)buf;
 	size_t i = *scan;
 
-	/* Resumed straight after an LF: the first byte may fold the line (below). */
-	if (i > 0 && i < len && b[i - 1] == '\n' && (b[i] == ' ' || b[i] == '\t'))
-		return -EBADMSG;
-	i = next_special(b, i, len);
-	for (;;) {
-		if (i >= len) {
-			*scan = i;
-			return 0;
-		}
-		switch (b[i]) {
-		case '\r':
-			if (i + 1 == len) {
-				*scan = i;		/* decide once the next byte is here */
-				return 0;
-			}
-			if (b[i + 1] != '\n')
-				return -EBADMSG;	/* a bare CR */
-			i++;
-			break;
-		case '\n':
-			/* HTTP wants CRLF; a bare LF ends lines for some parsers and not others. */
-			if (i == 0 || b[i - 1] != '\r')
-				return -EBADMSG;
-			break;
-		case '\t':
-			/* Fine: after an LF it was refused with the LF. */
-			i = next_special(b, i + 1, len);
-			continue;
-		default:
-			return -EBADMSG;	/* NUL and other controls have no place in a head */
-		}
-		/* b[i] is the LF of a CRLF. */
-		if (i == 1)
-			return -EBADMSG;	/* an empty line where the request line goes */
+	if (i >= len) {
+		*scan = i;
+		return 0;
+	}
+	/* The scan stops on a CR, never on an LF; a cursor on one is taken as it is. */
+	if (b[i] == '\n') {
+		if (i == 0 || b[i - 1] != '\r' || i == 1)
+			return -EBADMSG;
 		if (i >= 3 && b[i - 2] == '\n') {
 			*scan = i + 1;
 			return (ssize_t)(i + 1);
 		}
-		/*
-		 * A line that starts with whitespace continues the previous one
-		 * (obs-fold).  A line that starts with CR is looked at straight away:
-		 * it may be the blank line that ends the head.
-		 */
 		i++;
-		if (i < len && b[i] != '\r') {
-			if (b[i] == ' ' || b[i] == '\t')
-				return -EBADMSG;
-			i = next_special(b, i, len);
-		}
+	} else if (i > 0 && b[i - 1] != '\n') {
+		goto in_line;
 	}
+	for (;;) {
+		/* i starts a line: the request line (i == 0), or one after an LF. */
+		if (i >= len)
+			break;
+		if (b[i] == '\r') {
+			if (i + 1 == len)
+				break;		/* decide once the next byte is here */
+			if (b[i + 1] != '\n')
+				return -EBADMSG;	/* a bare CR */
+			if (i == 0)
+				return -EBADMSG;	/* an empty line where the request line goes */
+			if (i >= 2) {
+				*scan = i + 2;
+				return (ssize_t)(i + 2);	/* the blank line that ends the head */
+			}
+			i += 2;		/* only from a cursor on the line after an LF at 0 */
+			continue;
+		}
+		/* A line that starts with whitespace continues the previous one (obs-fold). */
+		if (i > 0 && (b[i] == ' ' || b[i] == '\t'))
+			return -EBADMSG;
+in_line:
+		/* Within a line: ordinary bytes and tabs, up to its CRLF. */
+		for (;;) {
+			i = next_special(b, i, len);
+			if (i >= len || b[i] != '\t')
+				break;
+			i++;
+		}
+		if (i >= len)
+			break;
+		/* HTTP wants CRLF; a bare LF ends lines for some parsers and not others. */
+		if (b[i] != '\r')
+			return -EBADMSG;	/* a bare LF, NUL, another control or DEL */
+		if (i + 1 == len)
+			break;			/* decide once the next byte is here */
+		if (b[i + 1] != '\n')
+			return -EBADMSG;	/* a bare CR */
+		i += 2;
+	}
+	*scan = i;
+	return 0;
 }
 
 static struct fdh_http_parser *
