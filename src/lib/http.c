@@ -176,18 +176,18 @@ static int
 on_header_field(llhttp_t *l, const char *at, size_t len)
 {
 	struct fdh_http_parser *p = parser_of(l);
-	struct fdh_head *h = p->head;
 	struct fdh_req_hdr *hdr;
 
 	if (!p->in_value) {
 		p->hdr->name_len += (uint32_t)len;
 		return 0;
 	}
-	if (h->nhdrs == p->limits->max_headers) {
+	hdr = p->next;
+	if (hdr == p->hdrs_end) {
 		p->too_many = true;
 		return -1;
 	}
-	hdr = &h->hdrs[h->nhdrs++];
+	p->next = hdr + 1;
 	hdr->name = (char *)(uintptr_t)at;
 	hdr->name_len = (uint32_t)len;
 	hdr->value = NULL;
@@ -384,13 +384,14 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 	head->path_len = 0;
 	head->query = NULL;
 	head->query_len = 0;
-	head->nhdrs = 0;
 	head->xfd_hdr = -1;
 	head->nfd_names = 0;
 	head->content_length = 0;
 	head->expect_continue = false;
 	p->head = head;
 	p->hdr = NULL;
+	p->next = head->hdrs;
+	p->hdrs_end = head->hdrs + p->limits->max_headers;
 	p->ncl = p->nte = p->nxfd = 0;
 	p->in_value = true;
 	p->too_many = p->bad_expect = p->empty_name = false;
@@ -399,6 +400,7 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 	p->llhttp.data = p;
 
 	e = llhttp_execute(&p->llhttp, buf, len);
+	head->nhdrs = (unsigned)(p->next - head->hdrs);
 	if (e != HPE_PAUSED) {
 		if (p->too_many)
 			return fail(ret_err, 431, "request has more than %u header fields",
@@ -457,14 +459,16 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 void
 fdh_http_terminate(struct fdh_head *h)
 {
-	unsigned i;
+	struct fdh_req_hdr *hdr = h->hdrs, *end = h->hdrs + h->nhdrs;
 
 	/* Each terminator lands on a delimiter already parsed: ' ', '?', ':', CR or OWS. */
 	h->path[h->path_len] = '\0';
 	if (h->query)
 		h->query[h->query_len] = '\0';
-	for (i = 0; i < h->nhdrs; i++) {
-		h->hdrs[i].name[h->hdrs[i].name_len] = '\0';
-		h->hdrs[i].value[h->hdrs[i].value_len] = '\0';
+	for (; hdr < end; hdr++) {
+		char *name = hdr->name, *value = hdr->value;	/* read before either store */
+
+		name[hdr->name_len] = '\0';
+		value[hdr->value_len] = '\0';
 	}
 }

@@ -58,6 +58,8 @@ struct fdh_http_parser {
 	llhttp_t fresh;			/* llhttp as llhttp_init() leaves it: copied per head */
 	struct fdh_head *head;
 	struct fdh_req_hdr *hdr;	/* the field being parsed */
+	struct fdh_req_hdr *next;	/* where the next field goes */
+	struct fdh_req_hdr *hdrs_end;	/* head->hdrs + max_headers */
 	const struct fdh_limits *limits;
 	unsigned ncl;			/* Content-Length fields seen */
 	unsigned nte;			/* Transfer-Encoding fields seen */
