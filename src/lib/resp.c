@@ -94,8 +94,26 @@ drop_borrow(struct fdh_resp *r)
 	r->release = NULL;
 }
 
-void
-fdh_resp_reset(struct fdh_resp *r)
+/* An empty 200 with nothing attached: the stores of a reset. */
+static inline void
+reset_fields(struct fdh_resp *r)
+{
+	r->nfds = 0;
+	r->borrowed = false;
+	r->borrow = NULL;
+	r->borrow_len = 0;
+	r->release = NULL;
+	r->status = 200;
+	r->hlen = FDH_RESP_RESERVE;
+	r->blen = 0;
+}
+
+/*
+ * A reset with fds to close or a body to release.  Out of line, and called
+ * last, so that the common reset (nothing attached) needs no stack frame.
+ */
+static __attribute__((noinline)) void
+reset_attached(struct fdh_resp *r)
 {
 	unsigned i;
 
@@ -105,12 +123,21 @@ fdh_resp_reset(struct fdh_resp *r)
 	}
 	r->nfds = 0;
 	drop_borrow(r);
-	r->status = 200;
-	r->hlen = FDH_RESP_RESERVE;
-	r->blen = 0;
+	reset_fields(r);
 }
 
-static int
+void
+fdh_resp_reset(struct fdh_resp *r)
+{
+	if (r->nfds != 0 || (r->borrowed && r->release)) {
+		reset_attached(r);
+		return;
+	}
+	reset_fields(r);
+}
+
+/* Out of line: a buffer rarely grows, and its callers need no frame then. */
+static __attribute__((noinline)) int
 grow(char **buf, size_t *cap, size_t need)
 {
 	size_t ncap = *cap;
@@ -231,11 +258,10 @@ fdh_resp_printf(struct fdh_resp *resp, const char *fmt, ...)
 	return 0;
 }
 
-int
-fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t len,
+static inline int
+set_borrow(struct fdh_resp *resp, const void *data, size_t len,
     void (*release)(const void *data, void *ctx), void *ctx)
 {
-	drop_borrow(resp);
 	resp->blen = 0;
 	resp->borrowed = true;
 	resp->borrow = data;
@@ -243,6 +269,24 @@ fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t len,
 	resp->release = release;
 	resp->release_ctx = ctx;
 	return 0;
+}
+
+/* A borrowed body replaced by another: out of line, as reset_attached(). */
+static __attribute__((noinline)) int
+borrow_again(struct fdh_resp *resp, const void *data, size_t len,
+    void (*release)(const void *data, void *ctx), void *ctx)
+{
+	drop_borrow(resp);
+	return set_borrow(resp, data, len, release, ctx);
+}
+
+int
+fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t len,
+    void (*release)(const void *data, void *ctx), void *ctx)
+{
+	if (resp->borrowed && resp->release)
+		return borrow_again(resp, data, len, release, ctx);
+	return set_borrow(resp, data, len, release, ctx);
 }
 
 int
@@ -279,8 +323,8 @@ put(char *p, const char *s, size_t n)
 }
 
 /* Decimal, the digits written from the last one back, two at a time. */
-static char *
-put_u64(char *p, unsigned long long v)
+static __attribute__((noinline)) char *
+put_u64_digits(char *p, unsigned long long v)
 {
 	static const char pairs[201] =
 	    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
@@ -290,10 +334,6 @@ put_u64(char *p, unsigned long long v)
 	size_t n = 1;
 	char *q;
 
-	if (v < 10) {
-		*p = (char)('0' + v);
-		return p + 1;
-	}
 	for (t = v; t >= 10; t /= 10)
 		n++;
 	q = p + n;
@@ -313,13 +353,23 @@ put_u64(char *p, unsigned long long v)
 	return p + n;
 }
 
+static inline char *
+put_u64(char *p, unsigned long long v)
+{
+	if (v < 10) {
+		*p = (char)('0' + v);
+		return p + 1;
+	}
+	return put_u64_digits(p, v);
+}
+
 /*
  * Writes the status line right-aligned against the first header line, at
  * the end of the reserve before it.  Responses reuse hbuf, so the line
- * written last stays there: a response with the same status needs nothing
- * written.
+ * written last stays there: for a response with the same status (line_len
+ * and line_status tell) it is not called.
  */
-static void
+static __attribute__((noinline)) void
 status_line(struct fdh_resp *r)
 {
 	const char *reason;
@@ -327,8 +377,6 @@ status_line(struct fdh_resp *r)
 	char line[FDH_RESP_RESERVE], *p;
 	int s = r->status;
 
-	if (r->line_len != 0 && r->line_status == r->status)
-		return;
 	reason = fdh_status_reason(s);	/* "" for a status out of range too */
 	rlen = strlen(reason);
 	if (s < 100 || s > 999)
@@ -345,24 +393,39 @@ status_line(struct fdh_resp *r)
 	memcpy(r->hbuf + FDH_RESP_RESERVE - r->line_len, line, r->line_len);
 }
 
-int
-fdh_resp_finish_head(struct fdh_resp *r, bool close, bool keep_alive_10,
-    const char **ret_head, size_t *ret_len)
+/* The length of the X-FD line: "X-FD: ", the names with a comma between two, CRLF. */
+static __attribute__((noinline)) size_t
+xfd_room(const struct fdh_resp *r)
 {
-	size_t names = 0, need;
-	char *p;
+	size_t names = 0;
 	unsigned i;
-	int err;
 
 	for (i = 0; i < r->nfds; i++)
 		names += strlen(r->fd_names[i]) + 1;
-	need = r->hlen + 64 + names + 32;
-	err = grow(&r->hbuf, &r->hcap, need);
-	if (err < 0)
-		return err;
-	status_line(r);
+	return 6 + names + 1;
+}
 
-	p = r->hbuf + r->hlen;
+static __attribute__((noinline)) char *
+put_xfd(char *p, const struct fdh_resp *r)
+{
+	unsigned i;
+
+	p = put(p, "X-FD: ", 6);
+	for (i = 0; i < r->nfds; i++) {
+		if (i)
+			*p++ = ',';
+		p = put(p, r->fd_names[i], strlen(r->fd_names[i]));
+	}
+	return put(p, "\r\n", 2);
+}
+
+/* The header lines after the handler's, in room made before. */
+static inline int
+head_lines(struct fdh_resp *r, bool close, bool keep_alive_10, bool xfd, const char **ret_head,
+    size_t *ret_len)
+{
+	char *p = r->hbuf + r->hlen;
+
 	p = put(p, "Content-Length: ", 16);
 	p = put_u64(p, fdh_resp_body_len(r));
 	p = put(p, "\r\n", 2);
@@ -370,19 +433,45 @@ fdh_resp_finish_head(struct fdh_resp *r, bool close, bool keep_alive_10,
 		p = put(p, "Connection: close\r\n", 19);
 	else if (keep_alive_10)
 		p = put(p, "Connection: keep-alive\r\n", 24);
-	if (r->nfds) {
-		p = put(p, "X-FD: ", 6);
-		for (i = 0; i < r->nfds; i++) {
-			if (i)
-				*p++ = ',';
-			p = put(p, r->fd_names[i], strlen(r->fd_names[i]));
-		}
-		p = put(p, "\r\n", 2);
-	}
+	if (xfd)
+		p = put_xfd(p, r);
 	p = put(p, "\r\n", 2);
 	*ret_head = r->hbuf + FDH_RESP_RESERVE - r->line_len;
 	*ret_len = (size_t)(p - *ret_head);
 	return 0;
+}
+
+/* Content-Length with 20 digits, Connection: keep-alive and the blank line fit in 64. */
+#define HEAD_ROOM 64
+
+/* A head with fds, a new status line, or a buffer to grow. */
+static __attribute__((noinline)) int
+finish_head_slow(struct fdh_resp *r, bool close, bool keep_alive_10, const char **ret_head,
+    size_t *ret_len)
+{
+	size_t need = r->hlen + HEAD_ROOM + (r->nfds ? xfd_room(r) : 0);
+	int err;
+
+	err = grow(&r->hbuf, &r->hcap, need);
+	if (err < 0)
+		return err;
+	if (r->line_len == 0 || r->line_status != r->status)
+		status_line(r);
+	return head_lines(r, close, keep_alive_10, r->nfds != 0, ret_head, ret_len);
+}
+
+/*
+ * The common head (no fds, the status of the response before, room in
+ * hbuf) calls nothing; the rest goes the slow way, out of line.
+ */
+int
+fdh_resp_finish_head(struct fdh_resp *r, bool close, bool keep_alive_10,
+    const char **ret_head, size_t *ret_len)
+{
+	if (r->nfds != 0 || r->hlen + HEAD_ROOM > r->hcap || r->line_len == 0 ||
+	    r->line_status != r->status)
+		return finish_head_slow(r, close, keep_alive_10, ret_head, ret_len);
+	return head_lines(r, close, keep_alive_10, false, ret_head, ret_len);
 }
 
 void

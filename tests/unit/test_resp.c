@@ -330,6 +330,58 @@ test_head_content_lengths(void **state)
 }
 
 static void
+test_head_room_at_the_edge(void **state)
+{
+	struct fixture *f = *state;
+	char *value, *want, a[FDH_FD_NAME_MAX + 1], b[FDH_FD_NAME_MAX + 1];
+	size_t target, vlen, wlen;
+	int k, fds;
+
+	memset(a, 'a', FDH_FD_NAME_MAX);
+	a[FDH_FD_NAME_MAX] = '\0';
+	memset(b, 'b', FDH_FD_NAME_MAX);
+	b[FDH_FD_NAME_MAX] = '\0';
+	/*
+	 * The longest lines the framework adds (a 20-digit Content-Length,
+	 * Connection: keep-alive, X-FD with the longest names), after header
+	 * lines that end anywhere from 260 bytes before the end of the buffer
+	 * to past it: ASan sees any byte written past the buffer.
+	 */
+	for (fds = 0; fds <= 2; fds++) {
+		for (k = -260; k <= 8; k++) {
+			/* A new response each time, its header buffer as first made. */
+			fdh_resp_free(&f->r);
+			assert_int_equal(fdh_resp_init(&f->r, 2, &f->open_fds), 0);
+			target = f->r.hcap + (size_t)(ssize_t)k;	/* where the handler's lines end */
+			vlen = target - f->r.hlen - strlen("X-Pad: \r\n");
+			wlen = target + 512;
+			value = malloc(vlen + 1);
+			want = malloc(wlen);
+			assert_non_null(value);
+			assert_non_null(want);
+			memset(value, 'v', vlen);
+			value[vlen] = '\0';
+			assert_int_equal(fdh_resp_header(&f->r, "X-Pad", value), 0);
+			assert_int_equal(f->r.hlen, target);
+			assert_int_equal(fdh_resp_body_borrow(&f->r, "", SIZE_MAX, release_nothing, NULL),
+			    0);
+			if (fds > 0)
+				assert_int_equal(fdh_resp_fd(&f->r, a, new_fd()), 0);
+			if (fds > 1)
+				assert_int_equal(fdh_resp_fd(&f->r, b, new_fd()), 0);
+			snprintf(want, wlen, "HTTP/1.1 200 OK\r\nX-Pad: %s\r\n"
+			    "Content-Length: %zu\r\nConnection: keep-alive\r\n%s%s%s%s%s\r\n", value,
+			    (size_t)SIZE_MAX, fds ? "X-FD: " : "", fds ? a : "", fds > 1 ? "," : "",
+			    fds > 1 ? b : "", fds ? "\r\n" : "");
+			assert_string_equal(head_of(&f->r, false, true), want);
+			free(value);
+			free(want);
+		}
+	}
+	fdh_resp_reset(&f->r);
+}
+
+static void
 test_head_many_headers(void **state)
 {
 	struct fixture *f = *state;
@@ -707,6 +759,7 @@ main(void)
 		T(test_head_status_lines),
 		T(test_head_status_changes),
 		T(test_head_content_lengths),
+		T(test_head_room_at_the_edge),
 		T(test_head_many_headers),
 		T(test_head_after_reset),
 		T(test_fd_consumed_on_failure),
