@@ -278,7 +278,7 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 	close_after = !h->keep_alive || surplus;
 	is_head = h->method_id == HTTP_HEAD;
 
-	route = fdh_route_find(&d->routes, h->method, h->path, h->path_len, d->allow,
+	route = fdh_route_find(&d->routes, h->method_id, h->path, h->path_len, d->allow,
 	    sizeof(d->allow), &status);
 	if (!route) {
 		fdh_resp_error(&d->resp, status,

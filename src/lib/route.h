@@ -7,11 +7,15 @@
 
 #include <fdhttp/service.h>
 
+/* A method llhttp does not know; such a route never matches (llhttp refuses the request). */
+#define FDH_ROUTE_METHOD_UNKNOWN 0xffu
+
 struct fdh_route_table {
 	const struct fdh_route *routes;
 	size_t n;
 	uint32_t *match_len;		/* bytes compared: the path, or the prefix before '*' */
 	uint8_t *prefix;
+	uint8_t *method;		/* enum llhttp_method, or FDH_ROUTE_METHOD_UNKNOWN */
 };
 
 /* Checks every route (-EINVAL names the index in *ret_bad) and precomputes lengths. */
@@ -19,12 +23,16 @@ int fdh_route_table_init(struct fdh_route_table *t, const struct fdh_route *rout
     size_t *ret_bad);
 void fdh_route_table_free(struct fdh_route_table *t);
 
+/* The llhttp method number of a method name, or FDH_ROUTE_METHOD_UNKNOWN. */
+unsigned fdh_route_method_id(const char *name);
+
 /*
- * The route for method and path, or NULL with *ret_status 404, or 405 and
- * the methods that path does answer written to allow (", "-separated).
- * HEAD falls back to the GET route.
+ * The route for method (llhttp's number, as the parser reports it) and
+ * path, or NULL with *ret_status 404, or 405 and the methods that path
+ * does answer written to allow (", "-separated).  HEAD falls back to the
+ * GET route.
  */
-const struct fdh_route *fdh_route_find(const struct fdh_route_table *t, const char *method,
+const struct fdh_route *fdh_route_find(const struct fdh_route_table *t, unsigned method,
     const char *path, size_t path_len, char *allow, size_t allow_size, int *ret_status);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <llhttp.h>
 
 #include <fdhttp/service.h>
 #include "route.h"
@@ -75,7 +76,8 @@ find(void **state, const char *method, const char *path, char *allow, size_t siz
 		allow = dummy;
 		size = sizeof(dummy);
 	}
-	r = fdh_route_find(*state, method, path, strlen(path), allow, size, &status);
+	r = fdh_route_find(*state, fdh_route_method_id(method), path, strlen(path), allow, size,
+	    &status);
 	if (r) {
 		assert_true(r >= routes && r < routes + NROUTES);
 		return (int)(r - routes);
@@ -134,9 +136,9 @@ test_path_length_counts(void **state)
 	int status = 0;
 
 	/* The path is path[0..len): what follows (the query's '?') is not part of it. */
-	r = fdh_route_find(*state, "GET", "/health?x=1", 7, allow, sizeof(allow), &status);
+	r = fdh_route_find(*state, HTTP_GET, "/health?x=1", 7, allow, sizeof(allow), &status);
 	assert_ptr_equal(r, &routes[0]);
-	r = fdh_route_find(*state, "GET", "/healthz", 6, allow, sizeof(allow), &status);
+	r = fdh_route_find(*state, HTTP_GET, "/healthz", 6, allow, sizeof(allow), &status);
 	assert_null(r);
 	assert_int_equal(status, 404);
 }
@@ -171,10 +173,10 @@ test_not_found(void **state)
 	char allow[64] = "untouched";
 	int status = 0;
 
-	r = fdh_route_find(*state, "GET", "/nothing", 8, allow, sizeof(allow), &status);
+	r = fdh_route_find(*state, HTTP_GET, "/nothing", 8, allow, sizeof(allow), &status);
 	assert_null(r);
 	assert_int_equal(status, 404);
-	r = fdh_route_find(*state, "POST", "", 0, allow, sizeof(allow), &status);
+	r = fdh_route_find(*state, HTTP_POST, "", 0, allow, sizeof(allow), &status);
 	assert_null(r);
 	assert_int_equal(status, 404);
 }
@@ -249,11 +251,11 @@ test_head_route_of_its_own(void **state)
 
 	(void)state;
 	assert_int_equal(fdh_route_table_init(&t, own, 2, &bad), 0);
-	r = fdh_route_find(&t, "HEAD", "/h", 2, allow, sizeof(allow), &status);
+	r = fdh_route_find(&t, HTTP_HEAD, "/h", 2, allow, sizeof(allow), &status);
 	assert_ptr_equal(r, &own[0]);
-	r = fdh_route_find(&t, "GET", "/h", 2, allow, sizeof(allow), &status);
+	r = fdh_route_find(&t, HTTP_GET, "/h", 2, allow, sizeof(allow), &status);
 	assert_ptr_equal(r, &own[1]);
-	r = fdh_route_find(&t, "PUT", "/h", 2, allow, sizeof(allow), &status);
+	r = fdh_route_find(&t, HTTP_PUT, "/h", 2, allow, sizeof(allow), &status);
 	assert_null(r);
 	assert_int_equal(status, 405);
 	assert_allow(allow, h, 2);
@@ -323,8 +325,94 @@ test_empty_table(void **state)
 
 	(void)state;
 	assert_int_equal(fdh_route_table_init(&t, NULL, 0, &bad), 0);
-	assert_null(fdh_route_find(&t, "GET", "/", 1, allow, sizeof(allow), &status));
+	assert_null(fdh_route_find(&t, HTTP_GET, "/", 1, allow, sizeof(allow), &status));
 	assert_int_equal(status, 404);
+	fdh_route_table_free(&t);
+}
+
+/*
+ * Paths are compared a word at a time: every length up to three words,
+ * with one byte changed at every offset, must still be told apart, and a
+ * prefix route must match exactly its prefix.
+ */
+static void
+test_path_bytes_at_every_offset(void **state)
+{
+	static char paths[24][32];
+	static struct fdh_route own[24];
+	struct fdh_route_table t;
+	char q[32], allow[64];
+	size_t bad = 0, len, i, k;
+	int status = 0;
+
+	(void)state;
+	for (k = 0; k < 24; k++) {
+		len = k + 1;
+		paths[k][0] = '/';
+		for (i = 1; i < len; i++)
+			paths[k][i] = (char)('a' + (i + k) % 26);
+		paths[k][len] = '\0';
+		own[k] = (struct fdh_route){ "GET", paths[k], h_any, NULL };
+	}
+	assert_int_equal(fdh_route_table_init(&t, own, 24, &bad), 0);
+	for (k = 0; k < 24; k++) {
+		len = k + 1;
+		memcpy(q, paths[k], len + 1);
+		assert_ptr_equal(fdh_route_find(&t, HTTP_GET, q, len, allow, sizeof(allow),
+		    &status), &own[k]);
+		for (i = 0; i < len; i++) {
+			q[i] ^= 0x20;
+			status = 0;
+			assert_null(fdh_route_find(&t, HTTP_GET, q, len, allow, sizeof(allow),
+			    &status));
+			assert_int_equal(status, 404);
+			q[i] ^= 0x20;
+		}
+	}
+	fdh_route_table_free(&t);
+
+	/* "/abcdefghijk/" and a star: the eleven letters and both slashes, and no fewer. */
+	own[0] = (struct fdh_route){ "GET", "/abcdefghijk/*", h_any, NULL };
+	assert_int_equal(fdh_route_table_init(&t, own, 1, &bad), 0);
+	assert_ptr_equal(fdh_route_find(&t, HTTP_GET, "/abcdefghijk/x", 14, allow,
+	    sizeof(allow), &status), &own[0]);
+	assert_ptr_equal(fdh_route_find(&t, HTTP_GET, "/abcdefghijk/", 13, allow,
+	    sizeof(allow), &status), &own[0]);
+	assert_null(fdh_route_find(&t, HTTP_GET, "/abcdefghijk", 12, allow, sizeof(allow),
+	    &status));
+	assert_null(fdh_route_find(&t, HTTP_GET, "/abcdefghijK/x", 14, allow, sizeof(allow),
+	    &status));
+	fdh_route_table_free(&t);
+}
+
+/* Methods are llhttp's numbers; a name llhttp does not parse never matches. */
+static void
+test_method_ids(void **state)
+{
+	static const struct fdh_route own[] = {
+		{ "FROB", "/m", h_any, NULL },
+		{ "M-SEARCH", "/m", h_any, NULL },
+		{ "get", "/m", h_any, NULL },
+	};
+	struct fdh_route_table t;
+	char allow[64];
+	size_t bad = 0;
+	int status = 0;
+
+	(void)state;
+	assert_int_equal(fdh_route_method_id("GET"), HTTP_GET);
+	assert_int_equal(fdh_route_method_id("M-SEARCH"), HTTP_MSEARCH);
+	assert_int_equal(fdh_route_method_id("FROB"), FDH_ROUTE_METHOD_UNKNOWN);
+	assert_int_equal(fdh_route_method_id("get"), FDH_ROUTE_METHOD_UNKNOWN);
+	assert_int_equal(fdh_route_table_init(&t, own, 3, &bad), 0);
+	assert_ptr_equal(fdh_route_find(&t, HTTP_MSEARCH, "/m", 2, allow, sizeof(allow),
+	    &status), &own[1]);
+	/* Methods are case-sensitive (RFC 9110): "get" is not GET. */
+	assert_null(fdh_route_find(&t, HTTP_GET, "/m", 2, allow, sizeof(allow), &status));
+	assert_int_equal(status, 405);
+	assert_null(fdh_route_find(&t, FDH_ROUTE_METHOD_UNKNOWN, "/m", 2, allow, sizeof(allow),
+	    &status));
+	assert_int_equal(status, 405);
 	fdh_route_table_free(&t);
 }
 
@@ -332,6 +420,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_path_bytes_at_every_offset),
+		cmocka_unit_test(test_method_ids),
 		cmocka_unit_test_setup_teardown(test_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_path_length_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prefix, setup, teardown),
