@@ -379,7 +379,6 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 {
 	llhttp_errno_t e;
 
-	head->method = NULL;
 	head->path = NULL;
 	head->path_len = 0;
 	head->query = NULL;
@@ -431,7 +430,6 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 		return fail(ret_err, 400, "request target must be an absolute path");
 
 	head->method_id = (uint8_t)llhttp_get_method(&p->llhttp);
-	head->method = llhttp_method_name((llhttp_method_t)head->method_id);
 	head->http_minor = (uint8_t)p->llhttp.http_minor;
 	head->keep_alive = llhttp_should_keep_alive(&p->llhttp) != 0;
 	if (p->llhttp.flags & F_CONTENT_LENGTH)

@@ -21,8 +21,7 @@ struct fdh_req_hdr {
 
 /* What the framework needs from a head; strings point into the head buffer. */
 struct fdh_head {
-	const char *method;
-	uint8_t method_id;		/* enum llhttp_method */
+	uint8_t method_id;		/* enum llhttp_method; its name only when asked */
 	uint8_t http_minor;
 	bool keep_alive;
 	bool expect_continue;

@@ -13,7 +13,7 @@
 const char *
 fdh_req_method(const struct fdh_req *req)
 {
-	return req->head.method;
+	return llhttp_method_name((llhttp_method_t)req->head.method_id);
 }
 
 const char *

@@ -709,7 +709,6 @@ test_parse_get(void **state)
 {
 	(void)state;
 	expect_ok("GET /health HTTP/1.1\r\nHost: localhost\r\nUser-Agent: t\r\n\r\n");
-	assert_string_equal(px.h.method, "GET");
 	assert_int_equal(px.h.method_id, HTTP_GET);
 	assert_int_equal(px.h.http_minor, 1);
 	assert_true(px.h.keep_alive);
@@ -733,7 +732,6 @@ test_parse_post_and_head(void **state)
 {
 	(void)state;
 	expect_ok("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1234\r\n\r\n");
-	assert_string_equal(px.h.method, "POST");
 	assert_int_equal(px.h.method_id, HTTP_POST);
 	assert_int_equal(px.h.content_length, 1234);
 	assert_span(px.h.path, px.h.path_len, "/echo");
@@ -742,12 +740,11 @@ test_parse_post_and_head(void **state)
 	assert_int_equal(px.h.content_length, 0);
 
 	expect_ok("HEAD /health HTTP/1.1\r\n\r\n");
-	assert_string_equal(px.h.method, "HEAD");
 	assert_int_equal(px.h.method_id, HTTP_HEAD);
 	assert_int_equal(px.h.nhdrs, 0);
 
 	expect_ok("DELETE /files/x HTTP/1.1\r\n\r\n");
-	assert_string_equal(px.h.method, "DELETE");
+	assert_int_equal(px.h.method_id, HTTP_DELETE);
 }
 
 static void
