@@ -105,7 +105,8 @@ conn_finish(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after)
 	}
 	c->state = CONN_WAIT;
 	fdh_dispatch_timer_arm(d, c, TIMER_IDLE);
-	fdh_dispatch_conn_events(d, c, fdh_conn_wanted(d, c));
+	if (c->events != fdh_conn_wanted(d, c))	/* after a write that waited */
+		fdh_dispatch_conn_events(d, c, fdh_conn_wanted(d, c));
 }
 
 /* Keeps what the socket did not take: copies of the bytes, the fds if none went. */

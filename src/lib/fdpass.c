@@ -44,6 +44,11 @@ fdh_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds,
 	while (n == -1 && errno == EINTR);
 	if (n == -1)
 		return -errno;
+	if (msg.msg_controllen == 0) {		/* no fds: most requests */
+		*ret_nfds = 0;
+		*ret_truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
+		return n;
+	}
 
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
 		size_t i, k;
