@@ -409,6 +409,8 @@ fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *pee
 	if (d->conns)
 		d->conns->prev = c;
 	d->conns = c;
+	c->fresh_next = d->fresh;
+	d->fresh = c;
 	d->nconns++;
 	d->open_fds += pidfd >= 0 ? 2 : 1;
 	d->now = now_ms();
@@ -425,12 +427,20 @@ fail:
 void
 fdh_dispatch_conn_gone(struct fdh_dispatch *d, struct fdh_conn *c)
 {
+	struct fdh_conn **pp;
+
 	/*
 	 * Out of the set before close(): close() alone removes it only when no
 	 * other descriptor shares the open file, and an event naming a freed
 	 * connection would be a use after free.
 	 */
 	(void)epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	for (pp = &d->fresh; *pp; pp = &(*pp)->fresh_next) {
+		if (*pp == c) {
+			*pp = c->fresh_next;
+			break;
+		}
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -511,6 +521,27 @@ expire_timers(struct fdh_dispatch *d)
 }
 
 /*
+ * A connection just handed in is read without waiting for epoll to report
+ * it: its client has usually sent the request before the hand-off ended
+ * (connect, then write), and the wait would cost a turn of the loop on
+ * every new connection.  One that has sent nothing yet costs one read
+ * that finds nothing.
+ */
+static void
+read_fresh(struct fdh_dispatch *d)
+{
+	struct fdh_conn *c;
+
+	if (d->stopped)
+		return;		/* "at once": they are read when the loop runs again */
+	while ((c = d->fresh) != NULL) {
+		d->fresh = c->fresh_next;
+		c->fresh_next = NULL;
+		fdh_conn_event(d, c, EPOLLIN);
+	}
+}
+
+/*
  * clock_fresh: d->now was read when the last turn's wait ended, or after
  * its last handler, which is as good as now when turns follow each other
  * in fdh_dispatch_run(): one clock read less per request.
@@ -525,6 +556,7 @@ turn(struct fdh_dispatch *d, int timeout_ms, bool clock_fresh)
 
 	if (!clock_fresh)
 		d->now = now_ms();
+	read_fresh(d);
 	t = expire_timers(d);
 	free_closed(d);
 	if (d->starved)
@@ -564,6 +596,7 @@ turn(struct fdh_dispatch *d, int timeout_ms, bool clock_fresh)
 		if (r < 0)
 			break;
 	}
+	read_fresh(d);
 	free_closed(d);
 	return r < 0 ? r : 0;
 }

@@ -62,6 +62,7 @@ struct fdh_conn {
 	struct fdh_conn *tnext;
 	struct fdh_conn *prev;		/* every open connection, for drain and free */
 	struct fdh_conn *next;		/* ... or the closed ones still to free */
+	struct fdh_conn *fresh_next;	/* added and not yet read */
 	uint64_t deadline;		/* ms, CLOCK_MONOTONIC */
 	struct fdh_peer peer;
 	uint64_t tag;			/* the adder's name for it */
@@ -119,6 +120,7 @@ struct fdh_dispatch {
 	struct fdh_watch watch[FDH_DISPATCH_MAX_WATCH];
 	struct fdh_conn *conns;
 	struct fdh_conn *closed;	/* freed once no event of the batch can name them */
+	struct fdh_conn *fresh;		/* added since the last turn: read at once */
 	unsigned nconns;
 	bool watch_retry;		/* a watch could not be added to the set */
 

@@ -787,6 +787,66 @@ test_conn_closed_by_earlier_event_of_batch(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+static int
+add_queued_conn(struct fdh_dispatch *d, int fd, void *arg)
+{
+	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+	char byte;
+
+	if (read(fd, &byte, 1) != 1)
+		return -EIO;
+	return fdh_dispatch_add_conn(d, *(int *)arg, &peer, -1, 0);
+}
+
+/*
+ * A connection handed in (as a worker gets one on its control socket) with
+ * its request already queued is answered in the same turn, without waiting
+ * for epoll to report it: the turn saved is on every new connection's path.
+ */
+static void
+test_request_queued_at_hand_over_answered_at_once(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_dispatch *d;
+	struct fdh_test_msg m;
+	int a[2], b[2], feed[2], before = fdh_test_count_fds(0);
+
+	(void)state;
+	fdh_limits_default(&lim);
+	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
+	assert_int_equal(pipe2(feed, O_CLOEXEC), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+	assert_int_equal(fdh_dispatch_watch(d, feed[0], add_queued_conn, &a[1]), 0);
+	assert_true(fdh_test_sends(a[0], "GET /hello/now HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	assert_int_equal(write(feed[1], "c", 1), 1);
+	assert_int_equal(fdh_dispatch_run_once(d, 1000), 0);
+	assert_int_equal(fdh_dispatch_nconns(d), 1);
+	assert_int_equal(fdh_dispatch_nrequests(d), 1);
+	assert_int_equal(fdh_test_read_message(a[0], 1000, &m), 0);
+	assert_int_equal(m.status, 200);
+	assert_non_null(strstr(fdh_test_msg_body(&m), "/hello/now"));
+	fdh_test_msg_free(&m);
+	/* One that has sent nothing yet is read in vain and waits, open. */
+	a[1] = b[1];
+	assert_int_equal(write(feed[1], "c", 1), 1);
+	assert_int_equal(fdh_dispatch_run_once(d, 1000), 0);
+	assert_int_equal(fdh_dispatch_nconns(d), 2);
+	assert_int_equal(fdh_dispatch_nrequests(d), 1);
+	assert_true(fdh_test_sends(b[0], "GET /hello/later HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	assert_int_equal(fdh_dispatch_run_once(d, 1000), 0);
+	assert_int_equal(fdh_test_read_message(b[0], 1000, &m), 0);
+	assert_int_equal(m.status, 200);
+	assert_non_null(strstr(fdh_test_msg_body(&m), "/hello/later"));
+	fdh_test_msg_free(&m);
+	fdh_dispatch_free(d);
+	close(a[0]);
+	close(b[0]);
+	close(feed[0]);
+	close(feed[1]);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 int
 main(void)
 {
@@ -806,6 +866,7 @@ main(void)
 		cmocka_unit_test(test_surplus_bytes_answered_with_close),
 		cmocka_unit_test(test_run_once_on_callers_thread),
 		cmocka_unit_test(test_conn_closed_by_earlier_event_of_batch),
+		cmocka_unit_test(test_request_queued_at_hand_over_answered_at_once),
 	};
 	size_t i;
 
