@@ -246,11 +246,11 @@ fold_eq(const char *s, const char *lit, size_t n)
 	size_t i;
 
 	if (n < 8)
-		return fold_eq32(s, lit) && fold_eq32(s + n - 4, lit + n - 4);
+		return fold_eq32(s, lit) && fold_eq32(s + (n - 4), lit + (n - 4));
 	for (i = 0; i + 8 < n; i += 8)
 		if (!fold_eq64(s + i, lit + i))
 			return false;
-	return fold_eq64(s + n - 8, lit + n - 8);
+	return fold_eq64(s + (n - 8), lit + (n - 8));
 }
 
 static int
