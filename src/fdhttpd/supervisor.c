@@ -28,12 +28,6 @@
 
 /* Out of fds or memory: how long to leave the backlog alone. */
 #define ACCEPT_PAUSE_MS		100
-/*
- * How long a connection at --max-conns-per-uid waits for workers' FLUSH
- * answers; one busy in a long handler answers late, and accepting stops
- * meanwhile.
- */
-#define RECHECK_MS		100
 
 int64_t
 now_ms(void)

@@ -45,6 +45,7 @@ struct proc {
 	 */
 	bool eager;
 	bool flush_wait;
+	int64_t flush_sent_ms;	/* when the FLUSH flush_wait is for went */
 	int64_t started_ms;
 	int64_t kill_at;	/* SIGKILL when due (ms); 0: no deadline */
 };
@@ -153,6 +154,15 @@ int64_t workers_next_timer(const struct sup *s);
 void workers_replace_step(struct sup *s);
 void workers_restart(struct sup *s);
 void workers_shutdown(struct sup *s);
+/*
+ * How long a connection at --max-conns-per-uid waits for workers' FLUSH
+ * answers; accepting stops meanwhile.  A worker that has not answered in
+ * this time (a long handler, a stopped process) is not waited for again
+ * until it answers: a user at the cap could otherwise stall every accept
+ * this long, once per connection it attempts.
+ */
+#define RECHECK_MS		100
+
 bool workers_flush(struct sup *s);
 
 /* conns.c */

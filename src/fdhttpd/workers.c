@@ -627,6 +627,7 @@ workers_restart(struct sup *s)
 bool
 workers_flush(struct sup *s)
 {
+	int64_t now = now_ms();
 	bool waiting = false;
 	size_t k;
 
@@ -638,13 +639,15 @@ workers_flush(struct sup *s)
 		if (p->ctl != -1 && p->nconns > 0 && !p->eager) {
 			fdh_ctl_init(&m, FDH_CTL_FLUSH);
 			r = fdh_ctl_send(p->ctl, &m, NULL, 0);
-			if (r == 0)
+			if (r == 0) {
 				p->eager = p->flush_wait = true;
-			else if (r != -EAGAIN)
+				p->flush_sent_ms = now;
+			} else if (r != -EAGAIN) {
 				workers_ctl_failed(s, p, -r);
+			}
 			/* Full: a worker that reads nothing would not answer either. */
 		}
-		waiting |= p->flush_wait;
+		waiting |= p->flush_wait && now - p->flush_sent_ms < RECHECK_MS;
 	}
 	return waiting;
 }

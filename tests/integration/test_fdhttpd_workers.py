@@ -301,6 +301,28 @@ class WorkersTest(unittest.TestCase):
             c.close()
             self._wait_conns(worker, 0)
 
+    def test_unanswered_flush_stalls_accepting_once(self):
+        # At the cap the supervisor asks workers for the closes they hold
+        # back and stops accepting until they answer, 100 ms at most.  A
+        # worker that cannot answer (stopped here; a long handler alike)
+        # must not cost that wait again on every attempt: a user at its
+        # cap would otherwise slow every other client's accept to ten a
+        # second.
+        d = self.start("--max-conns-per-uid", "2", workers=2)
+        pids = d.wait_workers(2)
+        a, b = d.conn(), d.conn()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        self.assertEqual(a.request().status, 200)
+        self.assertEqual(b.request().status, 200)
+        os.kill(pids[0], signal.SIGSTOP)
+        self.addCleanup(os.kill, pids[0], signal.SIGCONT)
+        t0 = time.monotonic()
+        for i in range(20):
+            self.assertEqual(d.request().status, 503, "attempt %d" % i)
+        # Twenty waits would be 2 s; one, and twenty refusals, far less.
+        self.assertLess(time.monotonic() - t0, 1.0)
+
     def test_close_held_back_frees_a_full_worker(self):
         # The same for --max-conns: a full worker whose connection ended
         # takes the next one without a batch of closes to fill first.
