@@ -174,7 +174,7 @@ conn_respond(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after, bool 
 	ssize_t n;
 	bool keep_10;
 
-	close_after = close_after || d->draining;
+	close_after = close_after || d->draining || d->drain_soon;
 	keep_10 = !close_after && d->req.conn == c && d->req.head.http_minor == 0;
 	if (fdh_resp_finish_head(r, close_after, keep_10, &head, &hlen) < 0) {
 		fdh_resp_reset(r);

@@ -489,6 +489,12 @@ fdh_dispatch_drain(struct fdh_dispatch *d)
 }
 
 void
+fdh_dispatch_drain_soon(struct fdh_dispatch *d)
+{
+	d->drain_soon = true;
+}
+
+void
 fdh_dispatch_stop(struct fdh_dispatch *d)
 {
 	d->stopped = true;

@@ -69,6 +69,13 @@ unsigned long long fdh_dispatch_nrequests(const struct fdh_dispatch *d);
  * fdh_dispatch_run() returns 0 once no connection is left.
  */
 void fdh_dispatch_drain(struct fdh_dispatch *d);
+/*
+ * A drain is coming, held back by the caller until what arrived before it
+ * is handled (a worker's control messages read during a broker wait): from
+ * now on a response says Connection: close and its connection ends, as
+ * under the drain itself.
+ */
+void fdh_dispatch_drain_soon(struct fdh_dispatch *d);
 /* Makes fdh_dispatch_run() return 0 at once (connections stay open). */
 void fdh_dispatch_stop(struct fdh_dispatch *d);
 int fdh_dispatch_run(struct fdh_dispatch *d);

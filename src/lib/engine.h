@@ -150,6 +150,7 @@ struct fdh_dispatch {
 	bool starved;
 
 	bool draining;
+	bool drain_soon;		/* fdh_dispatch_drain_soon(): responses close */
 	bool stopped;
 	unsigned long long nrequests;
 };

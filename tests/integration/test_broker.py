@@ -293,6 +293,8 @@ class BrokerTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(read_fd(r.fds["file"]), b"hello")
         r.close_fds()
+        # The request in flight when DRAIN came is told its connection ends.
+        self.assertTrue(r.closes, r.headers)
         slow.expect_closed()                # the DRAIN, handled once the handler returned
         r = late.read_response()            # its first request is served first
         self.assertEqual(r.status, 200, r.body)
