@@ -574,10 +574,10 @@ turn(struct fdh_dispatch *d, int timeout_ms, bool clock_fresh)
 	if (timeout_ms >= 0 && (t < 0 || t > timeout_ms))
 		t = timeout_ms;
 	n = epoll_wait(d->epfd, d->events, MAX_EVENTS, t);
-	d->now = now_ms();
-	if (n == -1)
-		return errno == EINTR ? 0 : -errno;
-	if (n == 0)
+	if (n == -1 && errno != EINTR)
+		return -errno;
+	d->now = now_ms();	/* after every wait: the next turn starts from it */
+	if (n <= 0)
 		return 0;
 	/*
 	 * Connections first, watches after: a request that has arrived is
