@@ -42,6 +42,8 @@ static const char usage_text[] =
 "      --write-timeout S      a response write making no progress (default 10)\n"
 "      --pidfile FILE         write the supervisor's pid to FILE\n"
 "      --grace S              time workers get to finish at shutdown (default 10)\n"
+"      --start-timeout S      time a worker gets to become ready; 0: no limit\n"
+"                             (default 60)\n"
 "      --log-level LEVEL      debug, info, warn or error (default info)\n"
 "      --no-sandbox           run workers without the sandbox (development only)\n"
 "  -h, --help                 print this help and exit\n"
@@ -62,6 +64,7 @@ enum {
 	OPT_WRITE_TIMEOUT,
 	OPT_PIDFILE,
 	OPT_GRACE,
+	OPT_START_TIMEOUT,
 	OPT_LOG_LEVEL,
 	OPT_NO_SANDBOX,
 };
@@ -87,6 +90,7 @@ static const struct option long_options[] = {
 	{ "write-timeout",	required_argument,	NULL, OPT_WRITE_TIMEOUT },
 	{ "pidfile",		required_argument,	NULL, OPT_PIDFILE },
 	{ "grace",		required_argument,	NULL, OPT_GRACE },
+	{ "start-timeout",	required_argument,	NULL, OPT_START_TIMEOUT },
 	{ "log-level",		required_argument,	NULL, OPT_LOG_LEVEL },
 	{ "no-sandbox",		no_argument,		NULL, OPT_NO_SANDBOX },
 	{ "help",		no_argument,		NULL, 'h' },
@@ -376,6 +380,7 @@ options_parse(int argc, char **argv, struct options *o)
 	o->owner_gid = (gid_t)-1;
 	o->max_conns_per_uid = FDHTTPD_DEFAULT_MAX_CONNS_PER_UID;
 	o->grace_ms = FDHTTPD_DEFAULT_GRACE_MS;
+	o->start_timeout_ms = FDHTTPD_DEFAULT_START_TIMEOUT_MS;
 	o->log_level = FDH_LOG_INFO;
 
 	opterr = 0;	/* our own one-line messages */
@@ -459,6 +464,9 @@ options_parse(int argc, char **argv, struct options *o)
 			break;
 		case OPT_GRACE:
 			o->grace_ms = parse_seconds_ms("--grace", optarg);
+			break;
+		case OPT_START_TIMEOUT:
+			o->start_timeout_ms = parse_seconds_ms("--start-timeout", optarg);
 			break;
 		case OPT_LOG_LEVEL:
 			r = fdh_log_level_parse(optarg);

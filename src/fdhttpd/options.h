@@ -42,6 +42,7 @@ struct options {
 
 	char *pidfile;
 	unsigned grace_ms;
+	unsigned start_timeout_ms;	/* a worker not READY by then is killed */
 	enum fdh_log_level log_level;
 	bool no_sandbox;
 
@@ -52,6 +53,7 @@ struct options {
 #define FDHTTPD_MAX_WORKERS		1024
 #define FDHTTPD_DEFAULT_MAX_CONNS_PER_UID	1024
 #define FDHTTPD_DEFAULT_GRACE_MS	10000
+#define FDHTTPD_DEFAULT_START_TIMEOUT_MS	60000
 #define FDHTTPD_DEFAULT_MODE		0660
 
 /*

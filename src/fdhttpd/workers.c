@@ -47,6 +47,13 @@ proc_new(struct sup *s, unsigned slot)
 	p->gen = s->gen;
 	p->state = PROC_STARTING;
 	p->started_ms = now_ms();
+	/*
+	 * A service whose init never returns would otherwise hold its slot for
+	 * good, and a rolling restart with it: killed, it is started again
+	 * with the backoff of any worker that dies, the old one serving.
+	 */
+	if (s->o->start_timeout_ms)
+		p->kill_at = p->started_ms + s->o->start_timeout_ms;
 	r = spawn_worker(s->o, p->id, &p->pid, &p->ctl);
 	if (r < 0) {
 		log_error("worker %u: cannot start: %s", p->id, strerror(-r));
@@ -319,6 +326,7 @@ on_ready(struct sup *s, struct proc *p)
 	}
 	p->state = PROC_READY;
 	p->was_ready = true;
+	p->kill_at = 0;
 	log_info("worker %u (pid %ld) ready", p->id, (long)p->pid);
 	if (sl->next == p) {
 		struct proc *old = sl->cur;
@@ -554,6 +562,10 @@ workers_timers(struct sup *s, int64_t now)
 		if (p->state == PROC_DRAINING)
 			log_warn("worker %u (pid %ld) still running %u ms after DRAIN (--grace): killing it",
 			    p->id, (long)p->pid, s->o->grace_ms);
+		else if (p->state == PROC_STARTING && p->ctl != -1)
+			log_warn("worker %u (pid %ld) not ready %u ms after it started "
+			    "(--start-timeout): killing it", p->id, (long)p->pid,
+			    s->o->start_timeout_ms);
 		else
 			log_warn("worker %u (pid %ld) lost its control socket but did not exit: killing it",
 			    p->id, (long)p->pid);

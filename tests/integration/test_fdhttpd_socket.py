@@ -194,6 +194,7 @@ class SocketTest(unittest.TestCase):
             (["--max-body", "-1"], "--max-body"),
             (["--request-timeout", "soon"], "--request-timeout"),
             (["--grace", "-1"], "--grace"),
+            (["--start-timeout", "soon"], "--start-timeout"),
             (["--log-level", "loud"], "--log-level"),
             (["--allow-uid", "root"], "--allow-uid"),
             (["--user", "no-such-user-here"], "--user"),
@@ -238,7 +239,7 @@ class SocketTest(unittest.TestCase):
                     "--allow-uid", "--allow-gid", "--max-conns-per-uid", "--max-requests",
                     "--allow-open", "--max-head", "--max-body", "--max-fds",
                     "--request-timeout", "--idle-timeout", "--write-timeout", "--pidfile",
-                    "--grace", "--log-level", "--no-sandbox"):
+                    "--grace", "--start-timeout", "--log-level", "--no-sandbox"):
             self.assertIn(opt.encode(), p.stdout)
         p = subprocess.run([fdhttpd_path(), "--version"], capture_output=True)
         self.assertEqual(p.returncode, 0)

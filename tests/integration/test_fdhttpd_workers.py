@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fdhttpd_testlib import (LOG_LINE, Conn, Fdhttpd, cmdline, fd_count,  # noqa: E402
+from fdhttpd_testlib import (LOG_LINE, Conn, Fdhttpd, cmdline, echo_path, fd_count,  # noqa: E402
                              wait_for)
 
 
@@ -300,6 +300,30 @@ class WorkersTest(unittest.TestCase):
             b.close()
             c.close()
             self._wait_conns(worker, 0)
+
+    def test_successor_never_ready_is_killed_and_retried(self):
+        # A rolling restart to a build whose init hangs: each successor is
+        # killed at --start-timeout and tried again, the old worker serves
+        # throughout, and once the build comes up the restart completes.
+        tmp = tempfile.mkdtemp(prefix="fdhttpd-start-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o755)            # workers run as nobody and look for the file
+        hang = os.path.join(tmp, "hang")
+        script = 'if [ -e "$0" ]; then exec sleep 3600; fi; exec "$1"'
+        d = self.start("--start-timeout", "0.3", workers=1, service="/bin/sh",
+                       service_args=("-c", script, hang, echo_path()))
+        old = d.wait_workers(1)[0]
+        open(hang, "w").close()
+        d.send_signal(signal.SIGHUP)
+        d.wait_log(r"worker 1 \(pid \d+\) not ready 300 ms after it started "
+                   r"\(--start-timeout\): killing it")
+        d.wait_log(r"worker 1 \(pid \d+\) killed by signal 9")
+        self.assertEqual(d.request().status, 200)
+        self.assertIn(old, d.workers())
+        os.unlink(hang)
+        wait_for(lambda: old not in d.workers(), what="the old worker replaced")
+        self.assertEqual(d.request().status, 200)
+        self.assertEqual(d.stop(), 0)
 
     def test_unanswered_flush_stalls_accepting_once(self):
         # At the cap the supervisor asks workers for the closes they hold
