@@ -100,9 +100,9 @@ struct fdh_ctl_closed {
  * FDH_CTL_CLOSED_MAX; 0 only in the answer to a FLUSH).  A worker holds
  * ended connections back and reports them FDH_CTL_CLOSED_MAX at a time,
  * so that the supervisor is not woken once per connection; between its
- * FLUSH and the next NEW_CONN with FDH_CTL_F_LAZY it reports each at once.  The supervisor's
- * counts are thus never low, and when one would refuse a connection it
- * asks with FLUSH before it decides.
+ * FLUSH and the next NEW_CONN with FDH_CTL_F_LAZY it reports each at once.
+ * The supervisor's counts are thus never low, and when one would refuse a
+ * connection it asks with FLUSH before it decides.
  */
 struct fdh_ctl_closed_batch {
 	uint32_t n;

@@ -54,7 +54,8 @@ bool fdh_dispatch_fd_room(struct fdh_dispatch *d);
  * (-1 when unknown; the dispatcher then asks the kernel when a handler does).
  * tag comes back in the conn_closed hook.  Consumes fd and pidfd, on failure
  * too; the hook is not called then.  -EBUSY when at max_conns, -ESHUTDOWN
- * while draining.
+ * while draining.  The socket is read at the end of the turn that added
+ * it, or at the start of the next when added outside one.
  */
 int fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *peer,
     int pidfd, uint64_t tag);

@@ -5,11 +5,12 @@
  * when this worker is to go.
  *
  * The worker's loop never waits on the control socket: it is read when
- * poll() says so and written with MSG_DONTWAIT.  Ended connections are
- * reported FDH_CTL_CLOSED_MAX at a time (each wake-up of the supervisor
- * costs more than the hand-off itself) when the supervisor allows it
- * (FDH_CTL_F_LAZY), and at once after its FLUSH until it allows it again.  Should its queue be full, reports wait in a
- * local queue and go with the next event.
+ * the dispatcher's epoll set says so and written with MSG_DONTWAIT.
+ * Ended connections are reported FDH_CTL_CLOSED_MAX at a time (each
+ * wake-up of the supervisor costs more than the hand-off itself) when the
+ * supervisor allows it (FDH_CTL_F_LAZY), and at once after its FLUSH until
+ * it allows it again.  Should its queue be full, reports wait in a local
+ * queue and go with the next event.
  * The one wait is a handler's in fdh_broker_open(), bounded: what the
  * supervisor sends meanwhile (connections, DRAIN) is kept, fds and all,
  * and handled by the loop once the handler has returned.
@@ -263,6 +264,14 @@ on_drain(struct worker *w)
 	fdh_dispatch_drain(w->d);
 }
 
+/* Every ended connection is reported, the last report marked F_FLUSHED. */
+static void
+on_flush(struct worker *w)
+{
+	w->lazy = false;
+	w->flush_asked = true;
+}
+
 /* What the loop does with one message; consumes fds. */
 static void
 on_message(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
@@ -277,8 +286,7 @@ on_message(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
 		on_drain(w);
 		break;
 	case FDH_CTL_FLUSH:
-		w->lazy = false;
-		w->flush_asked = true;
+		on_flush(w);
 		break;
 	default:
 		/* An OPEN_REPLY for a request that timed out: its fd is nobody's. */
@@ -309,8 +317,7 @@ handle_held(struct worker *w)
 	w->nheld = 0;
 	if (w->held_flush) {
 		w->held_flush = false;
-		w->lazy = false;
-		w->flush_asked = true;
+		on_flush(w);
 	}
 	if (w->held_drain) {
 		w->held_drain = false;
