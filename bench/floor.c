@@ -157,6 +157,8 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	if (pid == 0) {
+		/* A session of its own, as bench/compare starts every server. */
+		(void)setsid();
 		close(sv[0]);
 		if (memfd >= 0)
 			close(memfd);
