@@ -336,6 +336,7 @@ main(int argc, char *argv[])
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *path = NULL;
 	bool direct = false, with_pidfd = true;
+	size_t len;
 	int c, lfd, sv[2];
 	pid_t pid;
 
@@ -362,9 +363,10 @@ main(int argc, char *argv[])
 		fputs(usage, stderr);
 		return 2;
 	}
-	if (strlen(path) >= sizeof(sa.sun_path))
+	len = strlen(path);
+	if (len >= sizeof(sa.sun_path))
 		die("--socket %s: the path is too long for a Unix socket", path);
-	strcpy(sa.sun_path, path);
+	memcpy(sa.sun_path, path, len + 1);
 	signal(SIGPIPE, SIG_IGN);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (lfd == -1)
