@@ -15,6 +15,7 @@ set_property(TEST integration/test_install APPEND PROPERTY ENVIRONMENT
   "FDH_CMAKE=${CMAKE_COMMAND}" "FDH_CC=${CMAKE_C_COMPILER}" "FDH_SANITIZE=$<BOOL:${FDH_SANITIZE}>")
 fdh_python_test(test_systemd)
 fdh_python_test(test_nginx)
+fdh_python_test(test_bench)
 # The sandbox tests' probe service: built for them only, never installed.
 add_executable(fdh-sandbox-probe integration/sandbox_probe.c)
 target_compile_options(fdh-sandbox-probe PRIVATE ${FDH_WARNINGS})
