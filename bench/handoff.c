@@ -86,21 +86,32 @@ conn_close(int fd)
 	conns[fd] = NULL;
 }
 
-/* The body length a request head announces; -1 when it is malformed. */
+/*
+ * The body length a request head of len bytes (through its blank line)
+ * announces; -1 when it is malformed or over BUF_SIZE.  The buffer is not
+ * NUL-terminated: nothing past len is read.
+ */
 static long
 content_length(const char *head, size_t len)
 {
 	static const char name[] = "\r\ncontent-length:";
 	const size_t nlen = sizeof(name) - 1;
-	size_t i;
+	size_t i, j;
+	long v = 0;
 
 	for (i = 0; i + nlen <= len; i++) {
-		if (strncasecmp(head + i, name, nlen) == 0) {
-			char *end;
-			long v = strtol(head + i + nlen, &end, 10);
-
-			return (v < 0 || v > BUF_SIZE || (*end != '\r' && *end != ' ')) ? -1 : v;
+		if (strncasecmp(head + i, name, nlen) != 0)
+			continue;
+		for (j = i + nlen; j < len && head[j] == ' '; j++)
+			;
+		if (j == len || head[j] < '0' || head[j] > '9')
+			return -1;
+		for (; j < len && head[j] >= '0' && head[j] <= '9'; j++) {
+			v = v * 10 + (head[j] - '0');
+			if (v > BUF_SIZE)
+				return -1;
 		}
+		return (j < len && (head[j] == '\r' || head[j] == ' ')) ? v : -1;
 	}
 	return 0;
 }
@@ -151,7 +162,8 @@ conn_read(int fd)
 	n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (m.msg_controllen) {
+	/* A failed recvmsg() leaves msg_controllen as it was: nothing came. */
+	if (n >= 0 && m.msg_controllen) {
 		for (h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
 			size_t i, k;
 

@@ -408,7 +408,9 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	for (i = 0, k = 0; i < o.threads; i++) {
-		memcpy(all + k, th[i].lat, th[i].nlat * sizeof(*all));
+		/* A thread that got no good answer has no latencies, and no array. */
+		if (th[i].nlat)
+			memcpy(all + k, th[i].lat, th[i].nlat * sizeof(*all));
 		k += th[i].nlat;
 	}
 	if (nall) {

@@ -101,6 +101,19 @@ def read_request(conn, buf):
     return head + b"\r\n\r\n" + rest[:n], rest[n:]
 
 
+def read_response(tc, s):
+    """Reads one 200 "pong" answer from s, or fails tc."""
+    buf = b""
+    while b"\r\n\r\n" not in buf or not buf.endswith(b"pong"):
+        chunk = s.recv(4096)
+        tc.assertNotEqual(chunk, b"", "the server closed the connection; got %r" % buf)
+        buf += chunk
+        if len(buf) > 4096:
+            break
+    tc.assertTrue(buf.startswith(b"HTTP/1.1 200 "), buf)
+    tc.assertTrue(buf.endswith(b"\r\n\r\npong"), buf)
+
+
 def response(status, body, reason="OK"):
     return b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n\r\n%s" % (status, reason.encode(),
                                                                  len(body), body)
@@ -113,6 +126,7 @@ class WrongServer:
 
     "500": answers 500, keeping the connection;
     "not-pong": answers 200 with body "pang";
+    "all-500": like "500", on every request (good_first and every ignored);
     "close": reads the request and closes the connection unanswered;
     "silent": listens and never accepts.
     """
@@ -165,7 +179,9 @@ class WrongServer:
                 with self.lock:
                     n = self.served
                     self.served += 1
-                if n < self.good_first or (n - self.good_first) % self.every:
+                if self.behaviour == "all-500":
+                    conn.sendall(response(500, b"broken", "Internal Server Error"))
+                elif n < self.good_first or (n - self.good_first) % self.every:
                     conn.sendall(response(200, b"pong"))
                 elif self.behaviour == "500":
                     conn.sendall(response(500, b"broken", "Internal Server Error"))
@@ -397,6 +413,17 @@ class LoadTest(unittest.TestCase):
         self.assertEqual(r["errors"], 0, out)
         self.assertRegex(out, r"(?m)^errors 0, non-2xx [1-9]\d*, ")
 
+    def test_against_all_500(self):
+        """A server that never answers 2xx: the counts are still reported
+        (no latency was recorded, on any thread) and the run fails."""
+        srv = WrongServer(self, "all-500")
+        rc, out, err, _ = run_bench("load", "--socket", srv.path, *self.ARGS)
+        self.assertEqual(rc, 1, "stdout:\n%s\nstderr:\n%s" % (out, err))
+        r = result_line(self, out, RESULT_LOAD)
+        self.assertGreater(r["non2xx"], 0, out)
+        self.assertEqual(r["errors"], 0, out)
+        self.assertNotIn("runtime error", err)
+
 
 class FloorTest(unittest.TestCase):
     """floor: the socketpair round trip every other figure is held against."""
@@ -478,6 +505,12 @@ class HandoffCases:
             time.sleep(0.05)
         # Every copy of the pipe's write end is closed: handoff kept none.
         wait_for(lambda: self.eof(r), what="handoff to close the fd sent with garbage")
+        # An empty Content-Length and a head that fills the buffer to the
+        # last byte: nothing past the head may be read as its digits.
+        with self.connect(h) as s:
+            head = b"POST /ping HTTP/1.1\r\nContent-Length:\r\n\r\n"
+            s.sendall(head + b"0" * (4096 - len(head)))
+            self.assert_hangs_up(s, "an empty Content-Length")
         for _ in range(20):
             self.connect(h).close()
         with self.connect(h) as s:
@@ -493,6 +526,35 @@ class HandoffCases:
             except AssertionError:
                 self.fail("pid %d holds %d fds, %d before the hostile clients: %s"
                           % (pid, fd_count(pid), n, sorted(os.listdir("/proc/%d/fd" % pid))))
+
+    def test_reset_does_not_close_other_connections(self):
+        """A client that resets its connection (it closes with our answers
+        unread) ends only its own.  The connection opened after an fd was
+        received and closed gets that fd's number: it must keep being
+        served."""
+        h = self.start()
+        req = PING
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        with self.connect(h) as a:
+            a.sendall(req)
+            read_response(self, a)
+            socket.send_fds(a, [req], [w])
+            os.close(w)
+            read_response(self, a)
+            with self.connect(h) as b:
+                b.sendall(req)
+                read_response(self, b)
+                c = self.connect(h)
+                c.sendall(req + req)
+                time.sleep(0.2)
+                c.close()
+                time.sleep(0.1)
+                b.sendall(req)
+                read_response(self, b)
+            a.sendall(req)
+            read_response(self, a)
+        self.assertIsNone(h.proc.poll(), "handoff died:\n" + h.log())
 
     @staticmethod
     def eof(fd):
