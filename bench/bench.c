@@ -787,9 +787,9 @@ bench_memfd(void)
 		return -errno;
 	if (write(fd, "f", 1) != 1 ||
 	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == -1) {
-		r = -errno;
+		r = errno ? -errno : -EIO;	/* a short write() sets no errno */
 		close(fd);
-		return r ? r : -EIO;
+		return r;
 	}
 	return fd;
 }
