@@ -333,6 +333,20 @@ fdh_title_init(int argc, char **argv)
 }
 
 void
+fdh_title_put(const char *s, size_t len)
+{
+	char buf[256];
+	size_t n = len < sizeof(buf) - 1 ? len : sizeof(buf) - 1;
+
+	memcpy(buf, s, n);
+	while (n < title_room && n < sizeof(buf) - 1)
+		buf[n++] = ' ';
+	buf[n] = '\0';
+	/* "-": the title as given, without the program name in front. */
+	setproctitle("-%s", buf);
+}
+
+void
 fdh_title_set(const char *fmt, ...)
 {
 	char buf[256];
@@ -342,13 +356,8 @@ fdh_title_set(const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	while ((size_t)n < title_room && (size_t)n < sizeof(buf) - 1)
-		buf[n++] = ' ';
-	buf[n < (int)sizeof(buf) ? n : (int)sizeof(buf) - 1] = '\0';
-	/* "-": the title as given, without the program name in front. */
-	setproctitle("-%s", buf);
+	if (n >= 0)
+		fdh_title_put(buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
 /* --- the log ------------------------------------------------------------- */

@@ -211,6 +211,12 @@ void fdh_title_init(int argc, char **argv);
  * the end with a visible '.'.  Memory writes only, no system call.
  */
 void fdh_title_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * fdh_title_set() of s[0..len) as it is, without formatting: for a title
+ * rewritten at every connection, where vsnprintf() cost more than the
+ * rest of the connection's user-space work.
+ */
+void fdh_title_put(const char *s, size_t len);
 
 /* --- the log ------------------------------------------------------------- */
 

@@ -41,6 +41,25 @@ class WorkersTest(unittest.TestCase):
             self.assertRegex(line, LOG_LINE)
         self.assertTrue(any(" worker 1: " in line for line in lines), "no worker log line")
 
+    def test_title_counts_connections(self):
+        """ps shows each worker's open connections, one and many alike."""
+        d = self.start(workers=1)
+        (p,) = d.wait_workers(1)
+        conns = []
+        try:
+            for n in (1, 2, 10, 11):
+                while len(conns) < n:
+                    conns.append(d.conn())
+                    self.assertEqual(conns[-1].request().status, 200)
+                want = "fdhttpd: worker 1 echo [%d conn%s]" % (n, "" if n == 1 else "s")
+                wait_for(lambda: cmdline(p).rstrip().startswith(want),
+                         what="worker title %r, not %r" % (want, cmdline(p)))
+        finally:
+            for c in conns:
+                c.close()
+        wait_for(lambda: cmdline(p).rstrip() == "fdhttpd: worker 1 echo [0 conns]",
+                 what="worker title back to 0 conns, not %r" % cmdline(p))
+
     def test_connections_spread_over_workers(self):
         d = self.start(workers=2)
         pids = d.wait_workers(2)
