@@ -78,9 +78,16 @@ fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c)
 	}
 	fdh_dispatch_timer_disarm(d, c);
 	fdh_dispatch_conn_gone(d, c);	/* before close(): it leaves the epoll set by fd */
-	close(c->fd);
+	/*
+	 * The socket itself closes at the end of the turn, after the control
+	 * socket was read (fdh_dispatch_close_ended()).  The last close() of
+	 * a Unix socket queues the kernel's SCM_RIGHTS garbage collector on a
+	 * kworker whenever any Unix socket is in flight (Linux 6.18 and
+	 * earlier), and when a client hangs up, the supervisor has often sent
+	 * the next connection already.  Read first, it is no longer in flight.
+	 */
+	c->closing_fd = c->fd;
 	c->fd = -1;
-	d->open_fds--;
 }
 
 /* The framework's own answer to a request it will not serve; then close. */

@@ -141,11 +141,26 @@ watches_sync(struct fdh_dispatch *d)
 		watch_sync(d, i);
 }
 
+void
+fdh_dispatch_close_ended(struct fdh_dispatch *d)
+{
+	struct fdh_conn *c;
+
+	for (c = d->closed; c; c = c->next) {
+		if (c->closing_fd >= 0) {
+			close(c->closing_fd);
+			c->closing_fd = -1;
+			d->open_fds--;
+		}
+	}
+}
+
 static void
 free_closed(struct fdh_dispatch *d)
 {
 	struct fdh_conn *c;
 
+	fdh_dispatch_close_ended(d);
 	while ((c = d->closed) != NULL) {
 		d->closed = c->next;
 		free(c);
@@ -198,6 +213,7 @@ fdh_dispatch_fd_room(struct fdh_dispatch *d)
 	if ((long long)d->open_fds + d->other_fds <= d->fd_estimate_max) {
 		ok = true;
 	} else {
+		fdh_dispatch_close_ended(d);	/* near the limit, a count must not see them */
 		n = count_open_fds(d);
 		if (n >= 0)
 			d->other_fds = n - d->open_fds;
@@ -394,6 +410,7 @@ fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *pee
 		goto fail;
 	}
 	c->fd = fd;
+	c->closing_fd = -1;
 	c->pidfd = pidfd;
 	c->peer = *peer;
 	c->tag = tag;

@@ -847,6 +847,71 @@ test_request_queued_at_hand_over_answered_at_once(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+/* A control socket's watch that also notes whether a connection's socket is still open. */
+struct handoff_seen {
+	struct fd_watch w;
+	int ended_fd;		/* the dispatcher's end of that connection */
+	int ended_open;		/* when the watch ran: 1 open, 0 closed, -1 not run */
+};
+
+static int
+on_handoff(struct fdh_dispatch *d, int fd, void *arg)
+{
+	struct handoff_seen *h = arg;
+
+	h->ended_open = fcntl(h->ended_fd, F_GETFD) != -1;
+	return on_fd_watch(d, fd, &h->w);
+}
+
+/*
+ * A client hangs up while the next connection is on its way in, as a
+ * worker sees at every new connection: the ended connection's socket
+ * closes only after the watches have read what came.  Closing a Unix
+ * socket while another is in flight queues the kernel's fd garbage
+ * collector (Linux 6.18 and earlier); read first, the hand-off is no
+ * longer in flight.  The socket still closes in that same turn.
+ */
+static void
+test_ended_socket_closes_after_watches_read(void **state)
+{
+	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+	struct handoff_seen h = { .ended_open = -1 };
+	struct fdh_limits lim;
+	struct fdh_dispatch *d;
+	int sv[2], ctl[2], next[2], before = fdh_test_count_fds(0);
+	char byte = 'c';
+
+	(void)state;
+	fdh_limits_default(&lim);
+	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, next), 0);
+	assert_int_equal(fdh_dispatch_add_conn(d, sv[1], &peer, -1, 0), 0);
+	assert_int_equal(fdh_dispatch_watch(d, ctl[1], on_handoff, &h), 0);
+	fdh_dispatch_watch_brings_fds(d, ctl[1]);
+	h.ended_fd = sv[1];
+	assert_int_equal(fdh_dispatch_run_once(d, 0), 0);	/* read once, found idle */
+	assert_int_equal(fdh_dispatch_nconns(d), 1);
+	/* One turn takes both: the hang-up, and a socket in flight to the watch. */
+	close(sv[0]);
+	assert_int_equal(fdh_test_send(ctl[0], &byte, 1, &next[1], 1), 1);
+	close(next[1]);
+	assert_int_equal(fdh_dispatch_run_once(d, 1000), 0);
+	assert_int_equal(h.w.got, 1);
+	assert_int_equal(h.w.nfds, 1);
+	assert_int_equal(h.ended_open, 1);
+	/* Closed by the end of the turn all the same. */
+	assert_int_equal(fdh_dispatch_nconns(d), 0);
+	assert_int_equal(fcntl(sv[1], F_GETFD), -1);
+	assert_int_equal(errno, EBADF);
+	fdh_dispatch_free(d);
+	close(next[0]);
+	close(ctl[0]);
+	close(ctl[1]);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 int
 main(void)
 {
@@ -867,6 +932,7 @@ main(void)
 		cmocka_unit_test(test_run_once_on_callers_thread),
 		cmocka_unit_test(test_conn_closed_by_earlier_event_of_batch),
 		cmocka_unit_test(test_request_queued_at_hand_over_answered_at_once),
+		cmocka_unit_test(test_ended_socket_closes_after_watches_read),
 	};
 	size_t i;
 
