@@ -263,18 +263,32 @@ respond(int lfd, int ctl)
 
 		if (n == -1 && errno != EINTR)
 			die("epoll_wait: %s", strerror(errno));
+		/*
+		 * The next connection first: when a client hangs up, the
+		 * acceptor has often sent the next one already, and closing a
+		 * Unix socket while another is in flight queues the kernel's fd
+		 * garbage collector on a kworker (Linux 6.18 and earlier).
+		 * fdhttp's worker closes after reading its control socket for
+		 * the same reason.
+		 */
+		for (i = 0; i < n; i++) {
+			if (ctl >= 0 && events[i].data.fd == ctl) {
+				if (!ctl_read(ctl))
+					exit(0);
+				events[i].data.fd = -1;
+			}
+		}
 		for (i = 0; i < n; i++) {
 			int fd = events[i].data.fd;
 
+			if (fd < 0)
+				continue;
 			if (fd == lfd) {
 				/* One accept per wake-up, as nginx does without multi_accept. */
 				int s = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 				if (s >= 0)
 					conn_add(s, -1);
-			} else if (fd == ctl) {
-				if (!ctl_read(ctl))
-					exit(0);
 			} else if (conns[fd]) {
 				conn_read(fd);
 			}
