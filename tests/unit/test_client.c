@@ -715,8 +715,9 @@ test_malformed(void **state)
 		"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
 		/* a byte past the response: no request asked for it */
 		"HTTP/1.1 200 OK\r\nX-FD: f\r\nContent-Length: 2\r\n\r\nokX",
-		"HTTP/1.1 200 OK\r\nX-FD: f\r\nContent-Length: 2\r\n\r\nok"
-		    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+		/* two responses in one read: one string, not two elements */
+		("HTTP/1.1 200 OK\r\nX-FD: f\r\nContent-Length: 2\r\n\r\nok"
+		    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
 		"HTTP/1.1 200 OK\r\nX-FD: f\r\nContent-Length: 0\r\n\r\n\r\n",
 	};
 	struct fdh_client_req req = { .target = "/" };
