@@ -72,10 +72,6 @@ fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c)
 	conn_reset_request(d, c);
 	if (c->out)
 		out_free(d, c->out);
-	if (c->pidfd >= 0) {
-		close(c->pidfd);
-		d->open_fds--;
-	}
 	fdh_dispatch_timer_disarm(d, c);
 	fdh_dispatch_conn_gone(d, c);	/* before close(): it leaves the epoll set by fd */
 	/*
@@ -85,6 +81,9 @@ fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c)
 	 * kworker whenever any Unix socket is in flight (Linux 6.18 and
 	 * earlier), and when a client hangs up, the supervisor has often sent
 	 * the next connection already.  Read first, it is no longer in flight.
+	 * The pidfd closes after the socket: each system call before that
+	 * close is a moment for the supervisor, woken by the client's next
+	 * connect(), to run and put a connection in flight.
 	 */
 	c->closing_fd = c->fd;
 	c->fd = -1;

@@ -152,6 +152,11 @@ fdh_dispatch_close_ended(struct fdh_dispatch *d)
 			c->closing_fd = -1;
 			d->open_fds--;
 		}
+		if (c->pidfd >= 0) {
+			close(c->pidfd);
+			c->pidfd = -1;
+			d->open_fds--;
+		}
 	}
 }
 

@@ -54,7 +54,7 @@ struct fdh_conn_out {
 struct fdh_conn {
 	int fd;				/* -1 once closed, until freed after the event batch */
 	int closing_fd;			/* the socket, from fdh_conn_close() to the batch's end */
-	int pidfd;			/* -1 until known */
+	int pidfd;			/* -1 until known; open until the batch's end, as closing_fd */
 	uint32_t events;		/* what epoll watches for it now */
 	uint8_t state;
 	uint8_t timer;
@@ -164,7 +164,7 @@ void fdh_dispatch_conn_events(struct fdh_dispatch *d, struct fdh_conn *c, uint32
 void fdh_dispatch_clock(struct fdh_dispatch *d);
 /* Takes c out of the loop; it is freed after the current event batch. */
 void fdh_dispatch_conn_gone(struct fdh_dispatch *d, struct fdh_conn *c);
-/* Closes the sockets of connections ended in this batch; frees nothing. */
+/* Closes the sockets and pidfds of connections ended in this batch; frees nothing. */
 void fdh_dispatch_close_ended(struct fdh_dispatch *d);
 
 /* conn.c */

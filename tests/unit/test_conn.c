@@ -852,6 +852,8 @@ struct handoff_seen {
 	struct fd_watch w;
 	int ended_fd;		/* the dispatcher's end of that connection */
 	int ended_open;		/* when the watch ran: 1 open, 0 closed, -1 not run */
+	int pidfd;		/* that connection's pidfd */
+	int pidfd_open;		/* likewise */
 };
 
 static int
@@ -860,6 +862,7 @@ on_handoff(struct fdh_dispatch *d, int fd, void *arg)
 	struct handoff_seen *h = arg;
 
 	h->ended_open = fcntl(h->ended_fd, F_GETFD) != -1;
+	h->pidfd_open = fcntl(h->pidfd, F_GETFD) != -1;
 	return on_fd_watch(d, fd, &h->w);
 }
 
@@ -869,13 +872,14 @@ on_handoff(struct fdh_dispatch *d, int fd, void *arg)
  * closes only after the watches have read what came.  Closing a Unix
  * socket while another is in flight queues the kernel's fd garbage
  * collector (Linux 6.18 and earlier); read first, the hand-off is no
- * longer in flight.  The socket still closes in that same turn.
+ * longer in flight.  The socket, and the pidfd after it, still close in
+ * that same turn.
  */
 static void
 test_ended_socket_closes_after_watches_read(void **state)
 {
 	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
-	struct handoff_seen h = { .ended_open = -1 };
+	struct handoff_seen h = { .ended_open = -1, .pidfd_open = -1 };
 	struct fdh_limits lim;
 	struct fdh_dispatch *d;
 	int sv[2], ctl[2], next[2], before = fdh_test_count_fds(0);
@@ -887,7 +891,9 @@ test_ended_socket_closes_after_watches_read(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, next), 0);
-	assert_int_equal(fdh_dispatch_add_conn(d, sv[1], &peer, -1, 0), 0);
+	/* Any descriptor stands in for the peer's pidfd: the dispatcher holds and closes it. */
+	h.pidfd = fdh_test_make_memfd("pidfd");
+	assert_int_equal(fdh_dispatch_add_conn(d, sv[1], &peer, h.pidfd, 0), 0);
 	assert_int_equal(fdh_dispatch_watch(d, ctl[1], on_handoff, &h), 0);
 	fdh_dispatch_watch_brings_fds(d, ctl[1]);
 	h.ended_fd = sv[1];
@@ -901,9 +907,12 @@ test_ended_socket_closes_after_watches_read(void **state)
 	assert_int_equal(h.w.got, 1);
 	assert_int_equal(h.w.nfds, 1);
 	assert_int_equal(h.ended_open, 1);
+	assert_int_equal(h.pidfd_open, 1);
 	/* Closed by the end of the turn all the same. */
 	assert_int_equal(fdh_dispatch_nconns(d), 0);
 	assert_int_equal(fcntl(sv[1], F_GETFD), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(fcntl(h.pidfd, F_GETFD), -1);
 	assert_int_equal(errno, EBADF);
 	fdh_dispatch_free(d);
 	close(next[0]);
