@@ -170,7 +170,7 @@ test_echo_fds(void **state)
 	}
 	fdh_client_resp_release(&resp);
 	/* The service kept no copy: with ours closed too, each pipe ends. */
-	assert_int_equal(fdh_expect_fd_count(echo_proc.pid, svc_before, 2000), svc_before);
+	assert_int_equal(fdh_test_wait_fd_count(echo_proc.pid, svc_before, 2000), svc_before);
 	for (i = 0; i < NPIPES; i++) {
 		close(p[i][1]);
 		assert_int_equal(fdh_test_read_fd(p[i][0], buf, sizeof(buf)),
@@ -507,7 +507,7 @@ test_keepalive_1000(void **state)
 		fdh_client_resp_release(&resp);
 	}
 	assert_int_equal(fdh_client_fd(c), fd0);
-	assert_int_equal(fdh_expect_fd_count(echo_proc.pid, svc_before, 2000), svc_before);
+	assert_int_equal(fdh_test_wait_fd_count(echo_proc.pid, svc_before, 2000), svc_before);
 	fdh_client_free(c);
 	close(mem);
 	assert_int_equal(fdh_test_count_fds(0), before);

@@ -738,7 +738,7 @@ test_nofile_resumes_after_mass_close(void **state)
 	assert_non_null(fillers);
 	for (i = 0; i < nfill; i++)
 		fillers[i] = fdh_expect_connect(p);
-	assert_int_equal(fdh_expect_fd_count(p->pid, MID_TARGET, 2000), MID_TARGET);
+	assert_int_equal(fdh_test_wait_fd_count(p->pid, MID_TARGET, 2000), MID_TARGET);
 	/* x, y, a, b: idle deadlines after the fillers'. */
 	fdh_expect_health(x);
 	fdh_expect_health(b);
@@ -1092,7 +1092,7 @@ test_no_fd_leaks(void **state)
 	for (i = 0; i < STALLED; i++)
 		close(stalled[i]);
 
-	after = fdh_expect_fd_count(p->pid, before, 2000);
+	after = fdh_test_wait_fd_count(p->pid, before, 2000);
 	print_message("  service holds %d fds after %d hostile requests\n", after,
 	    HOSTILE_ROUNDS * H_KINDS + STALLED);
 	assert_int_equal(after, before);

@@ -214,17 +214,3 @@ fdh_expect_refusal(int sock, const char *req, size_t len, size_t nfds, int statu
 	fdh_expect_error_body(m);
 	fdh_expect_closed(sock);
 }
-
-int
-fdh_expect_fd_count(pid_t pid, int want, int ms)
-{
-	int64_t deadline = fdh_test_now_ms() + ms;
-	int n;
-
-	for (;;) {
-		n = fdh_test_count_fds(pid);
-		if (n == want || fdh_test_now_ms() > deadline)
-			return n;
-		fdh_test_sleep_ms(5);
-	}
-}

@@ -72,11 +72,5 @@ void fdh_expect_health(int sock);
 void fdh_expect_refusal(int sock, const char *req, size_t len, size_t nfds, int status,
     struct fdh_test_msg *m);
 
-/*
- * The fd count of pid once it equals want, polled up to ms: a response is
- * in our hands a moment before the service has closed what went with it.
- * Returns the last count seen, for the caller to check.
- */
-int fdh_expect_fd_count(pid_t pid, int want, int ms);
 
 #endif

@@ -371,6 +371,20 @@ fdh_test_count_fds(pid_t pid)
 	return n;
 }
 
+int
+fdh_test_wait_fd_count(pid_t pid, int want, int ms)
+{
+	int64_t deadline = fdh_test_now_ms() + ms;
+	int n;
+
+	for (;;) {
+		n = fdh_test_count_fds(pid);
+		if (n == want || fdh_test_now_ms() > deadline)
+			return n;
+		fdh_test_sleep_ms(5);
+	}
+}
+
 /* --- raw sockets ----------------------------------------------------------- */
 
 static int

@@ -61,6 +61,12 @@ int fdh_test_wait_exit(pid_t pid, int timeout_ms);
 
 /* The number of open fds of pid (our own when pid is 0 or getpid()). */
 int fdh_test_count_fds(pid_t pid);
+/*
+ * The fd count of pid once it equals want, polled up to ms: a response is
+ * in our hands a moment before the service has closed what went with it.
+ * Returns the last count seen, for the caller to check.
+ */
+int fdh_test_wait_fd_count(pid_t pid, int want, int ms);
 
 /* A fresh temporary directory in ret (PATH_MAX), and its recursive removal. */
 int fdh_test_mkdtemp(char *ret, size_t size);
