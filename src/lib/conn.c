@@ -76,13 +76,14 @@ fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c)
 	fdh_dispatch_conn_gone(d, c);	/* before close(): it leaves the epoll set by fd */
 	/*
 	 * The socket itself closes at the end of the turn, after the control
-	 * socket was read (fdh_dispatch_close_ended()).  The last close() of
-	 * a Unix socket queues the kernel's SCM_RIGHTS garbage collector on a
-	 * kworker whenever any Unix socket is in flight (Linux 6.18 and
-	 * earlier), and when a client hangs up, the supervisor has often sent
-	 * the next connection already.  Read first, it is no longer in flight.
-	 * The pidfd closes after the socket: each system call before that
-	 * close is a moment for the supervisor, woken by the client's next
+	 * socket was read, or before a handler runs if one comes first
+	 * (fdh_dispatch_close_ended()).  The last close() of a Unix socket
+	 * queues the kernel's SCM_RIGHTS garbage collector on a kworker
+	 * whenever any Unix socket is in flight (Linux 6.18 and earlier), and
+	 * when a client hangs up, the supervisor has often sent the next
+	 * connection already.  Read first, it is no longer in flight.  The
+	 * pidfd closes after the socket: each system call before that close
+	 * is a moment for the supervisor, woken by the client's next
 	 * connect(), to run and put a connection in flight.
 	 */
 	c->closing_fd = c->fd;
@@ -293,6 +294,9 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 		if (status == 405)
 			(void)fdh_resp_header(&d->resp, "Allow", d->allow);
 	} else {
+		/* A handler may take its time: an ended connection's peer does not wait on it. */
+		if (d->closed)
+			fdh_dispatch_close_ended(d);
 		r = route->handler(req, &d->resp, route->userdata);
 		if (r < 0) {
 			char text[96];

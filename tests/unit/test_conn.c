@@ -85,12 +85,26 @@ h_len(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	return fdh_resp_printf(resp, "%zu %u %zu", len, sum, fdh_req_fd_count(req));
 }
 
+/* A descriptor the /watched handler looks at, and whether it found it open. */
+static int watched_fd = -1;
+static int watched_open = -1;
+
+static int
+h_watched(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)req;
+	(void)ud;
+	watched_open = fcntl(watched_fd, F_GETFD) != -1;
+	return fdh_resp_body(resp, "ok", 2);
+}
+
 static const struct fdh_route routes[] = {
 	{ "GET", "/hello/*", h_hello, NULL },
 	{ "GET", "/big", h_big, NULL },
 	{ "POST", "/take", h_take, NULL },
 	{ "POST", "/fail", h_fail, NULL },
 	{ "POST", "/len", h_len, NULL },
+	{ "GET", "/watched", h_watched, NULL },
 };
 
 static const struct fdh_service svc = {
@@ -921,6 +935,44 @@ test_ended_socket_closes_after_watches_read(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+/*
+ * A connection that ended earlier in a batch closes before a later
+ * handler of that batch runs: a handler may take its time, and the ended
+ * connection's peer should not wait on it for its end of file.
+ */
+static void
+test_ended_socket_closes_before_a_handler_runs(void **state)
+{
+	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+	struct fdh_limits lim;
+	struct fdh_dispatch *d;
+	struct fdh_test_msg m;
+	int a[2], b[2], before = fdh_test_count_fds(0);
+
+	(void)state;
+	fdh_limits_default(&lim);
+	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+	assert_int_equal(fdh_dispatch_add_conn(d, a[1], &peer, -1, 0), 0);
+	assert_int_equal(fdh_dispatch_add_conn(d, b[1], &peer, -1, 1), 0);
+	assert_int_equal(fdh_dispatch_run_once(d, 0), 0);	/* read once, found idle */
+	watched_fd = a[1];
+	watched_open = -1;
+	/* One batch: a's hang-up first, then b's request. */
+	close(a[0]);
+	assert_true(fdh_test_sends(b[0], "GET /watched HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	assert_int_equal(fdh_dispatch_run_once(d, 1000), 0);
+	assert_int_equal(watched_open, 0);
+	assert_int_equal(fdh_test_read_message(b[0], 1000, &m), 0);
+	assert_int_equal(m.status, 200);
+	fdh_test_msg_free(&m);
+	assert_int_equal(fdh_dispatch_nconns(d), 1);
+	fdh_dispatch_free(d);
+	close(b[0]);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 int
 main(void)
 {
@@ -942,6 +994,7 @@ main(void)
 		cmocka_unit_test(test_conn_closed_by_earlier_event_of_batch),
 		cmocka_unit_test(test_request_queued_at_hand_over_answered_at_once),
 		cmocka_unit_test(test_ended_socket_closes_after_watches_read),
+		cmocka_unit_test(test_ended_socket_closes_before_a_handler_runs),
 	};
 	size_t i;
 
