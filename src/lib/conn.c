@@ -188,11 +188,18 @@ conn_respond(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after, bool 
 		fdh_conn_close(d, c);
 		return;
 	}
-	iov[0].iov_base = (void *)(uintptr_t)head;
-	iov[0].iov_len = hlen;
-	iov[1].iov_base = (void *)(uintptr_t)body;
-	iov[1].iov_len = blen;
-	n = fdh_send_fds(c->fd, iov, blen ? 2 : 1, r->fds, r->nfds);
+	if (r->nfds == 0 && blen - 1 < FDH_RESP_INLINE_MAX) {
+		/* One buffer is one send(): see fdh_resp_inline_body(). */
+		hlen = fdh_resp_inline_body(r, head, hlen, body, blen);
+		blen = 0;
+		n = fdh_send(c->fd, head, hlen);
+	} else {
+		iov[0].iov_base = (void *)(uintptr_t)head;
+		iov[0].iov_len = hlen;
+		iov[1].iov_base = (void *)(uintptr_t)body;
+		iov[1].iov_len = blen;
+		n = fdh_send_fds(c->fd, iov, blen ? 2 : 1, r->fds, r->nfds);
+	}
 	if (n == (ssize_t)(hlen + blen)) {
 		fdh_resp_reset(r);	/* sent: our copies of the fds close now */
 		conn_finish(d, c, close_after);

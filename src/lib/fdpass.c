@@ -75,6 +75,17 @@ fdh_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds,
 }
 
 ssize_t
+fdh_send(int sock, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = send(sock, buf, len, MSG_NOSIGNAL);
+	while (n == -1 && errno == EINTR);
+	return n == -1 ? -errno : n;
+}
+
+ssize_t
 fdh_send_fds(int sock, const struct iovec *iov, size_t iovcnt, const int *fds, size_t nfds)
 {
 	union {
@@ -89,6 +100,8 @@ fdh_send_fds(int sock, const struct iovec *iov, size_t iovcnt, const int *fds, s
 
 	if (nfds > FDH_MAX_FDS_CEILING)
 		return -E2BIG;
+	if (nfds == 0 && iovcnt == 1)
+		return fdh_send(sock, iov[0].iov_base, iov[0].iov_len);
 	if (nfds > 0) {
 		struct cmsghdr *cm;
 

@@ -441,8 +441,11 @@ head_lines(struct fdh_resp *r, bool close, bool keep_alive_10, bool xfd, const c
 	return 0;
 }
 
-/* Content-Length with 20 digits, Connection: keep-alive and the blank line fit in 64. */
-#define HEAD_ROOM 64
+/*
+ * Content-Length with 20 digits, Connection: keep-alive and the blank line
+ * fit in 64; a short body goes behind them (fdh_resp_inline_body()).
+ */
+#define HEAD_ROOM (64 + FDH_RESP_INLINE_MAX)
 
 /* A head with fds, a new status line, or a buffer to grow. */
 static __attribute__((noinline)) int

@@ -107,7 +107,8 @@ static const int prctl_opts[] = { PR_SET_NAME, PR_GET_NAME };
  * call, and a hot path that matches early costs next to nothing.
  */
 static const char *const hot[] = {
-	"epoll_wait", "recvmsg", "sendmsg", "read", "write", "close", "getdents64", "lseek",
+	"epoll_wait", "recvmsg", "sendto", "sendmsg", "read", "write", "close", "getdents64",
+	"lseek",
 };
 
 /* The syscall numbers of the service's extra names; they take precedence. */

@@ -340,6 +340,51 @@ test_two_sends_keep_their_fds_apart(void **state)
 	assert_no_leak(p);
 }
 
+/*
+ * Without fds: one buffer through fdh_send() or fdh_send_fds() (which
+ * hands it to send()), two through sendmsg(); the bytes arrive whole and
+ * in order, and no control data comes with them.
+ */
+static void
+test_without_fds_bytes_arrive_in_order(void **state)
+{
+	static const size_t splits[][2] = {
+		{ 42, 0 }, { 38, 4 }, { 0, 9 }, { 4000, 3000 },
+	};
+	struct pair *p = *state;
+	static char out[8192], in[8192];
+	size_t i, k, want = 0, have = 0, nfds = 0;
+	int got[1];
+	bool trunc = true;
+
+	for (k = 0; k < sizeof(out); k++)
+		out[k] = (char)('a' + k % 23);
+	assert_int_equal(fdh_send(p->a, out, 5), 5);
+	want += 5;
+	for (i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
+		size_t h = splits[i][0], b = splits[i][1];
+		struct iovec iov[2] = {
+			{ .iov_base = out + want, .iov_len = h },
+			{ .iov_base = out + want + h, .iov_len = b },
+		};
+
+		assert_int_equal(fdh_send_fds(p->a, iov, b ? 2 : 1, NULL, 0), (ssize_t)(h + b));
+		want += h + b;
+	}
+	while (have < want) {
+		ssize_t n = fdh_recv_fds(p->b, in + have, sizeof(in) - have, got, 1, &nfds,
+		    &trunc);
+
+		assert_true(n > 0);
+		assert_int_equal(nfds, 0);
+		assert_false(trunc);
+		have += (size_t)n;
+	}
+	assert_int_equal(have, want);
+	assert_memory_equal(in, out, want);
+	assert_no_leak(p);
+}
+
 static void
 test_eof_and_eagain(void **state)
 {
@@ -380,7 +425,7 @@ test_closed_peer_is_epipe(void **state)
 	struct pair *p = *state;
 	sigset_t block, old;
 	int sent[2];
-	ssize_t r1, r2;
+	ssize_t r1, r2, r3;
 	bool pending;
 
 	make_fds(sent, 2);
@@ -392,10 +437,12 @@ test_closed_peer_is_epipe(void **state)
 	assert_int_equal(sigprocmask(SIG_BLOCK, &block, &old), 0);
 	r1 = send_str(p->a, "nobody", NULL, 0);
 	r2 = send_str(p->a, "nobody", sent, 2);
+	r3 = fdh_send(p->a, "nobody", 6);
 	pending = sigpipe_pending();
 	assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
 	assert_int_equal(r1, -EPIPE);
 	assert_int_equal(r2, -EPIPE);
+	assert_int_equal(r3, -EPIPE);
 	assert_false(pending);
 	/* Borrowed: still ours after the failure. */
 	assert_int_equal(fdh_test_fd_is_open(sent[0]), 1);
@@ -444,6 +491,7 @@ main(void)
 		T(test_kernel_ceiling),
 		T(test_byte_counts_and_fds_with_first_byte),
 		T(test_two_sends_keep_their_fds_apart),
+		T(test_without_fds_bytes_arrive_in_order),
 		T(test_eof_and_eagain),
 		T(test_closed_peer_is_epipe),
 		T(test_close_fds),

@@ -381,6 +381,54 @@ test_head_room_at_the_edge(void **state)
 	fdh_resp_reset(&f->r);
 }
 
+/*
+ * A body copied behind the head (what goes out as one send()): every
+ * length the copy treats apart, after header lines ending anywhere near
+ * the end of the buffer.  The bytes are head then body; ASan sees any
+ * byte written past the buffer.
+ */
+static void
+test_inline_body_at_the_edge(void **state)
+{
+	static const size_t lens[] = { 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 100, FDH_RESP_INLINE_MAX };
+	struct fixture *f = *state;
+	char body[FDH_RESP_INLINE_MAX], *value, *want;
+	const char *head;
+	size_t i, target, vlen, hlen, len;
+	int k;
+
+	for (i = 0; i < sizeof(body); i++)
+		body[i] = (char)('A' + i % 26);
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		for (k = -400; k <= 8; k += 3) {
+			fdh_resp_free(&f->r);
+			assert_int_equal(fdh_resp_init(&f->r, 2, &f->open_fds), 0);
+			target = f->r.hcap + (size_t)(ssize_t)k;
+			vlen = target - f->r.hlen - strlen("X-Pad: \r\n");
+			value = malloc(vlen + 1);
+			want = malloc(target + 512);
+			assert_non_null(value);
+			assert_non_null(want);
+			memset(value, 'v', vlen);
+			value[vlen] = '\0';
+			assert_int_equal(fdh_resp_header(&f->r, "X-Pad", value), 0);
+			assert_int_equal(fdh_resp_body(&f->r, body, lens[i]), 0);
+			assert_int_equal(fdh_resp_finish_head(&f->r, false, false, &head, &hlen), 0);
+			len = fdh_resp_inline_body(&f->r, head, hlen, fdh_resp_body_ptr(&f->r),
+			    lens[i]);
+			assert_int_equal(len, hlen + lens[i]);
+			snprintf(want, target + 512,
+			    "HTTP/1.1 200 OK\r\nX-Pad: %s\r\nContent-Length: %zu\r\n\r\n%.*s",
+			    value, lens[i], (int)lens[i], body);
+			assert_int_equal(len, strlen(want));
+			assert_memory_equal(head, want, len);
+			free(value);
+			free(want);
+		}
+	}
+	fdh_resp_reset(&f->r);
+}
+
 static void
 test_head_many_headers(void **state)
 {
@@ -760,6 +808,7 @@ main(void)
 		T(test_head_status_changes),
 		T(test_head_content_lengths),
 		T(test_head_room_at_the_edge),
+		T(test_inline_body_at_the_edge),
 		T(test_head_many_headers),
 		T(test_head_after_reset),
 		T(test_fd_consumed_on_failure),
