@@ -59,7 +59,8 @@ unsigned long bench_raise_nofile(void);
 /* "POST /ping" with body "ping", and "X-FD: f" when with_fd; returns its length. */
 size_t bench_request(char *buf, size_t size, bool with_fd);
 /*
- * One sendmsg() of the request, with fd attached unless it is -1.
+ * Sends the request: one sendmsg() with fd attached, or one send() when
+ * fd is -1.
  * Returns 0, or -errno (-EAGAIN on a non-blocking socket that is full);
  * a short send finishes in further calls, the fd going with the first.
  */
