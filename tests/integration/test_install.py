@@ -120,6 +120,19 @@ class InstallTests(unittest.TestCase):
         out = run([self.p("bin/fdhttp"), "--version"])
         self.assertIn("0.1.0", out)
 
+    def test_programs_and_library_are_hardened(self):
+        # Full RELRO: the GOT read-only after start-up, every symbol bound then.
+        for rel in ("sbin/fdhttpd", "bin/fdhttp", "bin/fdhttp-echo"):
+            path = self.p(rel)
+            dyn = run(["readelf", "-d", path])
+            self.assertRegex(dyn, r"\(FLAGS_1\).*\bNOW\b", rel)
+            self.assertIn("GNU_RELRO", run(["readelf", "-lW", path]), rel)
+        lib = os.path.join(self.libdir, "libfdhttp.so")
+        self.assertRegex(run(["readelf", "-d", lib]), r"\(FLAGS(_1)?\).*\bNOW\b")
+        # The privileged supervisor checks its stack canaries.
+        if not SANITIZE:
+            self.assertIn("__stack_chk_fail", run(["nm", "-D", self.p("sbin/fdhttpd")]))
+
     def test_pkg_config_file(self):
         with open(os.path.join(self.libdir, "pkgconfig", "fdhttp.pc")) as f:
             pc = f.read()
