@@ -120,6 +120,7 @@ struct loop {
 	int feed[2];
 	int result;
 	unsigned closed;
+	unsigned done;		/* responses sent whole */
 };
 
 static int
@@ -151,6 +152,15 @@ on_closed(struct fdh_dispatch *d, uint64_t tag, void *arg)
 	__atomic_add_fetch(&l->closed, 1, __ATOMIC_SEQ_CST);
 }
 
+static void
+on_request_done(struct fdh_dispatch *d, void *arg)
+{
+	struct loop *l = arg;
+
+	(void)d;
+	__atomic_add_fetch(&l->done, 1, __ATOMIC_SEQ_CST);
+}
+
 static void *
 loop_main(void *arg)
 {
@@ -163,7 +173,11 @@ loop_main(void *arg)
 static void
 loop_start(struct loop *l, const struct fdh_limits *lim)
 {
-	struct fdh_dispatch_hooks hooks = { .conn_closed = on_closed, .arg = l };
+	struct fdh_dispatch_hooks hooks = {
+		.conn_closed = on_closed,
+		.request_done = on_request_done,
+		.arg = l,
+	};
 
 	memset(l, 0, sizeof(*l));
 	assert_int_equal(pipe2(l->feed, O_CLOEXEC), 0);
@@ -274,6 +288,55 @@ test_partial_write_keeps_fds_with_first_byte(void **state)
 	assert_int_equal(m.status, 200);
 	fdh_test_msg_free(&m);
 	close(c);
+	loop_stop(&l);
+}
+
+/*
+ * Answers the client leaves unread fill the server's socket; the next
+ * short answer, head and body sent as one buffer, finds no room at all.
+ * It waits whole and goes out once the client reads: every answer
+ * arrives, in order, intact.
+ */
+static void
+test_short_answer_waits_for_room(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	char req[64], want[128];
+	unsigned sent, i, done;
+	int sv[2], small = 4096;
+	int64_t deadline;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	loop_cmd(&l, sv[1]);
+	/* One request at a time, each once the one before was answered. */
+	for (sent = 0; sent < 1000; sent++) {
+		snprintf(req, sizeof(req), "GET /hello/%u HTTP/1.1\r\n\r\n", sent);
+		fdh_test_sends(sv[0], req, NULL, 0);
+		deadline = ms_now() + 500;
+		while ((done = __atomic_load_n(&l.done, __ATOMIC_SEQ_CST)) == sent &&
+		    ms_now() < deadline)
+			usleep(1000);
+		if (done == sent)
+			break;		/* this answer is waiting for room */
+	}
+	assert_true(sent < 1000);
+	assert_true(sent > 0);
+	for (i = 0; i <= sent; i++) {
+		assert_int_equal(fdh_test_read_message(sv[0], 5000, &m), 0);
+		assert_int_equal(m.status, 200);
+		snprintf(want, sizeof(want), "GET /hello/%u ? x=- uid=%u", i, (unsigned)getuid());
+		assert_string_equal(fdh_test_msg_body(&m), want);
+		fdh_test_msg_free(&m);
+	}
+	assert_int_equal(__atomic_load_n(&l.done, __ATOMIC_SEQ_CST), sent + 1);
+	assert_int_equal(__atomic_load_n(&l.closed, __ATOMIC_SEQ_CST), 0);
+	close(sv[0]);
 	loop_stop(&l);
 }
 
@@ -979,6 +1042,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_seen_by_handler),
 		cmocka_unit_test(test_partial_write_keeps_fds_with_first_byte),
+		cmocka_unit_test(test_short_answer_waits_for_room),
 		cmocka_unit_test(test_write_timeout_closes_and_frees),
 		cmocka_unit_test(test_request_timeout_answers_408),
 		cmocka_unit_test(test_idle_timeout_closes_silently),
