@@ -21,8 +21,9 @@ ssize_t fdh_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds,
 
 /*
  * One sendmsg() of iov with fds (borrowed: the caller still owns and closes
- * them) attached, or fdh_send() of a single buffer without fds, MSG_NOSIGNAL so a vanished peer is -EPIPE, not SIGPIPE.
- * EINTR is retried here.  Returns the byte count (possibly partial), or
+ * them) attached, or fdh_send() of a single buffer without fds;
+ * MSG_NOSIGNAL, so a vanished peer is -EPIPE, not SIGPIPE.  EINTR is
+ * retried here.  Returns the byte count (possibly partial), or
  * -errno.  The fds travel with the first byte sent: after a partial send
  * they must not be sent again.
  */

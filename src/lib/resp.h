@@ -68,8 +68,8 @@ int fdh_resp_finish_head(struct fdh_resp *r, bool close, bool keep_alive_10,
  * fdh_resp_finish_head() returned, and returns the length of both: a
  * response in one buffer goes out in one send(), which costs the kernel a
  * fifth of a microsecond less than a sendmsg() of head and body apart.
- * Bodies of up to 16 bytes, the commonest answers, are copied without a
- * call.
+ * Bodies of 4 to 16 bytes, the commonest short answers, are copied
+ * without a call.
  */
 static inline size_t
 fdh_resp_inline_body(struct fdh_resp *r, const char *head, size_t hlen, const void *body,
