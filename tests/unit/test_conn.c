@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -762,6 +763,149 @@ test_surplus_bytes_answered_with_close(void **state)
 	loop_stop(&l);
 }
 
+/* One request on c and its answer: 200, kept alive, and a body that names path. */
+static void
+expect_hello(int c, const char *path)
+{
+	struct fdh_test_msg m;
+	char req[128];
+
+	snprintf(req, sizeof(req), "GET /hello/%s HTTP/1.1\r\n\r\n", path);
+	fdh_test_sends(c, req, NULL, 0);
+	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
+	assert_int_equal(m.status, 200);
+	assert_non_null(strstr(fdh_test_msg_body(&m), path));
+	assert_null(strstr(m.data, "Connection: close\r\n"));
+	fdh_test_msg_free(&m);
+}
+
+/* RFC 9112 2.2: empty lines where a request line is due are skipped, however they arrive. */
+static void
+test_empty_lines_before_request_ignored(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int c, fd;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	/* With the request, in one read. */
+	fdh_test_sends(c, "\r\n\r\n", NULL, 0);
+	expect_hello(c, "first");
+	/* On their own, a read before the request. */
+	fdh_test_sends(c, "\r\n", NULL, 0);
+	usleep(30 * 1000);
+	expect_hello(c, "second");
+	/* Split between reads: a CR alone waits for its LF. */
+	fdh_test_sends(c, "\r", NULL, 0);
+	usleep(30 * 1000);
+	fdh_test_sends(c, "\n", NULL, 0);
+	usleep(30 * 1000);
+	expect_hello(c, "third");
+	/* After a body, in the same write: the connection stays open. */
+	fdh_test_sends(c, "POST /len HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
+	assert_int_equal(m.status, 200);
+	assert_string_equal(fdh_test_msg_body(&m), "4 394 0");
+	assert_null(strstr(m.data, "Connection: close\r\n"));
+	fdh_test_msg_free(&m);
+	expect_hello(c, "fourth");
+	/* The same with an fd: it belongs to the request, as nothing else came. */
+	fd = fdh_test_make_memfd("a");
+	fdh_test_sends(c, "POST /len HTTP/1.1\r\nX-FD: a\r\nContent-Length: 4\r\n\r\nabcd\r\n",
+	    &fd, 1);
+	close(fd);
+	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
+	assert_int_equal(m.status, 200);
+	assert_string_equal(fdh_test_msg_body(&m), "4 394 1");
+	assert_null(strstr(m.data, "Connection: close\r\n"));
+	fdh_test_msg_free(&m);
+	expect_hello(c, "fifth");
+	assert_int_equal(__atomic_load_n(&l.closed, __ATOMIC_SEQ_CST), 0);
+	close(c);
+	loop_stop(&l);
+}
+
+/*
+ * Sends bytes (with a memfd when fd_name is set) on a new connection and
+ * expects a 400 that says why, the connection's end, and no fd left open.
+ */
+static void
+expect_refused(const char *bytes, const char *fd_name, const char *why)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int c, fd = -1, before;
+
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	before = fdh_test_count_fds(0);
+	c = loop_connect(&l);
+	if (fd_name)
+		fd = fdh_test_make_memfd(fd_name);
+	fdh_test_sends(c, bytes, fd_name ? &fd : NULL, fd_name ? 1 : 0);
+	if (fd_name)
+		close(fd);
+	assert_int_equal(fdh_test_read_all(c, 2000, &m), 0);
+	assert_true(m.eof);
+	assert_non_null(strstr(m.data, "HTTP/1.1 400 "));
+	assert_non_null(strstr(m.data, why));
+	fdh_test_msg_free(&m);
+	close(c);
+	assert_int_equal(fdh_test_wait_fd_count(0, before, 2000), before);
+	loop_stop(&l);
+}
+
+/* Only CRLF is an empty line: a bare LF before the request line is refused. */
+static void
+test_bare_lf_before_request_refused(void **state)
+{
+	(void)state;
+	expect_refused("\r\n\nGET /hello/x HTTP/1.1\r\n\r\n", NULL, "bare CR or LF");
+}
+
+/* fds that come with empty lines alone belong to no request: refused, and closed. */
+static void
+test_fds_with_empty_lines_alone_refused(void **state)
+{
+	(void)state;
+	expect_refused("\r\n", "stray", "fds sent with no request");
+}
+
+/* Empty lines are not a request: they do not hold off the idle timeout. */
+static void
+test_empty_lines_do_not_keep_idle_connection(void **state)
+{
+	struct fdh_limits lim;
+	struct pollfd p;
+	struct loop l;
+	int64_t t0;
+	bool eof = false;
+	char b[64];
+	int c;
+
+	(void)state;
+	limits_short(&lim);		/* idle: 300 ms */
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	t0 = ms_now();
+	while (!eof && ms_now() - t0 < 3000) {
+		(void)send(c, "\r\n", 2, MSG_NOSIGNAL);
+		p = (struct pollfd){ .fd = c, .events = POLLIN };
+		if (poll(&p, 1, 50) == 1)
+			eof = read(c, b, sizeof(b)) <= 0;
+	}
+	assert_true(eof);
+	/* Every 50 ms would have held it open for good, had they counted. */
+	assert_true(ms_now() - t0 < 1500);
+	close(c);
+	loop_stop(&l);
+}
+
 /* fdh_dispatch_run_once(): turns on the caller's thread, as the engine's fuzzer drives them. */
 static void
 test_run_once_on_callers_thread(void **state)
@@ -1054,6 +1198,10 @@ main(void)
 		cmocka_unit_test_teardown(test_no_read_without_fd_headroom, restore_nofile),
 		cmocka_unit_test_teardown(test_watch_bringing_fds_waits_for_headroom, restore_nofile),
 		cmocka_unit_test(test_surplus_bytes_answered_with_close),
+		cmocka_unit_test(test_empty_lines_before_request_ignored),
+		cmocka_unit_test(test_bare_lf_before_request_refused),
+		cmocka_unit_test(test_fds_with_empty_lines_alone_refused),
+		cmocka_unit_test(test_empty_lines_do_not_keep_idle_connection),
 		cmocka_unit_test(test_run_once_on_callers_thread),
 		cmocka_unit_test(test_conn_closed_by_earlier_event_of_batch),
 		cmocka_unit_test(test_request_queued_at_hand_over_answered_at_once),
