@@ -5,12 +5,14 @@
  * came with.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "attr.h"
 #include "engine.h"
 #include "fdpass.h"
 
@@ -90,6 +92,22 @@ fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c)
 	c->fd = -1;
 }
 
+/*
+ * fdh_resp_error() with a text made from fmt.  Out of line: its buffer
+ * stays off the frames of the per-request path (attr.h).
+ */
+static __attribute__((noinline, cold, format(printf, 3, 4))) void
+resp_errorf(struct fdh_resp *r, int status, const char *fmt, ...)
+{
+	char text[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	fdh_resp_error(r, status, text);
+}
+
 /* The framework's own answer to a request it will not serve; then close. */
 static void
 conn_fail(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, int status,
@@ -98,6 +116,20 @@ conn_fail(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, i
 	close_request_fds(d, fds, nfds);	/* every fd of a refused request */
 	fdh_resp_error(&d->resp, status, text);
 	conn_respond(d, c, true, false);
+}
+
+/* conn_fail() with a text made from fmt. */
+static __attribute__((noinline, cold, format(printf, 6, 7))) void
+conn_failf(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, int status,
+    const char *fmt, ...)
+{
+	char text[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	conn_fail(d, c, fds, nfds, status, text);
 }
 
 static void
@@ -170,7 +202,7 @@ fail:
  * carries the response fds.  What the socket does not take waits for
  * EPOLLOUT in c->out; the fds went with the first byte if any byte went.
  */
-static void
+static FDH_NO_CANARY void
 conn_respond(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after, bool is_head)
 {
 	struct fdh_resp *r = &d->resp;
@@ -332,12 +364,8 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 		if (d->closed)
 			fdh_dispatch_close_ended(d);
 		r = route->handler(req, &d->resp, route->userdata);
-		if (r < 0) {
-			char text[96];
-
-			snprintf(text, sizeof(text), "handler failed: %s", strerror(-r));
-			fdh_resp_error(&d->resp, 500, text);
-		}
+		if (r < 0)
+			resp_errorf(&d->resp, 500, "handler failed: %s", strerror(-r));
 	}
 	close_request_fds(d, fds, nfds);	/* those the handler did not take */
 	conn_reset_request(d, c);		/* nothing may point into the request now */
@@ -373,13 +401,12 @@ conn_keep_partial(struct fdh_dispatch *d, struct fdh_conn *c, const char *buf, s
 	return 0;
 }
 
-static void
+static FDH_NO_CANARY void
 conn_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 {
-	struct fdh_http_error err;
 	struct fdh_head *h = &d->req.head;
 	bool partial = c->in != NULL, truncated, parsed = false, fresh;
-	char *buf, text[128];
+	char *buf;
 	int *fds;
 	size_t off, room, fds_room, nnew = 0, len, scan, limit, skip;
 	unsigned nfds;
@@ -434,9 +461,8 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 	fresh = c->state == CONN_WAIT;
 	c->state = CONN_READ;
 	if (truncated) {
-		snprintf(text, sizeof(text), "more than %u fds sent with one request",
+		conn_failf(d, c, fds, nfds, 400, "more than %u fds sent with one request",
 		    d->lim.max_fds);
-		conn_fail(d, c, fds, nfds, 400, text);
 		return;
 	}
 
@@ -475,9 +501,8 @@ rescan:
 			return;
 		}
 		if (hl == 0 && len >= d->lim.max_head) {
-			snprintf(text, sizeof(text), "request head is larger than %zu bytes",
+			conn_failf(d, c, fds, nfds, 431, "request head is larger than %zu bytes",
 			    d->lim.max_head);
-			conn_fail(d, c, fds, nfds, 431, text);
 			return;
 		}
 		if (hl == 0) {
@@ -487,8 +512,8 @@ rescan:
 				goto nomem;
 			goto wait;
 		}
-		if (fdh_http_parse(&d->parser, buf, (size_t)hl, h, &err) < 0) {
-			conn_fail(d, c, fds, nfds, err.status, err.text);
+		if (fdh_http_parse(&d->parser, buf, (size_t)hl, h, &d->err) < 0) {
+			conn_fail(d, c, fds, nfds, d->err.status, d->err.text);
 			return;
 		}
 		parsed = true;
@@ -517,8 +542,8 @@ rescan:
 	}
 
 	/* Complete.  A head parsed in an earlier read is parsed again from here. */
-	if (!parsed && fdh_http_parse(&d->parser, buf, c->head_len, h, &err) < 0) {
-		conn_fail(d, c, fds, nfds, err.status, err.text);
+	if (!parsed && fdh_http_parse(&d->parser, buf, c->head_len, h, &d->err) < 0) {
+		conn_fail(d, c, fds, nfds, d->err.status, d->err.text);
 		return;
 	}
 	/* fds that came with bytes of two requests belong to neither with certainty. */
@@ -527,9 +552,8 @@ rescan:
 		return;
 	}
 	if (nfds != h->nfd_names) {
-		snprintf(text, sizeof(text), "%u fds received but X-FD names %u", nfds,
+		conn_failf(d, c, fds, nfds, 400, "%u fds received but X-FD names %u", nfds,
 		    h->nfd_names);
-		conn_fail(d, c, fds, nfds, 400, text);
 		return;
 	}
 	conn_serve(d, c, buf, fds, nfds, len - c->need);
@@ -543,7 +567,7 @@ nomem:
 	conn_fail(d, c, fds, nfds, 503, "out of memory");
 }
 
-void
+FDH_NO_CANARY void
 fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 {
 	if (c->state == CONN_WRITE) {

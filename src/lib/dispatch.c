@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attr.h"
 #include "engine.h"
 #include "fdpass.h"
 
@@ -209,7 +210,7 @@ set_starved(struct fdh_dispatch *d, bool starved)
  * counted before every read, so fds a handler or the service opened on its
  * own are seen too: the estimate only knows those the engine handled.
  */
-bool
+FDH_NO_CANARY bool
 fdh_dispatch_fd_room(struct fdh_dispatch *d)
 {
 	bool ok;
@@ -242,7 +243,7 @@ fd_estimate_max(rlim_t nofile, unsigned max_fds)
 	return (long long)nofile - (long long)(want + spare);
 }
 
-void
+FDH_NO_CANARY void
 fdh_dispatch_clock(struct fdh_dispatch *d)
 {
 	d->now = now_ms();
@@ -574,7 +575,7 @@ read_fresh(struct fdh_dispatch *d)
  * its last handler, which is as good as now when turns follow each other
  * in fdh_dispatch_run(): one clock read less per request.
  */
-static int
+static FDH_NO_CANARY int
 turn(struct fdh_dispatch *d, int timeout_ms, bool clock_fresh)
 {
 	struct fdh_conn *c;

@@ -134,6 +134,7 @@ struct fdh_dispatch {
 	struct fdh_req_hdr *hdrs;
 	struct fdh_xfd_name *xfd_names;
 	struct fdh_http_parser parser;
+	struct fdh_http_error err;	/* why the last head parsed was refused */
 	struct fdh_req req;
 	struct fdh_resp resp;
 	char allow[160];

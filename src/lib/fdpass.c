@@ -6,12 +6,13 @@
 #include <unistd.h>
 
 #include <fdhttp/common.h>
+#include "attr.h"
 #include "fdpass.h"
 
 /* Room for the kernel's own ceiling, so one buffer fits every caller. */
 #define CMSG_ROOM CMSG_SPACE(sizeof(int) * FDH_MAX_FDS_CEILING)
 
-ssize_t
+FDH_NO_CANARY ssize_t
 fdh_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds,
     size_t *ret_nfds, bool *ret_truncated)
 {

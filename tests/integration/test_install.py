@@ -129,9 +129,12 @@ class InstallTests(unittest.TestCase):
             self.assertIn("GNU_RELRO", run(["readelf", "-lW", path]), rel)
         lib = os.path.join(self.libdir, "libfdhttp.so")
         self.assertRegex(run(["readelf", "-d", lib]), r"\(FLAGS(_1)?\).*\bNOW\b")
-        # The privileged supervisor checks its stack canaries.
+        # Stack canaries: the supervisor, the programs and the library that
+        # takes every client's bytes.
         if not SANITIZE:
-            self.assertIn("__stack_chk_fail", run(["nm", "-D", self.p("sbin/fdhttpd")]))
+            for path in (self.p("sbin/fdhttpd"), self.p("bin/fdhttp"),
+                         self.p("bin/fdhttp-echo"), lib):
+                self.assertIn("__stack_chk_fail", run(["nm", "-D", path]), path)
 
     def test_pkg_config_file(self):
         with open(os.path.join(self.libdir, "pkgconfig", "fdhttp.pc")) as f:
