@@ -197,6 +197,36 @@ opt_value(int argc, char **argv, int *i, const char *name, bool *ret_missing)
 	return argv[++*i];
 }
 
+/* Whether a is --name or --name=VALUE. */
+static bool
+is_long_opt(const char *a, const char *name)
+{
+	size_t len = strlen(name);
+
+	return a[0] == '-' && a[1] == '-' && strncmp(a + 2, name, len) == 0 &&
+	    (a[2 + len] == '\0' || a[2 + len] == '=');
+}
+
+/*
+ * The first of argv[1..argc) that is the framework's own option (the socket
+ * or a limit), up to a "--"; NULL when none is.
+ */
+static const char *
+framework_opt(int argc, char **argv)
+{
+	size_t k;
+	int i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "-s") == 0 || is_long_opt(argv[i], "socket"))
+			return argv[i];
+		for (k = 0; k < sizeof(limit_opts) / sizeof(*limit_opts); k++)
+			if (is_long_opt(argv[i], limit_opts[k]))
+				return argv[i];
+	}
+	return NULL;
+}
+
 int
 fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 {
@@ -214,6 +244,18 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 
 	/* Started by fdhttpd: connections come over the control socket. */
 	if (getenv(FDH_ENV_CONTROL_FD)) {
+		/*
+		 * fdhttpd owns the socket and the limits, and the service's
+		 * init would take such an option for one of its own, or call
+		 * it unknown, an option it has alone.
+		 */
+		const char *own = framework_opt(argc, argv);
+
+		if (own) {
+			fprintf(stderr, "%s: %s is fdhttpd's option when the service runs under "
+			    "it: give it before the --\n", prog, own);
+			return 2;
+		}
 		if (fdh_worker_env_limits(&limits) < 0) {
 			fprintf(stderr, "%s: %s does not parse\n", prog, FDH_ENV_LIMITS);
 			return 2;

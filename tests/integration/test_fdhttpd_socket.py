@@ -232,6 +232,18 @@ class SocketTest(unittest.TestCase):
         self.assertIn("refused its arguments", err)
         self.assertEqual(os.listdir(self.dir), [])
 
+    def test_framework_option_after_the_double_dash_is_refused(self):
+        # Under fdhttpd the limits and the socket are fdhttpd's: one given to
+        # the service would otherwise look applied while it is not.
+        for opt in (["--max-body", "10"], ["--max-body=10"], ["--idle-timeout", "1"],
+                    ["-s", "/tmp/elsewhere.sock"]):
+            rc, err = run_fdhttpd("--socket", self.path, "--", echo_path(), *opt)
+            self.assertEqual(rc, 2, err)
+            self.assertIn("%s is fdhttpd's option" % opt[0], err)
+            self.assertIn("give it before the --", err)
+            self.assertIn("refused its arguments", err)
+            self.assertEqual(os.listdir(self.dir), [])
+
     def test_help_and_version(self):
         p = subprocess.run([fdhttpd_path(), "--help"], capture_output=True)
         self.assertEqual(p.returncode, 0)
