@@ -232,6 +232,9 @@ def engine():
         "starved-hang-up": bytes([FDS_16, TIGHT_NOFILE | PAUSED]) + send(big) + op(TURN)
         + send(echo, 8) + op(TURN) + op(RECONNECT) + run,
         "absolute-form": bytes([FDS_16, 0]) + send(req(b"GET http://x/p/abs?q HTTP/1.1")) + run,
+        "empty-lines": bytes([FDS_16, 0]) + send(b"\r\n\r\n" + get) + run + send(b"\r\n")
+        + op(TURN) + send(b"\r", 1) + op(TURN) + send(b"\n" + echo, 1) + run,
+        "crlf-after-body": bytes([FDS_16, 0]) + send(echo + b"\r\n", 2) + run + send(get) + run,
     }
     for name, data in seeds.items():
         write("engine", name, data)
