@@ -249,9 +249,10 @@ fdh_sandbox_apply(const char *const *extra, const char **ret_bad)
 	/*
 	 * LeakSanitizer's exit-time scan clones a tracer that ptraces this
 	 * process and reads /proc: the filter would kill the worker at its
-	 * last step.  One scan now stands for it (none later runs); leaks in
-	 * handlers are caught where the same code runs unconfined, in the
-	 * service run alone and in the unit tests.
+	 * last step.  One scan now stands for it (none later runs); later
+	 * leaks are caught where the same code runs unconfined: the service
+	 * run alone, the unit tests, and CI's leak-check pass of the fdhttpd
+	 * tests, whose workers run with --no-sandbox.
 	 */
 	__lsan_do_leak_check();
 #endif

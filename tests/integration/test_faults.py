@@ -22,7 +22,8 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttp_testlib import build_request, echo_path  # noqa: E402
-from fdhttpd_testlib import Fdhttpd, cmdline, run_fdhttpd, wait_for  # noqa: E402
+from fdhttpd_testlib import (Fdhttpd, cmdline, needs_sandbox, run_fdhttpd,  # noqa: E402
+                             wait_for)
 from hostile_testlib import (Baseline, Canary, connect, fd_count, outcome,  # noqa: E402
                              settled_fds, worker_pids)
 
@@ -66,6 +67,7 @@ class FaultTest(unittest.TestCase):
         """--max-conns 4 --max-fds 16: RLIMIT_NOFILE 4 x 18 + 64 = 136, and
         four connections each in the middle of a request with 16 fds, four
         more waiting behind them, are all served with every fd."""
+        needs_sandbox(self)  # the sandbox sets that limit
         d = self.start("--max-conns", "4", "--max-fds", "16", workers=1)
         w = worker_pids(d)[0]
         self.assertEqual(limits_of(w), (136, 136))
