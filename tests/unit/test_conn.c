@@ -15,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -205,6 +207,22 @@ loop_connect(struct loop *l)
 	return sv[0];
 }
 
+/*
+ * A connection whose server end has the smallest send buffer, so that
+ * answers the client leaves unread soon fill it.  sv[0] is ours; sv[1]
+ * belongs to the dispatcher, on this process's other thread, and may be
+ * looked at by number while the connection is open.
+ */
+static void
+loop_connect_tight(struct loop *l, int sv[2])
+{
+	int small = 4096;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	loop_cmd(l, sv[1]);
+}
+
 static void
 loop_stop(struct loop *l)
 {
@@ -306,15 +324,13 @@ test_short_answer_waits_for_room(void **state)
 	struct loop l;
 	char req[64], want[128];
 	unsigned sent, i, done;
-	int sv[2], small = 4096;
+	int sv[2];
 	int64_t deadline;
 
 	(void)state;
 	fdh_limits_default(&lim);
 	loop_start(&l, &lim);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
-	loop_cmd(&l, sv[1]);
+	loop_connect_tight(&l, sv);
 	/* One request at a time, each once the one before was answered. */
 	for (sent = 0; sent < 1000; sent++) {
 		snprintf(req, sizeof(req), "GET /hello/%u HTTP/1.1\r\n\r\n", sent);
@@ -336,6 +352,75 @@ test_short_answer_waits_for_room(void **state)
 		fdh_test_msg_free(&m);
 	}
 	assert_int_equal(__atomic_load_n(&l.done, __ATOMIC_SEQ_CST), sent + 1);
+	assert_int_equal(__atomic_load_n(&l.closed, __ATOMIC_SEQ_CST), 0);
+	close(sv[0]);
+	loop_stop(&l);
+}
+
+/*
+ * Answers the client has yet to read fill the server's socket, all sent
+ * whole; a request with Expect: 100-continue comes next.  Its interim
+ * answer finds no room, waits for some, and arrives once the client reads,
+ * before the client sends the body.
+ */
+static void
+test_continue_waits_for_room(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	char req[64];
+	unsigned sent = 0, unread = 0, done;
+	int sv[2], sndbuf, outq = 0;
+	socklen_t optlen = sizeof(sndbuf);
+	int64_t deadline;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	loop_connect_tight(&l, sv);
+	assert_int_equal(getsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, &optlen), 0);
+	/*
+	 * Until an answer sent whole leaves the socket over its send buffer
+	 * (the kernel then refuses any write, however short); an answer that
+	 * waits for room instead is read, with every one before it.
+	 */
+	while (outq < sndbuf && sent < 1000) {
+		snprintf(req, sizeof(req), "GET /hello/%u HTTP/1.1\r\n\r\n", sent);
+		fdh_test_sends(sv[0], req, NULL, 0);
+		sent++;
+		unread++;
+		deadline = ms_now() + 500;
+		while ((done = __atomic_load_n(&l.done, __ATOMIC_SEQ_CST)) < sent &&
+		    ms_now() < deadline)
+			usleep(1000);
+		if (done < sent) {
+			for (; unread > 0; unread--) {
+				assert_int_equal(fdh_test_read_message(sv[0], 5000, &m), 0);
+				fdh_test_msg_free(&m);
+			}
+			continue;
+		}
+		assert_int_equal(ioctl(sv[1], SIOCOUTQ, &outq), 0);
+	}
+	assert_true(outq >= sndbuf);
+	fdh_test_sends(sv[0], "POST /len HTTP/1.1\r\nExpect: 100-continue\r\n"
+	    "Content-Length: 4\r\n\r\n", NULL, 0);
+	usleep(50 * 1000);	/* the head is read, the 100 Continue refused */
+	for (; unread > 0; unread--) {
+		assert_int_equal(fdh_test_read_message(sv[0], 5000, &m), 0);
+		assert_int_equal(m.status, 200);
+		fdh_test_msg_free(&m);
+	}
+	/* No body yet: what comes now is the interim answer, or nothing. */
+	assert_int_equal(fdh_test_read_message(sv[0], 2000, &m), 0);
+	assert_int_equal(m.status, 100);
+	fdh_test_msg_free(&m);
+	fdh_test_sends(sv[0], "abcd", NULL, 0);
+	assert_int_equal(fdh_test_read_message(sv[0], 2000, &m), 0);
+	assert_int_equal(m.status, 200);
+	assert_string_equal(fdh_test_msg_body(&m), "4 394 0");
+	fdh_test_msg_free(&m);
 	assert_int_equal(__atomic_load_n(&l.closed, __ATOMIC_SEQ_CST), 0);
 	close(sv[0]);
 	loop_stop(&l);
@@ -1187,6 +1272,7 @@ main(void)
 		cmocka_unit_test(test_request_seen_by_handler),
 		cmocka_unit_test(test_partial_write_keeps_fds_with_first_byte),
 		cmocka_unit_test(test_short_answer_waits_for_room),
+		cmocka_unit_test(test_continue_waits_for_room),
 		cmocka_unit_test(test_write_timeout_closes_and_frees),
 		cmocka_unit_test(test_request_timeout_answers_408),
 		cmocka_unit_test(test_idle_timeout_closes_silently),
