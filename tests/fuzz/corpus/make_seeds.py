@@ -234,6 +234,10 @@ def engine():
         "absolute-form": bytes([FDS_16, 0]) + send(req(b"GET http://x/p/abs?q HTTP/1.1")) + run,
         "empty-lines": bytes([FDS_16, 0]) + send(b"\r\n\r\n" + get) + run + send(b"\r\n")
         + op(TURN) + send(b"\r", 1) + op(TURN) + send(b"\n" + echo, 1) + run,
+        "expect-no-room": bytes([FDS_16, SMALL_SNDBUF | PAUSED])
+        + (send(get) + op(TURN)) * 12
+        + send(req(b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5"))
+        + op(TURN) + op(TOGGLE_READ) + run + send(b"hello") + run,
         "crlf-after-body": bytes([FDS_16, 0]) + send(echo + b"\r\n", 2) + run + send(get) + run,
     }
     for name, data in seeds.items():
