@@ -324,8 +324,8 @@ is_surplus(const char *b, size_t len)
 }
 
 /*
- * Hands the complete request in buf to its handler and answers it; after
- * bytes followed it in the same read.
+ * Hands the complete request in buf to its handler and answers it.  after
+ * counts the bytes that followed it in the same read.
  */
 static void
 conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsigned nfds,
