@@ -197,14 +197,13 @@ opt_value(int argc, char **argv, int *i, const char *name, bool *ret_missing)
 	return argv[++*i];
 }
 
-/* Whether a is --name or --name=VALUE. */
+/* Whether argv[i], a "--" option, is --name, with its value or without. */
 static bool
-is_long_opt(const char *a, const char *name)
+names_opt(int argc, char **argv, int i, const char *name)
 {
-	size_t len = strlen(name);
+	bool missing;
 
-	return a[0] == '-' && a[1] == '-' && strncmp(a + 2, name, len) == 0 &&
-	    (a[2 + len] == '\0' || a[2 + len] == '=');
+	return opt_value(argc, argv, &i, name, &missing) != NULL || missing;
 }
 
 /*
@@ -218,10 +217,14 @@ framework_opt(int argc, char **argv)
 	int i;
 
 	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
-		if (strcmp(argv[i], "-s") == 0 || is_long_opt(argv[i], "socket"))
+		if (strcmp(argv[i], "-s") == 0)
+			return argv[i];
+		if (argv[i][0] != '-' || argv[i][1] != '-')
+			continue;
+		if (names_opt(argc, argv, i, "socket"))
 			return argv[i];
 		for (k = 0; k < sizeof(limit_opts) / sizeof(*limit_opts); k++)
-			if (is_long_opt(argv[i], limit_opts[k]))
+			if (names_opt(argc, argv, i, limit_opts[k]))
 				return argv[i];
 	}
 	return NULL;

@@ -271,7 +271,7 @@ class Fdhttpd:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         # fdhttpd and unsandboxed workers are scanned at exit (sanitizer build).
         if "LeakSanitizer" in log:
-            raise AssertionError("a process leaked memory; log:\n" + log[log.index("=="):])
+            raise AssertionError("a process leaked memory; log:\n" + log[max(log.find("=="), 0):])
         return rc
 
 
