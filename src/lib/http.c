@@ -346,6 +346,70 @@ fail(struct fdh_http_error *err, int status, const char *fmt, ...)
 	return -EBADMSG;
 }
 
+/*
+ * Whether the head in b[0..len), whose lines all end in CRLF (the scan saw
+ * to that), has a field called name (lower case, with its colon).
+ */
+static bool
+has_field(const char *b, size_t len, const char *name)
+{
+	size_t nlen = strlen(name);
+	const char *end = b + len, *eol;
+
+	while ((eol = memchr(b, '\n', (size_t)(end - b))) != NULL) {
+		b = eol + 1;
+		if ((size_t)(end - b) > nlen && fold_eq(b, name, nlen))
+			return true;
+	}
+	return false;
+}
+
+/* Whether the request line in b[0..len) ends in a well-formed " HTTP/D.D". */
+static bool
+has_version_token(const char *b, size_t len)
+{
+	const char *eol = memchr(b, '\r', len);
+	const char *v;
+
+	if (!eol || eol - b < 9)
+		return false;
+	v = eol - 9;
+	return v[0] == ' ' && memcmp(v + 1, "HTTP/", 5) == 0 && v[6] >= '0' && v[6] <= '9' &&
+	    v[7] == '.' && v[8] >= '0' && v[8] <= '9';
+}
+
+/*
+ * The status and text for a head llhttp stopped on.  Out of line: a
+ * well-formed request never runs it.  Two of llhttp's refusals are more
+ * precise than a 400: a version it does not know but that is well-formed,
+ * or HTTP/2's preface, is one the server does not serve (505), and a Transfer-Encoding llhttp
+ * finds invalid (chunked not last, or twice) is still a framing the
+ * server does not implement (501), unless a Content-Length is there too,
+ * which makes it the smuggling vector of section 2 (400).
+ */
+static __attribute__((noinline, cold)) int
+refuse(struct fdh_http_parser *p, const char *buf, size_t len, llhttp_errno_t e,
+    struct fdh_http_error *err)
+{
+	if (p->too_many)
+		return fail(err, 431, "request has more than %u header fields",
+		    p->limits->max_headers);
+	if (p->empty_name)
+		return fail(err, 400, "malformed request head: empty header name");
+	/* HTTP/2's preface, PRI * HTTP/2.0, leaves llhttp waiting for its "SM". */
+	if ((e == HPE_INVALID_VERSION && has_version_token(buf, len)) ||
+	    llhttp_get_method(&p->llhttp) == HTTP_PRI)
+		return fail(err, 505, "only HTTP/1.0 and HTTP/1.1 are served");
+	if (e == HPE_OK)
+		return fail(err, 400, "malformed request head: incomplete");
+	if (e == HPE_INVALID_TRANSFER_ENCODING) {
+		if (has_field(buf, len, "content-length:"))
+			return fail(err, 400, "Content-Length together with Transfer-Encoding");
+		return fail(err, 501, "Transfer-Encoding is not supported; send Content-Length");
+	}
+	return fail(err, 400, "malformed request head: %s", llhttp_get_error_reason(&p->llhttp));
+}
+
 /* Origin-form "/p?q", or absolute-form "http://authority/p?q", which servers must accept. */
 static int
 split_target(struct fdh_head *h)
@@ -400,17 +464,10 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 
 	e = llhttp_execute(&p->llhttp, buf, len);
 	head->nhdrs = (unsigned)(p->next - head->hdrs);
-	if (e != HPE_PAUSED) {
-		if (p->too_many)
-			return fail(ret_err, 431, "request has more than %u header fields",
-			    p->limits->max_headers);
-		if (p->empty_name)
-			return fail(ret_err, 400, "malformed request head: empty header name");
-		if (e == HPE_OK)
-			return fail(ret_err, 400, "malformed request head: incomplete");
-		return fail(ret_err, 400, "malformed request head: %s",
-		    llhttp_get_error_reason(&p->llhttp));
-	}
+	/* Known as soon as the request line is: a refused HEAD is answered without a body. */
+	head->method_id = (uint8_t)llhttp_get_method(&p->llhttp);
+	if (e != HPE_PAUSED)
+		return refuse(p, buf, len, e, ret_err);
 	if (llhttp_get_error_pos(&p->llhttp) != buf + len)
 		return fail(ret_err, 400, "malformed request head: bytes after the head");
 	if (p->llhttp.http_major != 1)
@@ -429,9 +486,16 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 	if (head->path == NULL || split_target(head) == -1)
 		return fail(ret_err, 400, "request target must be an absolute path");
 
-	head->method_id = (uint8_t)llhttp_get_method(&p->llhttp);
 	head->http_minor = (uint8_t)p->llhttp.http_minor;
-	head->keep_alive = llhttp_should_keep_alive(&p->llhttp) != 0;
+	/*
+	 * llhttp's answer for HTTP/1.0 looks at keep-alive alone; "close"
+	 * wins over it wherever both are named (RFC 9112 9.3).
+	 */
+	head->keep_alive = llhttp_should_keep_alive(&p->llhttp) != 0 &&
+	    !(p->llhttp.flags & F_CONNECTION_CLOSE);
+	/* An HTTP/1.0 client cannot know 100 Continue: RFC 9110 10.1.1 has it ignored. */
+	if (head->http_minor == 0)
+		head->expect_continue = false;
 	if (p->llhttp.flags & F_CONTENT_LENGTH)
 		head->content_length = p->llhttp.content_length;
 	if (head->content_length > p->limits->max_body)

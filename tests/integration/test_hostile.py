@@ -446,7 +446,7 @@ class HostileTest(unittest.TestCase):
         ("Transfer-Encoding with a tab", b"POST /echo HTTP/1.1\r\nHost: x\r\n"
          b"Transfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n", 501),
         ("two Transfer-Encoding", b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
-         b"\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n", 400),
+         b"\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n", 501),  # alone: section 2
         ("xchunked with CL", b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n"
          b"Content-Length: 3\r\n\r\nabc", 400),
         ("bare LF line endings", b"GET /health HTTP/1.1\nHost: x\n\n", 400),
