@@ -109,20 +109,47 @@ resp_errorf(struct fdh_resp *r, int status, const char *fmt, ...)
 	fdh_resp_error(r, status, text);
 }
 
-/* The framework's own answer to a request it will not serve; then close. */
+/*
+ * The framework's own answer to a request it will not serve; then close.
+ * is_head: the head was parsed and asks HEAD, so the answer has no body
+ * (RFC 9110 9.3.2), as a handler's would not.
+ */
 static void
-conn_fail(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, int status,
-    const char *text)
+conn_fail(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, bool is_head,
+    int status, const char *text)
 {
 	close_request_fds(d, fds, nfds);	/* every fd of a refused request */
 	fdh_resp_error(&d->resp, status, text);
-	conn_respond(d, c, true, false);
+	conn_respond(d, c, true, is_head);
+}
+
+/*
+ * conn_fail() for a request whose head was parsed in this read, so that
+ * d->req.head is its own.  Out of line: is_head is worked out here, where
+ * only a refusal pays for it.
+ */
+static __attribute__((noinline, cold)) void
+conn_fail_parsed(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds,
+    int status, const char *text)
+{
+	conn_fail(d, c, fds, nfds, d->req.head.method_id == HTTP_HEAD, status, text);
+}
+
+/* The refusal of a parsed request whose fds and X-FD names do not agree in number. */
+static __attribute__((noinline, cold)) void
+conn_fail_fd_count(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds)
+{
+	char text[80];
+
+	(void)snprintf(text, sizeof(text), "%u fds received but X-FD names %u", nfds,
+	    d->req.head.nfd_names);
+	conn_fail_parsed(d, c, fds, nfds, 400, text);
 }
 
 /* conn_fail() with a text made from fmt. */
-static __attribute__((noinline, cold, format(printf, 6, 7))) void
-conn_failf(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, int status,
-    const char *fmt, ...)
+static __attribute__((noinline, cold, format(printf, 7, 8))) void
+conn_failf(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, bool is_head,
+    int status, const char *fmt, ...)
 {
 	char text[160];
 	va_list ap;
@@ -130,7 +157,7 @@ conn_failf(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, 
 	va_start(ap, fmt);
 	(void)vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	conn_fail(d, c, fds, nfds, status, text);
+	conn_fail(d, c, fds, nfds, is_head, status, text);
 }
 
 /* Inlined in both callers: a call here costs every request a frame. */
@@ -396,12 +423,22 @@ conn_continue(struct fdh_conn *c)
 	c->continue_due = n == -1 && errno == EAGAIN;
 }
 
+/*
+ * Room a partial request's buffer keeps beyond its end.  The read that
+ * completes a request must be able to bring bytes after it, or a next
+ * request sent behind a long one would never be seen with it and would be
+ * served as a pipelined one; and fds that came in one write with the end
+ * of this request and the start of the next would be given to this one.
+ * Two bytes: the CRLF some clients put after a body is not a next request.
+ */
+#define CONN_LOOKAHEAD 2
+
 /* Moves a request that did not arrive in one read into buffers of its own. */
 static int
 conn_keep_partial(struct fdh_dispatch *d, struct fdh_conn *c, const char *buf, size_t len,
     const int *fds, unsigned nfds, size_t scan)
 {
-	size_t cap = c->head_len ? c->need : d->lim.max_head;
+	size_t cap = c->head_len ? c->need + CONN_LOOKAHEAD : d->lim.max_head;
 
 	c->in = malloc(cap ? cap : 1);
 	c->fds = malloc((d->lim.max_fds ? d->lim.max_fds : 1) * sizeof(*c->fds));
@@ -418,6 +455,43 @@ conn_keep_partial(struct fdh_dispatch *d, struct fdh_conn *c, const char *buf, s
 	c->in_cap = cap;
 	c->nfds = nfds;
 	c->scan = scan;
+	return 0;
+}
+
+/*
+ * A head the scan refused.  The scan refuses an empty line where the
+ * request line goes, so this is where empty lines are looked for: on the
+ * error path, which a well-formed request never takes.  Returns how many
+ * bytes of empty lines open buf[0..len), for the caller to scan what
+ * follows them (a partial buffer has had them taken out), or 0 when it
+ * dealt with the read itself.
+ */
+static __attribute__((noinline, cold)) size_t
+conn_head_refused(struct fdh_dispatch *d, struct fdh_conn *c, const char *buf, size_t len,
+    int *fds, unsigned nfds, bool fresh)
+{
+	size_t skip = c->scan == 0 ? empty_lines(buf, len) : 0;
+
+	if (skip == 0) {
+		conn_fail(d, c, fds, nfds, false, 400,
+		    "malformed request head: bare CR or LF, control byte or folded line");
+		return 0;
+	}
+	if (c->in) {
+		memmove(c->in, c->in + skip, len - skip);
+		c->in_len = len - skip;
+	}
+	if (skip < len)
+		return skip;
+	if (nfds > 0) {
+		conn_fail(d, c, fds, nfds, false, 400, "fds sent with no request");
+		return 0;
+	}
+	conn_reset_request(d, c);
+	/* Idle again, on the timer it had: empty lines buy no time. */
+	c->state = CONN_WAIT;
+	if (!fresh)
+		fdh_dispatch_timer_arm(d, c, TIMER_IDLE);
 	return 0;
 }
 
@@ -481,47 +555,33 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 	fresh = c->state == CONN_WAIT;
 	c->state = CONN_READ;
 	if (truncated) {
-		conn_failf(d, c, fds, nfds, 400, "more than %u fds sent with one request",
+		conn_failf(d, c, fds, nfds, false, 400, "more than %u fds sent with one request",
 		    d->lim.max_fds);
 		return;
 	}
 
 	if (!c->head_len) {
-rescan:
 		limit = len < d->lim.max_head ? len : d->lim.max_head;
 		scan = c->scan;
 		hl = fdh_http_head_end(buf, limit, &scan);
-		/*
-		 * The scan refuses an empty line where the request line goes
-		 * before anything else: looking for them here, on the error
-		 * path, costs a well-formed request nothing.
-		 */
-		if (hl < 0 && c->scan == 0 && (skip = empty_lines(buf, len)) > 0) {
+		if (hl < 0) {
+			skip = conn_head_refused(d, c, buf, len, fds, nfds, fresh);
+			if (skip == 0)
+				return;
+			/* What follows the empty lines, which cannot open with one. */
 			len -= skip;
-			if (partial) {
-				memmove(c->in, c->in + skip, len);
-				c->in_len = len;
-			} else {
+			if (!partial)
 				buf += skip;
-			}
-			if (len > 0)
-				goto rescan;
-			if (nfds > 0) {
-				conn_fail(d, c, fds, nfds, 400, "fds sent with no request");
+			limit = len < d->lim.max_head ? len : d->lim.max_head;
+			scan = 0;
+			hl = fdh_http_head_end(buf, limit, &scan);
+			if (hl < 0) {
+				(void)conn_head_refused(d, c, buf, len, fds, nfds, fresh);
 				return;
 			}
-			/* Idle again, on the timer it had: empty lines buy no time. */
-			if (fresh)
-				c->state = CONN_WAIT;
-			return;
-		}
-		if (hl < 0) {
-			conn_fail(d, c, fds, nfds, 400,
-			    "malformed request head: bare CR or LF, control byte or folded line");
-			return;
 		}
 		if (hl == 0 && len >= d->lim.max_head) {
-			conn_failf(d, c, fds, nfds, 431, "request head is larger than %zu bytes",
+			conn_failf(d, c, fds, nfds, false, 431, "request head is larger than %zu bytes",
 			    d->lim.max_head);
 			return;
 		}
@@ -530,10 +590,19 @@ rescan:
 				c->scan = scan;
 			else if (conn_keep_partial(d, c, buf, len, fds, nfds, scan) < 0)
 				goto nomem;
+			/*
+			 * A lone CR may open an empty line, which buys no time:
+			 * the connection stays idle, on the timer it had, until
+			 * the byte after it says what it is.
+			 */
+			if (fresh && len == 1 && buf[0] == '\r' && nfds == 0) {
+				c->state = CONN_WAIT;
+				fresh = false;
+			}
 			goto wait;
 		}
 		if (fdh_http_parse(&d->parser, buf, (size_t)hl, h, &d->err) < 0) {
-			conn_fail(d, c, fds, nfds, d->err.status, d->err.text);
+			conn_fail_parsed(d, c, fds, nfds, d->err.status, d->err.text);
 			return;
 		}
 		parsed = true;
@@ -546,30 +615,29 @@ rescan:
 		if (!partial) {
 			if (conn_keep_partial(d, c, buf, len, fds, nfds, 0) < 0)
 				goto nomem;
-		} else if (c->in_cap < c->need) {
-			char *p = realloc(c->in, c->need);
+		} else if (c->in_cap < c->need + CONN_LOOKAHEAD) {
+			char *p = realloc(c->in, c->need + CONN_LOOKAHEAD);
 
 			if (!p)
 				goto nomem;
 			c->in = p;
-			c->in_cap = c->need;
+			c->in_cap = c->need + CONN_LOOKAHEAD;
 		}
 		goto wait;
 	}
 
 	/* Complete.  A head parsed in an earlier read is parsed again from here. */
 	if (!parsed && fdh_http_parse(&d->parser, buf, c->head_len, h, &d->err) < 0) {
-		conn_fail(d, c, fds, nfds, d->err.status, d->err.text);
+		conn_fail_parsed(d, c, fds, nfds, d->err.status, d->err.text);
 		return;
 	}
 	/* fds that came with bytes of two requests belong to neither with certainty. */
 	if (len > c->need && nnew > 0 && is_surplus(buf + c->need, len - c->need)) {
-		conn_fail(d, c, fds, nfds, 400, "fds arrived with bytes of two requests");
+		conn_fail_parsed(d, c, fds, nfds, 400, "fds arrived with bytes of two requests");
 		return;
 	}
 	if (nfds != h->nfd_names) {
-		conn_failf(d, c, fds, nfds, 400, "%u fds received but X-FD names %u", nfds,
-		    h->nfd_names);
+		conn_fail_fd_count(d, c, fds, nfds);
 		return;
 	}
 	conn_serve(d, c, buf, fds, nfds, len - c->need);
@@ -583,7 +651,11 @@ wait:
 		fdh_dispatch_conn_events(d, c, fdh_conn_wanted(d, c));
 	return;
 nomem:
-	conn_fail(d, c, fds, nfds, 503, "out of memory");
+	/* d->req.head is this request's only when parsed here: a partial head may be another's. */
+	if (parsed)
+		conn_fail_parsed(d, c, fds, nfds, 503, "out of memory");
+	else
+		conn_fail(d, c, fds, nfds, false, 503, "out of memory");
 }
 
 FDH_NO_CANARY void

@@ -23,7 +23,7 @@
 #include "route.h"
 
 enum fdh_conn_state {
-	CONN_WAIT,		/* no byte of a request yet */
+	CONN_WAIT,		/* no byte of a request yet (empty lines and a lone CR aside) */
 	CONN_READ,		/* a request is arriving */
 	CONN_WRITE,		/* a response is leaving */
 };

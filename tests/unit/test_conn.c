@@ -848,6 +848,131 @@ test_surplus_bytes_answered_with_close(void **state)
 	loop_stop(&l);
 }
 
+/* Reads all c has until its end, which may be a reset: what came before it is in m. */
+static void
+read_to_end(int c, struct fdh_test_msg *m)
+{
+	int r = fdh_test_read_all(c, 2000, m);
+
+	assert_true(r == 0 || r == -ECONNRESET);
+	assert_true(r == -ECONNRESET || m->eof);
+	assert_non_null(m->data);
+}
+
+/*
+ * A request read in several reads: the read that completes it may bring
+ * bytes after it, and when it does, those are a next request sent before
+ * the answer: this one is answered with close, the next is not served.
+ * The body is larger than one read takes, or comes in two writes.
+ */
+static void
+test_surplus_after_request_of_many_reads_answered_with_close(void **state)
+{
+	static const char next[] = "GET /hello/2 HTTP/1.1\r\n\r\n";
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	size_t body = 200 * 1024, hlen, i;
+	char head[96], *buf;
+	int c, split;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	for (split = 0; split < 2; split++) {
+		hlen = (size_t)snprintf(head, sizeof(head),
+		    "POST /len HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", split ? 10 : body);
+		buf = malloc(hlen + body + sizeof(next));
+		assert_non_null(buf);
+		memcpy(buf, head, hlen);
+		for (i = 0; i < body; i++)
+			buf[hlen + i] = 'x';
+		c = loop_connect(&l);
+		if (split) {
+			/* The head and 5 bytes; then the other 5 with the next request. */
+			assert_int_equal(fdh_test_send_all(c, buf, hlen + 5, NULL, 0), 0);
+			usleep(50 * 1000);
+			memcpy(buf + hlen + 10, next, sizeof(next) - 1);
+			assert_int_equal(fdh_test_send_all(c, buf + hlen + 5, 5 + sizeof(next) - 1,
+			    NULL, 0), 0);
+		} else {
+			memcpy(buf + hlen + body, next, sizeof(next) - 1);
+			assert_int_equal(fdh_test_send_all(c, buf, hlen + body + sizeof(next) - 1,
+			    NULL, 0), 0);
+		}
+		/* Bytes it did not read are left: the close may be a reset. */
+		read_to_end(c, &m);
+		assert_non_null(strstr(m.data, "HTTP/1.1 200 "));
+		assert_non_null(strstr(m.data, "Connection: close\r\n"));
+		assert_null(strstr(m.data, "/hello/2"));
+		fdh_test_msg_free(&m);
+		close(c);
+		free(buf);
+	}
+	loop_stop(&l);
+}
+
+/*
+ * A request that ends in the write that starts the next one, fds attached
+ * to that write: they belong to neither with certainty, even when the
+ * request's head came in an earlier read.  400, and every fd closed.
+ */
+static void
+test_fds_with_end_of_request_and_next_refused(void **state)
+{
+	static const char rest[] = "67890GET /hello/2 HTTP/1.1\r\n\r\n";
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int c, fd, before;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	before = fdh_test_count_fds(0);
+	c = loop_connect(&l);
+	fdh_test_sends(c, "POST /len HTTP/1.1\r\nX-FD: a\r\nContent-Length: 10\r\n\r\n12345",
+	    NULL, 0);
+	usleep(50 * 1000);
+	fd = fdh_test_make_memfd("a");
+	assert_int_equal(fdh_test_sends(c, rest, &fd, 1), (ssize_t)(sizeof(rest) - 1));
+	close(fd);
+	read_to_end(c, &m);
+	assert_non_null(strstr(m.data, "HTTP/1.1 400 "));
+	assert_non_null(strstr(m.data, "fds arrived with bytes of two requests"));
+	assert_null(strstr(m.data, "/hello/2"));
+	fdh_test_msg_free(&m);
+	close(c);
+	assert_int_equal(fdh_test_wait_fd_count(0, before, 2000), before);
+	loop_stop(&l);
+}
+
+/* The framework's own refusal of a HEAD request has no body, as a handler's answer would not. */
+static void
+test_refused_head_request_has_no_body(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int c;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	fdh_test_sends(c, "HEAD /hello/x HTTP/1.1\r\nExpect: nothing\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_all(c, 2000, &m), 0);
+	assert_true(m.eof);
+	assert_non_null(strstr(m.data, "HTTP/1.1 417 "));
+	/* The length a GET would have had, and not one byte of it. */
+	assert_null(strstr(m.data, "Content-Length: 0\r\n"));
+	assert_non_null(strstr(m.data, "Content-Length: "));
+	assert_int_equal(strstr(m.data, "\r\n\r\n") + 4 - m.data, (long)m.len);
+	fdh_test_msg_free(&m);
+	close(c);
+	loop_stop(&l);
+}
+
 /* One request on c and its answer: 200, kept alive, and a body that names path. */
 static void
 expect_hello(int c, const char *path)
@@ -988,6 +1113,44 @@ test_empty_lines_do_not_keep_idle_connection(void **state)
 	/* Every 50 ms would have held it open for good, had they counted. */
 	assert_true(ms_now() - t0 < 1500);
 	close(c);
+	loop_stop(&l);
+}
+
+/*
+ * An empty line whose CR and LF come in two writes is one too: the
+ * connection stays idle, closed silently at the idle timeout, not given a
+ * 408 at the (shorter) request timeout as a request begun would be.
+ */
+static void
+test_split_empty_line_keeps_connection_idle(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int64_t t0;
+	int c, lone;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	lim.request_timeout_ms = 200;
+	lim.idle_timeout_ms = 800;
+	loop_start(&l, &lim);
+	for (lone = 0; lone < 2; lone++) {
+		c = loop_connect(&l);
+		expect_hello(c, "first");
+		t0 = ms_now();
+		fdh_test_sends(c, "\r", NULL, 0);
+		if (!lone) {
+			usleep(50 * 1000);
+			fdh_test_sends(c, "\n", NULL, 0);
+		}
+		assert_int_equal(fdh_test_read_all(c, 3000, &m), 0);
+		assert_true(m.eof);
+		assert_int_equal(m.len, 0);	/* no 408 */
+		assert_true(ms_now() - t0 >= 600);
+		fdh_test_msg_free(&m);
+		close(c);
+	}
 	loop_stop(&l);
 }
 
@@ -1288,6 +1451,10 @@ main(void)
 		cmocka_unit_test(test_bare_lf_before_request_refused),
 		cmocka_unit_test(test_fds_with_empty_lines_alone_refused),
 		cmocka_unit_test(test_empty_lines_do_not_keep_idle_connection),
+		cmocka_unit_test(test_split_empty_line_keeps_connection_idle),
+		cmocka_unit_test(test_surplus_after_request_of_many_reads_answered_with_close),
+		cmocka_unit_test(test_fds_with_end_of_request_and_next_refused),
+		cmocka_unit_test(test_refused_head_request_has_no_body),
 		cmocka_unit_test(test_run_once_on_callers_thread),
 		cmocka_unit_test(test_conn_closed_by_earlier_event_of_batch),
 		cmocka_unit_test(test_request_queued_at_hand_over_answered_at_once),
