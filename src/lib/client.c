@@ -905,6 +905,18 @@ gone(int r)
 	return r == -EPIPE || r == -ECONNRESET;
 }
 
+/*
+ * What sendmsg() says of the fds themselves: not open (EBADF), of a kind
+ * that may not be passed (EINVAL: an io_uring), or over the user's limit on
+ * fds in flight (ETOOMANYREFS).  The kernel checks them before it queues a
+ * byte, so such a failure of the first sendmsg() leaves the stream as it was.
+ */
+static bool
+fds_refused(int r)
+{
+	return r == -EBADF || r == -EINVAL || r == -ETOOMANYREFS;
+}
+
 int
 fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
     struct fdh_client_resp *ret_resp)
@@ -948,6 +960,12 @@ fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
 	} else if (gone(r)) {
 		send_err = r;	/* the server may have answered before it left */
 	} else if (r < 0) {
+		/*
+		 * Checking every fd with fcntl() first would cost a system call
+		 * per fd on every request; the kernel checks them anyway.
+		 */
+		if (iov[0].iov_base == head.p && fds_refused(r))
+			c->broken = false;
 		goto fail;
 	}
 

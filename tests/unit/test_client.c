@@ -412,6 +412,46 @@ test_invalid_requests(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+/*
+ * An fd that is not open is found by the kernel, not by build_head(): the
+ * sendmsg() fails before a byte is queued, so the stream is as it was and
+ * the client stays usable, as for any request refused before sending.
+ */
+static void
+test_fd_refused_by_the_kernel(void **state)
+{
+	static const struct step steps[] = {
+		S_READ_MSG, S_SEND(OK_RESP), S_WAIT_EOF, S_END,
+	};
+	struct fdh_named_fd closed[1];
+	struct fdh_client_req bad = { .method = "POST", .target = "/echo", .body = "hi",
+	    .body_len = 2, .fds = closed, .nfds = 1 };
+	struct fdh_client_req good = { .target = "/health" };
+	struct fdh_client_resp resp;
+	struct fdh_client *c;
+	struct fake f;
+	int before = fdh_test_count_fds(0), fd;
+
+	(void)state;
+	fake_start(&f, steps, 5000, &c);
+	/* After the fake's sockets, which would take the number over. */
+	fd = fdh_test_make_memfd("x");
+	assert_true(fd >= 0);
+	close(fd);			/* a number that names nothing now */
+	closed[0] = (struct fdh_named_fd){ "in", fd };
+	assert_int_equal(fdh_client_request(c, &bad, &resp), -EBADF);
+	assert_int_equal(fdh_client_request(c, &good, &resp), 0);
+	assert_int_equal(resp.status, 200);
+	assert_false(resp.closed);
+	fdh_client_resp_release(&resp);
+	fake_finish(&f, c);
+	/* The refused request left no byte behind to be read as a request. */
+	assert_string_equal(f.got[0].data, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+	assert_int_equal(f.got[0].nfds, 0);
+	fake_free(&f);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 /* --- responses ------------------------------------------------------------- */
 
 static void
@@ -1173,6 +1213,7 @@ main(void)
 		cmocka_unit_test(test_post_with_fds_bytes),
 		cmocka_unit_test(test_content_length_rules),
 		cmocka_unit_test(test_invalid_requests),
+		cmocka_unit_test(test_fd_refused_by_the_kernel),
 		cmocka_unit_test(test_response_fds_by_name),
 		cmocka_unit_test(test_interim_skipped),
 		cmocka_unit_test(test_expect_continue),
