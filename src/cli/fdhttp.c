@@ -40,7 +40,7 @@ enum {
 	XS_FAIL = 1,		/* anything without a curl counterpart */
 	XS_USAGE = 2,
 	XS_CONNECT = 7,
-	XS_WEIRD_REPLY = 8,	/* malformed response, fds not matching X-FD */
+	XS_WEIRD_REPLY = 8,	/* malformed or oversized response head, fds not matching X-FD */
 	XS_HTTP = 22,		/* 4xx and 5xx */
 	XS_WRITE = 23,		/* stdout or a --save-fd file */
 	XS_READ = 26,		/* --data-file or a --fd PATH */
@@ -929,7 +929,8 @@ request_status(int r)
 	case -EINVAL:
 	case -EBADF:
 	case -E2BIG:		return XS_USAGE;
-	case -EPROTO:		return XS_WEIRD_REPLY;
+	case -EPROTO:
+	case -EOVERFLOW:	return XS_WEIRD_REPLY;
 	case -EMSGSIZE:		return XS_TOO_BIG;
 	case -EPIPE:		return XS_SEND;
 	default:		return XS_RECV;
@@ -943,6 +944,7 @@ request_error(int r)
 	case -ETIMEDOUT:	return "no complete response within the timeout";
 	case -EINVAL:		return "the request cannot be sent as given (method, PATH or a header)";
 	case -EPROTO:		return "malformed response, or its fds do not match its X-FD header";
+	case -EOVERFLOW:	return "the response head is over 1 MiB or 4096 header fields";
 	case -EMSGSIZE:		return "the response body is larger than the client accepts";
 	case -ECONNRESET:	return "the server closed the connection without a complete response";
 	case -EPIPE:		return "the server closed the connection while the request was sent";

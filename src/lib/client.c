@@ -561,9 +561,13 @@ fail_cb(struct exchange *x, int err)
 static int
 pool_add(struct exchange *x, const char *at, size_t len)
 {
-	/* The client trusts its server little more than a server its client. */
+	/*
+	 * The client trusts its server little more than a server its client.
+	 * -EOVERFLOW, not the body's -EMSGSIZE: raising the body limit would
+	 * not help.
+	 */
 	if (len > FDH_MAX_HEAD_CEILING - x->pool.len)
-		return -EMSGSIZE;
+		return -EOVERFLOW;
 	return strbuf_add(&x->pool, at, len);
 }
 
@@ -635,7 +639,7 @@ on_header_value_complete(llhttp_t *p)
 		struct hdr_ref *refs;
 
 		if (x->nrefs >= FDH_MAX_HEADERS_CEILING)
-			return fail_cb(x, -EMSGSIZE);
+			return fail_cb(x, -EOVERFLOW);
 		refs = reallocarray(x->refs, cap, sizeof(*refs));
 		if (!refs)
 			return fail_cb(x, -ENOMEM);

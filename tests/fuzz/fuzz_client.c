@@ -78,6 +78,7 @@ documented(int r)
 	case -ECONNRESET:
 	case -EPIPE:
 	case -EPROTO:
+	case -EOVERFLOW:
 	case -EMSGSIZE:
 	case -ENOMEM:
 		return true;

@@ -33,6 +33,52 @@ def cli_path():
     return path
 
 
+def read_head(conn):
+    """The request head and whatever came after it."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = conn.recv(65536)
+        if not data:
+            break
+        buf += data
+    return buf
+
+
+class OneConnection:
+    """A socket whose first connection goes to serve(conn) in a thread: for
+    answers fdhttp-echo never gives.  A client that hangs up early is no
+    error of the server's."""
+
+    def __init__(self, path, serve):
+        self.path = path
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(1)
+        self.serve = serve
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self):
+        self.srv.settimeout(TIMEOUT)
+        try:
+            conn, _ = self.srv.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                self.serve(conn)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.thread.join(TIMEOUT)
+        self.srv.close()
+        os.unlink(self.path)
+
+
 class CliTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -268,6 +314,19 @@ class CliTests(unittest.TestCase):
             srv.close()
         self.assertEqual(rc, 28, err)
         self.assertLess(elapsed, 5)
+
+    def test_oversized_head_exit_8(self):
+        # Not a body over the limit (63): a head no server should send.
+        def serve(conn):
+            read_head(conn)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n" + b"X-A: a\r\n" * 5000
+                         + b"Content-Length: 0\r\n\r\n")
+            conn.recv(1)
+
+        with OneConnection(self.path("fields.sock"), serve) as srv:
+            rc, _, err = self.run_cli("-s", srv.path, "--timeout", "10", "/x", sock=False)
+        self.assertEqual(rc, 8, err)
+        self.assertIn("the response head is over 1 MiB or 4096 header fields", err)
 
     def test_usage_errors_exit_2(self):
         cases = [

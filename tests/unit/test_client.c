@@ -32,6 +32,7 @@ enum step_kind {
 	STEP_READ_BYTES,	/* exactly len raw bytes */
 	STEP_SILENCE,		/* nothing arrives for ms */
 	STEP_SEND,		/* data (len, or strlen) with fds on its first byte */
+	STEP_SEND_UNHEARD,	/* the same, where the client may hang up before the end */
 	STEP_SEND_SLOWLY,	/* data a byte at a time, ms apart */
 	STEP_SLEEP,
 	STEP_CLOSE,
@@ -53,6 +54,7 @@ struct step {
 #define S_READ_BYTES(n)		{ .kind = STEP_READ_BYTES, .len = (n) }
 #define S_SILENCE(t)		{ .kind = STEP_SILENCE, .ms = (t) }
 #define S_SEND(s)		{ .kind = STEP_SEND, .data = (s) }
+#define S_SEND_UNHEARD(s, n)	{ .kind = STEP_SEND_UNHEARD, .data = (s), .len = (n) }
 #define S_SEND_SLOWLY(s, t)	{ .kind = STEP_SEND_SLOWLY, .data = (s), .ms = (t) }
 #define S_SLEEP(t)		{ .kind = STEP_SLEEP, .ms = (t) }
 #define S_CLOSE			{ .kind = STEP_CLOSE }
@@ -125,6 +127,11 @@ fake_run(void *arg)
 		}
 		case STEP_SEND:
 			r = fdh_test_send_all(f->sock, s->data, len, s->fds, s->nfds);
+			break;
+		case STEP_SEND_UNHEARD:
+			r = fdh_test_send_all(f->sock, s->data, len, s->fds, s->nfds);
+			if (r == -EPIPE || r == -ECONNRESET)
+				r = 0;
 			break;
 		case STEP_SEND_SLOWLY: {
 			size_t k;
@@ -855,6 +862,64 @@ test_body_limit(void **state)
 	fake_free(&f);
 }
 
+/*
+ * A head over the client's ceilings (1 MiB, 4096 fields) is not a body over
+ * the caller's limit: it has an error of its own.
+ */
+static void
+test_head_limits(void **state)
+{
+	struct step steps[] = {
+		S_READ_MSG, S_SEND_UNHEARD(NULL, 0), S_WAIT_EOF, S_END,
+	};
+	static const char status[] = "HTTP/1.1 200 OK\r\n";
+	static const char field[] = "X-A: a\r\n";
+	static const char cl0[] = "Content-Length: 0\r\n\r\n";
+	struct fdh_client_req req = { .target = "/" };
+	struct fdh_client_resp resp;
+	size_t len, i, n, flen = sizeof(field) - 1;
+	int before = fdh_test_count_fds(0);
+	struct fake f;
+	char *reply;
+
+	(void)state;
+	/* One field value one byte over the ceiling... */
+	len = sizeof(status) - 1 + 5 + FDH_MAX_HEAD_CEILING + 2 + 2;
+	reply = malloc(len);
+	assert_non_null(reply);
+	n = (size_t)sprintf(reply, "%sX-A: ", status);
+	memset(reply + n, 'a', FDH_MAX_HEAD_CEILING);
+	memcpy(reply + n + FDH_MAX_HEAD_CEILING, "\r\n\r\n", 4);
+	steps[1].data = reply;
+	steps[1].len = len;
+	assert_int_equal(one_exchange(steps, &req, &resp, &f), -EOVERFLOW);
+	fake_free(&f);
+	free(reply);
+
+	/* ...and one field more than 4096, each of them small. */
+	len = sizeof(status) - 1 + FDH_MAX_HEADERS_CEILING * flen + sizeof(cl0) - 1;
+	reply = malloc(len);
+	assert_non_null(reply);
+	memcpy(reply, status, sizeof(status) - 1);
+	for (i = 0, n = sizeof(status) - 1; i < FDH_MAX_HEADERS_CEILING; i++, n += flen)
+		memcpy(reply + n, field, flen);
+	memcpy(reply + n, cl0, sizeof(cl0) - 1);
+	steps[1].data = reply;
+	steps[1].len = len;
+	assert_int_equal(one_exchange(steps, &req, &resp, &f), -EOVERFLOW);
+	fake_free(&f);
+
+	/* 4096 fields is within it. */
+	memcpy(reply + n - flen, cl0, sizeof(cl0) - 1);
+	steps[1].len = len - flen;
+	assert_int_equal(one_exchange(steps, &req, &resp, &f), 0);
+	assert_int_equal(resp.nheaders, FDH_MAX_HEADERS_CEILING);
+	fdh_client_resp_release(&resp);
+	fake_free(&f);
+	free(reply);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 /* --- failures of the peer -------------------------------------------------- */
 
 static void
@@ -1224,6 +1289,7 @@ main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_status_below_100),
 		cmocka_unit_test(test_body_limit),
+		cmocka_unit_test(test_head_limits),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_server_vanishes),
 		cmocka_unit_test(test_big_bodies),
