@@ -13,6 +13,8 @@ fdh_python_test(test_python_client)
 fdh_python_test(test_install)
 set_property(TEST integration/test_install APPEND PROPERTY ENVIRONMENT
   "FDH_CMAKE=${CMAKE_COMMAND}" "FDH_CC=${CMAKE_C_COMPILER}" "FDH_SANITIZE=$<BOOL:${FDH_SANITIZE}>")
+fdh_python_test(test_run_tests)
+set_property(TEST integration/test_run_tests APPEND PROPERTY ENVIRONMENT "FDH_CMAKE=${CMAKE_COMMAND}")
 fdh_python_test(test_systemd)
 fdh_python_test(test_nginx)
 fdh_python_test(test_bench)
