@@ -270,6 +270,15 @@ class CliTests(unittest.TestCase):
             os.close(w)
         self.assertEqual(rc, 28, err)
 
+    def test_save_fd_of_endless_device_times_out(self):
+        # /dev/zero never runs dry and never blocks: only the clock stops it.
+        start = time.monotonic()
+        rc, _, err = self.run_cli("--timeout", "0.5", "-d", "", "--fd", "z=/dev/zero",
+                                  "--save-fd", "z=/dev/null", "/echo")
+        self.assertLess(time.monotonic() - start, 5)
+        self.assertEqual(rc, 28, err)
+        self.assertIn("--save-fd z: no end of data within the timeout", err)
+
     # --- exit statuses -------------------------------------------------------
 
     def test_cannot_connect_exit_7(self):
