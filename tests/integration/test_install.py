@@ -1,15 +1,18 @@
 """cmake --install into a temporary prefix, then a service built out of tree
 against what was installed: once with pkg-config, once with
 find_package(fdhttp) (shared and static), each run with --socket and asked
-one question through the installed fdhttp client.
+one question through the installed fdhttp client.  The complete C programs
+of the documentation are built the way docs/getting-started.md says.
 
 Run by ctest (FDH_BUILD_DIR, FDH_CMAKE, FDH_CC and FDH_SANITIZE come from
 its environment), or by hand:
     FDH_BUILD_DIR=build python3 tests/integration/test_install.py
 """
 
+import contextlib
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -74,6 +77,33 @@ def run(argv, **kw):
         raise AssertionError("%s exited with %d:\n%s"
                              % (" ".join(argv), p.returncode, p.stdout.decode(errors="replace")))
     return p.stdout.decode(errors="replace")
+
+
+def unroff(text):
+    """An .EX block of a man page as the reader sees it."""
+    for escape, plain in (("\\-", "-"), ("\\&", ""), ("\\(aq", "'"), ("\\e", "\\")):
+        text = text.replace(escape, plain)
+    return text
+
+
+def doc_programs():
+    """The complete C programs of README.md, docs/*.md and the man pages, as
+    (where, source)."""
+    found = []
+    docs = os.path.join(SOURCE_DIR, "docs")
+    pages = ["README.md"] + sorted(os.path.join("docs", n) for n in os.listdir(docs)
+                                   if n.endswith(".md"))
+    pages += sorted(os.path.join("docs", "man", n) for n in os.listdir(os.path.join(docs, "man")))
+    for rel in pages:
+        with open(os.path.join(SOURCE_DIR, rel)) as f:
+            text = f.read()
+        man = not rel.endswith(".md")
+        for m in re.finditer(r"(?ms)^\.EX\n(.*?)^\.EE$" if man else r"(?ms)^```c\n(.*?)^```$",
+                             text):
+            src = unroff(m.group(1)) if man else m.group(1)
+            if "#include <fdhttp/" in src and re.search(r"(?m)^main\(", src):
+                found.append(("%s:%d" % (rel, text.count("\n", 0, m.start()) + 1), src))
+    return found
 
 
 def needed(path):
@@ -158,7 +188,9 @@ class InstallTests(unittest.TestCase):
         self.assertRegex(out, r"(?m) T llhttp_execute$")
         self.assertRegex(out, r"(?m) T fdh_service_main$")
 
-    def serve_and_ask(self, exe):
+    @contextlib.contextmanager
+    def serving(self, exe):
+        """Runs the service exe alone on a socket, whose path it yields."""
         sock = os.path.join(self.tmp, os.path.basename(exe) + ".sock")
         proc = subprocess.Popen([exe, "--socket", sock], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -176,12 +208,45 @@ class InstallTests(unittest.TestCase):
                     if time.monotonic() > deadline:
                         raise AssertionError("%s did not listen within 10 s" % exe)
                     time.sleep(0.02)
-            out = run([self.p("bin/fdhttp"), "-s", sock, "--timeout", "10", "/hello"])
-            self.assertEqual(out, "hello from out of tree")
+            yield sock
         finally:
             proc.terminate()
             proc.wait(10)
             proc.stdout.close()
+
+    def serve_and_ask(self, exe):
+        with self.serving(exe) as sock:
+            out = run([self.p("bin/fdhttp"), "-s", sock, "--timeout", "10", "/hello"])
+        self.assertEqual(out, "hello from out of tree")
+
+    def build_doc_programs(self):
+        """Each complete C program of the documentation, built with the
+        command of docs/getting-started.md (and -Werror): (where, source, exe)."""
+        pkgconfig = shutil.which("pkg-config")
+        if not pkgconfig:
+            self.skipTest("pkg-config is not installed")
+        env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(self.libdir, "pkgconfig"))
+        flags = run([pkgconfig, "--cflags", "--libs", "fdhttp"], env=env).split()
+        built = []
+        for i, (where, src) in enumerate(doc_programs()):
+            path = os.path.join(self.tmp, "doc%d.c" % i)
+            with open(path, "w") as f:
+                f.write(src)
+            exe = os.path.join(self.tmp, "doc%d" % i)
+            p = subprocess.run([CC, "-std=c11", "-Wall", "-Werror", *SAN_FLAGS, "-o", exe, path,
+                                *flags, "-Wl,-rpath," + self.libdir],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+            self.assertEqual(p.returncode, 0, "%s does not build:\n%s"
+                             % (where, p.stdout.decode(errors="replace")))
+            built.append((where, src, exe))
+        return built
+
+    def test_doc_programs_build(self):
+        built = self.build_doc_programs()
+        # README.md, getting-started.md, fd-passing.md (a client and a
+        # service) and libfdhttp(3): had the search missed them, nothing
+        # would have been checked.
+        self.assertGreaterEqual(len(built), 5, [w for w, _, _ in built])
 
     def test_build_with_pkg_config(self):
         pkgconfig = shutil.which("pkg-config")
