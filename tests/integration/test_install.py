@@ -248,6 +248,29 @@ class InstallTests(unittest.TestCase):
         # would have been checked.
         self.assertGreaterEqual(len(built), 5, [w for w, _, _ in built])
 
+    def test_doc_snapshot_services_answer_from_the_start(self):
+        # A memfd left at the end of what was written gives --exec's command
+        # an empty stdin.  The fd-passing.md service copies its fd "input",
+        # the others the request body: each gets both.
+        text = "a moment in time"
+        with open(os.path.join(self.tmp, "input.txt"), "w") as f:
+            f.write(text)
+        tried = []
+        for where, src, exe in self.build_doc_programs():
+            name = re.search(r'fdh_resp_fd\(resp, "([^"]+)"', src)
+            if '"/snapshot"' not in src or not name:
+                continue
+            tried.append(where)
+            with self.serving(exe) as sock:
+                p = subprocess.run([self.p("bin/fdhttp"), "-s", sock, "--timeout", "10",
+                                    "-d", text,
+                                    "--fd", "input=" + os.path.join(self.tmp, "input.txt"),
+                                    "--exec", name.group(1), "/snapshot", "--", "cat"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            self.assertEqual((p.returncode, p.stdout.decode()), (0, text),
+                             "%s: %s" % (where, p.stderr.decode(errors="replace")))
+        self.assertGreaterEqual(len(tried), 4, tried)
+
     def test_build_with_pkg_config(self):
         pkgconfig = shutil.which("pkg-config")
         if not pkgconfig:
