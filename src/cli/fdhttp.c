@@ -618,7 +618,14 @@ show_response(FILE *f, const char *prefix, const char *eol, const struct fdh_cli
 	fprintf(f, "%s%s", prefix, eol);
 }
 
-/* Appends F_GET_SEALS as words: a receiver trusts a sealed memfd not to change. */
+/*
+ * Appends what F_GET_SEALS says, as words: a receiver trusts a sealed memfd
+ * not to change.  Only WRITE with SHRINK and GROW (truncating or extending
+ * changes the contents too) make it so.  FUTURE_WRITE does not: a shared
+ * writable mapping made before it, which the sender may still hold, writes
+ * on.  SEAL alone, which a memfd made without MFD_ALLOW_SEALING reports,
+ * only forbids adding seals.
+ */
 static void
 describe_seals(int fd)
 {
@@ -626,12 +633,21 @@ describe_seals(int fd)
 		{ F_SEAL_SEAL, "seal" }, { F_SEAL_SHRINK, "shrink" }, { F_SEAL_GROW, "grow" },
 		{ F_SEAL_WRITE, "write" }, { F_SEAL_FUTURE_WRITE, "future-write" },
 	};
+	const int fixed = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
 	int s = fcntl(fd, F_GET_SEALS);
-	const char *sep = ", sealed (";
+	const char *sep;
 	size_t i;
 
-	if (s <= 0)
+	if (s < 0)
 		return;
+	if ((s & fixed) == fixed) {
+		sep = ", sealed (";
+	} else {
+		fputs(", contents can change", stderr);
+		if (s == 0)
+			return;
+		sep = " (seals: ";
+	}
 	for (i = 0; i < sizeof(seals) / sizeof(seals[0]); i++) {
 		if (s & seals[i].bit) {
 			fprintf(stderr, "%s%s", sep, seals[i].name);

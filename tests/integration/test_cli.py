@@ -7,6 +7,7 @@ Run by ctest (FDH_CLI names the executable), or by hand:
         python3 tests/integration/test_cli.py
 """
 
+import fcntl
 import os
 import socket
 import subprocess
@@ -199,6 +200,38 @@ class CliTests(unittest.TestCase):
         self.assertRegex(err, r'fd output: memfd "fdhttp-echo", 15 bytes, sealed \(')
         with open(out_file, "rb") as f:
             self.assertEqual(f.read(), b"sealed contents")
+
+    def test_memfd_called_sealed_only_when_its_contents_cannot_change(self):
+        future_write = getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x10)
+        cases = [
+            # (name, flags, seals, how fdhttp describes it)
+            ("plain", 0, 0, "contents can change (seals: seal)"),
+            ("none", os.MFD_ALLOW_SEALING, 0, "contents can change"),
+            ("write", os.MFD_ALLOW_SEALING, fcntl.F_SEAL_WRITE,
+             "contents can change (seals: write)"),
+            ("future", os.MFD_ALLOW_SEALING, future_write | fcntl.F_SEAL_SHRINK
+             | fcntl.F_SEAL_GROW, "contents can change (seals: shrink grow future-write)"),
+            ("fixed", os.MFD_ALLOW_SEALING, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK
+             | fcntl.F_SEAL_GROW, "sealed (shrink grow write)"),
+        ]
+        fds = []
+        try:
+            for name, flags, seals, _ in cases:
+                fd = os.memfd_create(name, flags)
+                fds.append(fd)
+                os.write(fd, b"x")
+                if seals:
+                    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+            args = []
+            for (name, _, _, _), fd in zip(cases, fds):
+                args += ["--fd", "%s=&%d" % (name, fd)]
+            rc, _, err = self.run_cli("-d", "", *args, "/echo", pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.assertEqual(rc, 0, err)
+        for name, _, _, words in cases:
+            self.assertIn('fd %s: memfd "%s", 1 bytes, %s\n' % (name, name, words), err)
 
     def test_save_fd_to_stdout(self):
         rc, out, err = self.run_cli("-d", "to stdout", "--save-fd", "output=-", "/fd/memfd")
