@@ -49,6 +49,8 @@ MAX_HEADERS = 256
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _FD_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _STATUS_LINE = re.compile(r"^HTTP/1\.([01]) ([0-9]{3})(?: (.*))?$")
+# ASCII digits only: str.isdigit() takes '\u00b2' too, which int() refuses.
+_DIGITS = re.compile(r"[0-9]+")
 # The client writes these itself: a caller's value would corrupt the framing.
 _RESERVED = frozenset(("content-length", "transfer-encoding", "x-fd"))
 
@@ -468,7 +470,7 @@ class _Reader:
         length = None
         if lengths:
             value = lengths.pop()
-            if not value.isdigit():
+            if not _DIGITS.fullmatch(value):
                 raise ProtocolError("malformed Content-Length %r" % value)
             length = int(value)
         if is_head or status in (204, 304):

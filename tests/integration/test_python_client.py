@@ -326,6 +326,10 @@ class BrokenServerTests(unittest.TestCase):
             b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            # Latin-1 superscripts: str.isdigit() calls them digits, int() does not.
+            b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nxx",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\xb9\r\n\r\nx",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\nx",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxy",      # a byte past it
         ]
