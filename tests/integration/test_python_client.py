@@ -337,6 +337,20 @@ class BrokenServerTests(unittest.TestCase):
             with self.assertRaises(fdhttp.ProtocolError, msg=reply):
                 self.exchange([(reply, self.fds(1))])
 
+    def test_refused_at_once_as_the_c_client_does(self):
+        cases = [
+            # bare LF: the CRLF CRLF that would end the head never comes
+            b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+            b"HTTP/1.1 200 OK\r\nX-A: 1\nContent-Length: 2\r\n\r\nok",
+            # two Content-Lengths, even of one value: a smuggler's tool
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        ]
+        for reply in cases:
+            start = time.monotonic()
+            with self.assertRaises(fdhttp.ProtocolError, msg=reply):
+                self.exchange([(reply, [])], close=False, timeout=5)
+            self.assertLess(time.monotonic() - start, 2, reply)
+
     def test_body_over_max_body(self):
         reply = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100
         with self.assertRaises(fdhttp.ResponseTooLarge):
