@@ -26,7 +26,10 @@ struct fdh_client_req {
 	 * Sent after "Host: localhost" (left out when one is given here).
 	 * Content-Length, Transfer-Encoding and X-FD are the client's to
 	 * write: passing one is -EINVAL.  With "Expect: 100-continue" the
-	 * body waits for the server's 100 Continue (up to the timeout).
+	 * body waits for the server's 100 Continue, or its final answer that
+	 * leaves the body unsent; after a second without either it goes
+	 * anyway, as curl does: a server that does not know the expectation
+	 * never asks for the body.
 	 */
 	const struct fdh_header *headers;
 	size_t nheaders;

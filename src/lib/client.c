@@ -34,6 +34,12 @@
 #define CLIENT_RBUF_SIZE	(64 * 1024)
 /* Body bytes reserved up front from Content-Length; beyond it, doubling. */
 #define CLIENT_BODY_PREALLOC	((size_t)1024 * 1024)
+/*
+ * How long a body held back by Expect: 100-continue waits for the server's
+ * word before it goes anyway: a server that does not know the expectation
+ * never asks for it (RFC 9110 10.1.1).  curl waits as long.
+ */
+#define CLIENT_CONTINUE_WAIT_MS	1000
 
 struct fdh_client {
 	int fd;
@@ -102,6 +108,15 @@ static int64_t
 deadline_after(int timeout_ms)
 {
 	return timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+}
+
+/* The earlier of two deadlines, -1 being none. */
+static int64_t
+earlier(int64_t a, int64_t b)
+{
+	if (a < 0)
+		return b;
+	return b < 0 || a < b ? a : b;
 }
 
 /* Milliseconds left for poll(): -1 when unbounded, -ETIMEDOUT when past. */
@@ -932,7 +947,7 @@ fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
 	int fds[FDH_MAX_FDS_CEILING];
 	const char *method;
 	bool expect = false, sent_all = false;
-	int64_t deadline;
+	int64_t deadline, continue_by = -1;
 	int r, send_err = 0;
 	size_t i;
 
@@ -961,6 +976,8 @@ fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
 	if (r == 0) {
 		sent_all = !expect || req->body_len == 0;
 		x.want_continue = expect;
+		if (!sent_all)
+			continue_by = now_ms() + CLIENT_CONTINUE_WAIT_MS;
 	} else if (gone(r)) {
 		send_err = r;	/* the server may have answered before it left */
 	} else if (r < 0) {
@@ -974,18 +991,24 @@ fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
 	}
 
 	for (;;) {
-		r = exchange_read(&x, deadline);
-		if (r < 0) {
+		bool held = x.want_continue && !sent_all;
+
+		r = exchange_read(&x, held ? earlier(deadline, continue_by) : deadline);
+		if (r == -ETIMEDOUT && held && time_left(deadline) != -ETIMEDOUT) {
+			/* No word from the server: the body goes anyway, a late 100 is skipped. */
+			x.want_continue = false;
+		} else if (r < 0) {
 			if (send_err)
 				r = send_err;
 			goto fail;
-		}
-		if (x.done)
+		} else if (x.done) {
 			break;
-		/* 100 Continue */
-		llhttp_resume(&x.parser);
-		x.got_continue = false;
-		x.want_continue = false;
+		} else {
+			/* 100 Continue */
+			llhttp_resume(&x.parser);
+			x.got_continue = false;
+			x.want_continue = false;
+		}
 		if (sent_all || send_err)
 			continue;
 		r = client_send(c, &iov[1], 1, NULL, 0, deadline);

@@ -370,6 +370,28 @@ class CliTests(unittest.TestCase):
         self.assertEqual(rc, 8, err)
         self.assertIn("the response head is over 1 MiB or 4096 header fields", err)
 
+    def test_expect_100_continue_without_a_100(self):
+        # A server that knows nothing of the expectation: it waits for the body.
+        def serve(conn):
+            head, _, body = read_head(conn).partition(b"\r\n\r\n")
+            self.assertIn(b"\r\nExpect: 100-continue\r\n", head)
+            while len(body) < 5:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                body += data
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+            conn.recv(1)
+
+        start = time.monotonic()
+        with OneConnection(self.path("expect.sock"), serve) as srv:
+            rc, out, err = self.run_cli("-s", srv.path, "--timeout", "10",
+                                        "-H", "Expect: 100-continue", "-d", "hello", "/x",
+                                        sock=False)
+        self.assertEqual((rc, out), (0, b"hello"), err)
+        self.assertLess(time.monotonic() - start, 5)
+
     def test_usage_errors_exit_2(self):
         cases = [
             (),                                     # no PATH

@@ -581,6 +581,53 @@ test_expect_continue(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+static const struct fdh_header expect_100 = { "Expect", "100-continue" };
+/* Ten bytes of body held back for a 100 Continue. */
+static const struct fdh_client_req expect_req = { .method = "PUT", .target = "/up",
+    .headers = &expect_100, .nheaders = 1, .body = "0123456789", .body_len = 10 };
+
+/*
+ * A server that does not know 100-continue never asks for the body: after
+ * a second the client sends it anyway (RFC 9110 10.1.1), and a 100 Continue
+ * that comes after that is skipped as any interim response.  A timeout
+ * shorter than that second still bounds the call, the body left unsent.
+ */
+static void
+test_expect_unanswered(void **state)
+{
+	static const struct step late[] = {
+		S_READ_HEAD,
+		S_READ_BYTES(10),
+		S_SEND("HTTP/1.1 100 Continue\r\n\r\n" OK_RESP),
+		S_WAIT_EOF, S_END,
+	};
+	static const struct step silent[] = {
+		S_READ_HEAD, S_SILENCE(1500), S_WAIT_EOF, S_END,
+	};
+	struct fdh_client_resp resp;
+	struct fdh_client *c;
+	struct fake f;
+	int64_t t0;
+
+	(void)state;
+	t0 = fdh_test_now_ms();
+	assert_int_equal(one_exchange(late, &expect_req, &resp, &f), 0);
+	assert_in_range(fdh_test_now_ms() - t0, 900, 3000);
+	assert_string_equal(f.got[1].data, "0123456789");
+	assert_int_equal(resp.status, 200);
+	assert_string_equal(resp.body, "ok");
+	assert_false(resp.closed);
+	fdh_client_resp_release(&resp);
+	fake_free(&f);
+
+	fake_start(&f, silent, 300, &c);
+	t0 = fdh_test_now_ms();
+	assert_int_equal(fdh_client_request(c, &expect_req, &resp), -ETIMEDOUT);
+	assert_in_range(fdh_test_now_ms() - t0, 250, 900);
+	fake_finish(&f, c);
+	fake_free(&f);
+}
+
 /* A final answer instead of 100 Continue: the body is never sent, the connection is done. */
 static void
 test_expect_refused(void **state)
@@ -591,21 +638,18 @@ test_expect_refused(void **state)
 		S_SILENCE(200),
 		S_WAIT_EOF, S_END,
 	};
-	const struct fdh_header expect = { "Expect", "100-continue" };
-	struct fdh_client_req req = { .method = "POST", .target = "/", .headers = &expect,
-	    .nheaders = 1, .body = "0123456789", .body_len = 10 };
 	struct fdh_client_resp resp;
 	struct fdh_client *c;
 	struct fake f;
 
 	(void)state;
 	fake_start(&f, steps, 5000, &c);
-	assert_int_equal(fdh_client_request(c, &req, &resp), 0);
+	assert_int_equal(fdh_client_request(c, &expect_req, &resp), 0);
 	assert_int_equal(resp.status, 413);
 	assert_string_equal(resp.body, "big\n");
 	assert_true(resp.closed);
 	fdh_client_resp_release(&resp);
-	assert_int_equal(fdh_client_request(c, &req, &resp), -ENOTCONN);
+	assert_int_equal(fdh_client_request(c, &expect_req, &resp), -ENOTCONN);
 	fake_finish(&f, c);
 	fake_free(&f);
 }
@@ -1282,6 +1326,7 @@ main(void)
 		cmocka_unit_test(test_response_fds_by_name),
 		cmocka_unit_test(test_interim_skipped),
 		cmocka_unit_test(test_expect_continue),
+		cmocka_unit_test(test_expect_unanswered),
 		cmocka_unit_test(test_expect_refused),
 		cmocka_unit_test(test_head_has_no_body),
 		cmocka_unit_test(test_connection_close),
