@@ -371,8 +371,14 @@ hold(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
 {
 	if (m->h.type == FDH_CTL_DRAIN) {
 		w->held_drain = true;
-		/* The response being made now is the last on its connection. */
-		fdh_dispatch_drain_soon(w->d);
+		/*
+		 * The response being made now is the last on its connection.
+		 * In the service's init hook there is no dispatcher yet, nor a
+		 * response: the drain is only remembered, and the loop's first
+		 * turn (the wake-up below) drains a worker that never served.
+		 */
+		if (w->d != NULL)
+			fdh_dispatch_drain_soon(w->d);
 	} else if (m->h.type == FDH_CTL_FLUSH) {
 		/* Answered by the loop's flush(), after what was held before it. */
 		w->held_flush = true;

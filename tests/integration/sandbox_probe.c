@@ -19,6 +19,9 @@
  *	GET  /pid		{"pid":P}
  *
  * With --bad-syscall the service's syscalls name one that does not exist.
+ * With --init-open PATH the init hook sleeps half a second, then opens PATH
+ * through the broker (as service.h allows): a DRAIN can arrive during the
+ * wait, before the worker has a dispatcher.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -271,7 +274,18 @@ init(int argc, char **argv, void *ud)
 
 	(void)ud;
 	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--bad-syscall") != 0) {
+		if (strcmp(argv[i], "--init-open") == 0 && i + 1 < argc) {
+			struct timespec ts = { .tv_nsec = 500 * 1000000 };
+			int fd;
+
+			while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+				;
+			fd = fdh_broker_open(argv[++i], O_RDONLY);
+			fprintf(stderr, "fdh-sandbox-probe: init: broker open: %s\n",
+			    errname(fd < 0 ? -fd : 0));
+			if (fd >= 0)
+				close(fd);
+		} else if (strcmp(argv[i], "--bad-syscall") != 0) {
 			fprintf(stderr, "fdh-sandbox-probe: unknown option %s\n", argv[i]);
 			return -EINVAL;
 		}

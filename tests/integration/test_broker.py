@@ -306,6 +306,23 @@ class BrokerTest(unittest.TestCase):
         self.assertEqual(d.proc.wait(5), 0)
         self.assertLess(time.monotonic() - t0, 2)
 
+    def test_drain_while_init_waits_on_the_broker(self):
+        """SIGTERM while the service's init hook waits for the broker: the
+        DRAIN is read before the worker has a dispatcher to drain.  It is
+        kept, the open answered, and the worker starts and exits cleanly."""
+        d = Fdhttpd(*self.tree.allow(), workers=1, service=probe_path(),
+                    service_args=["--init-open", self.tree.data + "/hello.txt"],
+                    wait_ready=False)
+        self.addCleanup(d.cleanup)
+        d.wait_log(r"worker 1 \(pid \d+\) started")
+        d.send_signal(signal.SIGTERM)      # the init hook sleeps 500 ms before asking
+        self.assertEqual(d.proc.wait(10), 0)
+        log = d.read_log()
+        self.assertIn("init: broker open: 0", log)
+        self.assertRegex(log, r"worker 1 \(pid \d+\) exited with status 0")
+        self.assertNotIn("killed by signal", log)
+        self.assertNotIn("(--grace)", log)
+
     def test_queued_connections_are_served_after_the_wait(self):
         d = self.probe()
         slow = FdConn(d.sock_path)
