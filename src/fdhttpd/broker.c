@@ -4,13 +4,24 @@
  * --allow-open policy, opens with its own privileges and sends the fd back
  * in OPEN_REPLY.
  *
- * The longest --allow-open directory that is a prefix of the path (on a
- * component boundary) decides; the rest of the path is opened from that
- * directory's fd with openat2() and RESOLVE_BENEATH, so neither ".." nor a
- * symlink (absolute, or relative and climbing) can lead out of it, and
- * RESOLVE_NO_MAGICLINKS keeps /proc's fd links from jumping anywhere.  A
- * directory not marked ":rw" gives read-only opens: no O_WRONLY, O_RDWR,
- * O_CREAT, O_TRUNC (which truncates even read-only), O_APPEND or O_TMPFILE.
+ * Only canonical paths are taken: no "." or ".." component, no "//", no
+ * trailing "/".  The longest --allow-open directory that is a prefix of the
+ * path (on a component boundary) decides; the rest of the path is opened
+ * from that directory's fd with openat2() and RESOLVE_BENEATH, so neither
+ * ".." nor a symlink (absolute, or relative and climbing) can lead out of
+ * it, and RESOLVE_NO_MAGICLINKS keeps /proc's fd links from jumping
+ * anywhere.  A directory not marked ":rw" gives read-only opens: no
+ * O_WRONLY, O_RDWR, O_CREAT, O_TRUNC (which truncates even read-only),
+ * O_APPEND or O_TMPFILE.
+ *
+ * A read-only directory may lie beneath a ":rw" one.  The prefix decides by
+ * spelling, and a spelling is not a place: a symlink inside the ":rw"
+ * directory, or the read-only one named through a symlink on the command
+ * line, would let a write reach it by another name.  So a write beneath a
+ * ":rw" directory that held a read-only one at start walks the path one
+ * directory at a time, following no symlink, and is refused when a
+ * directory on the way (or what it opens) is a read-only one, known by
+ * (st_dev, st_ino) rather than by name.
  *
  * The supervisor never blocks on a worker's behalf: every open is made
  * with O_NONBLOCK, so that a FIFO or a device cannot hold it, and the flag
@@ -19,9 +30,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -36,19 +49,98 @@
 /* A file created through the broker: as a shell redirection would, less the umask. */
 #define BROKER_CREATE_MODE	0666
 
+/* ".." steps from a directory up to "/" at most: PATH_MAX allows no more. */
+#define BROKER_MAX_DEPTH	(PATH_MAX / 2)
+
 struct allowed_dir {
 	const char *path;	/* as given, trailing slashes not counted */
 	size_t len;		/* 0 for "/" */
 	bool rw;
+	bool holds_ro;		/* :rw with a read-only one beneath it at start */
 	int fd;			/* O_PATH | O_DIRECTORY, opened at start */
+	dev_t dev;		/* the directory itself, whatever names it later */
+	ino_t ino;
 };
 
 static struct allowed_dir *dirs;
 static size_t ndirs;
 
+/*
+ * Whether path[0..len) has no "." or ".." component, no empty one ("//")
+ * and no trailing "/".  Its prefix alone then says which directory it is
+ * beneath: "/D/./private/f" or "/D//private/f" cannot pass for a path in D
+ * while naming one in D/private.
+ */
+static bool
+canonical(const char *path, size_t len)
+{
+	size_t i = 0, n;
+
+	while (i < len) {
+		if (path[i] != '/')
+			return false;
+		i++;
+		n = 0;
+		while (i + n < len && path[i + n] != '/')
+			n++;
+		if (n == 0 || (n == 1 && path[i] == '.') ||
+		    (n == 2 && path[i] == '.' && path[i + 1] == '.'))
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+/* The read-only --allow-open directory that fd is, or NULL. */
+static const struct allowed_dir *
+ro_dir_of(int fd)
+{
+	struct stat st;
+	size_t i;
+
+	if (fstat(fd, &st) == -1 || !S_ISDIR(st.st_mode))
+		return NULL;
+	for (i = 0; i < ndirs; i++)
+		if (!dirs[i].rw && dirs[i].dev == st.st_dev && dirs[i].ino == st.st_ino)
+			return &dirs[i];
+	return NULL;
+}
+
+/*
+ * Whether the directory fd lies beneath d (following ".." up to "/").  A
+ * step that fails says yes: the careful way to open beneath d costs only
+ * symlinks, the careless one could cost the read-only directory.
+ */
+static bool
+beneath(int fd, const struct allowed_dir *d)
+{
+	struct stat st, prev = { 0 };
+	int cur = -1, up, i;
+	bool yes = true;
+
+	for (i = 0; i < BROKER_MAX_DEPTH; i++) {
+		up = openat(i == 0 ? fd : cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (cur != -1)
+			close(cur);
+		cur = up;
+		if (cur == -1 || fstat(cur, &st) == -1 ||
+		    (st.st_dev == d->dev && st.st_ino == d->ino))
+			break;
+		if (i > 0 && st.st_dev == prev.st_dev && st.st_ino == prev.st_ino) {
+			yes = false;	/* "/", its own parent, and d not met */
+			break;
+		}
+		prev = st;
+	}
+	if (cur != -1)
+		close(cur);
+	return yes;
+}
+
 int
 broker_setup(const struct options *o)
 {
+	struct stat st;
 	size_t i, k;
 
 	dirs = calloc(o->nallow_open ? o->nallow_open : 1, sizeof(*dirs));
@@ -71,16 +163,42 @@ broker_setup(const struct options *o)
 				return -EINVAL;
 			}
 		}
+		/* Worker paths must be canonical: another spelling would never match. */
+		if (!canonical(d->path, d->len)) {
+			log_error("--allow-open %s: not a canonical path (\".\", \"..\" or \"//\" in it)",
+			    d->path);
+			ndirs = i;
+			broker_free();
+			return -EINVAL;
+		}
 		d->fd = open(d->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		if (d->fd == -1) {
+		if (d->fd == -1 || fstat(d->fd, &st) == -1) {
 			r = -errno;
 			log_error("--allow-open %s: %s", d->path, strerror(-r));
+			if (d->fd != -1)
+				close(d->fd);
 			ndirs = i;
 			broker_free();
 			return r;
 		}
+		d->dev = st.st_dev;
+		d->ino = st.st_ino;
+		for (k = 0; k < i; k++) {
+			/* One directory both :ro and :rw by two names is no policy. */
+			if (dirs[k].dev == d->dev && dirs[k].ino == d->ino) {
+				log_error("--allow-open %s: the same directory as %s", d->path,
+				    dirs[k].len ? dirs[k].path : "/");
+				ndirs = i + 1;
+				broker_free();
+				return -EINVAL;
+			}
+		}
 	}
 	ndirs = o->nallow_open;
+	for (i = 0; i < ndirs; i++)
+		for (k = 0; k < ndirs; k++)
+			if (dirs[i].rw && !dirs[k].rw && beneath(dirs[k].fd, &dirs[i]))
+				dirs[i].holds_ro = true;
 	return 0;
 }
 
@@ -155,6 +273,88 @@ flags_name(int flags, char *buf, size_t len)
 		snprintf(buf + n, len - n, "|0%o", (unsigned)rest);
 }
 
+static int
+openat2_retry(int dirfd, const char *path, const struct open_how *how)
+{
+	int fd;
+
+	do
+		fd = (int)syscall(SYS_openat2, dirfd, path, how, sizeof(*how));
+	while (fd == -1 && errno == EINTR);
+	return fd == -1 ? -errno : fd;
+}
+
+/*
+ * Opens rest beneath d (a :rw directory holding a read-only one) one
+ * directory at a time, following no symlink, each step from the fd of the
+ * last: the directories checked are the ones the open goes through, with
+ * no name looked up twice.  Returns the fd, -ELOOP for a symlink on the
+ * way, or -EACCES with *ret_ro the read-only directory reached.
+ */
+static int
+open_walk(const struct allowed_dir *d, const char *rest, const struct open_how *how,
+    const struct allowed_dir **ret_ro)
+{
+	struct open_how step = {
+		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	struct open_how last = *how;
+	const struct allowed_dir *ro;
+	char name[NAME_MAX + 1];
+	const char *slash;
+	int dir = d->fd, fd, r;
+
+	last.resolve |= RESOLVE_NO_SYMLINKS;
+	while ((slash = strchr(rest, '/')) != NULL) {
+		if ((size_t)(slash - rest) > NAME_MAX) {
+			r = -ENAMETOOLONG;
+			goto fail;
+		}
+		memcpy(name, rest, (size_t)(slash - rest));
+		name[slash - rest] = '\0';
+		fd = openat2_retry(dir, name, &step);
+		if (dir != d->fd)
+			close(dir);
+		dir = fd;
+		if (dir < 0) {
+			r = dir;
+			goto fail;
+		}
+		if ((ro = ro_dir_of(dir)) != NULL) {
+			*ret_ro = ro;
+			r = -EACCES;
+			goto fail;
+		}
+		rest = slash + 1;
+	}
+	/* O_TMPFILE makes its file in the directory named last: check that one too. */
+	if ((how->flags & O_TMPFILE) == O_TMPFILE) {
+		fd = openat2_retry(dir, rest, &step);
+		if (fd >= 0 && (ro = ro_dir_of(fd)) != NULL) {
+			close(fd);
+			*ret_ro = ro;
+			r = -EACCES;
+			goto fail;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	fd = openat2_retry(dir, rest, &last);
+	if (fd >= 0 && (ro = ro_dir_of(fd)) != NULL) {
+		close(fd);
+		*ret_ro = ro;
+		fd = -EACCES;
+	}
+	if (dir != d->fd)
+		close(dir);
+	return fd;
+fail:
+	if (dir >= 0 && dir != d->fd)
+		close(dir);
+	return r;
+}
+
 /*
  * The decision and the open: the fd, or -errno with *why saying what the
  * policy refused (NULL when the open itself failed).
@@ -162,7 +362,7 @@ flags_name(int flags, char *buf, size_t len)
 static int
 decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 {
-	const struct allowed_dir *d;
+	const struct allowed_dir *d, *ro = NULL;
 	struct open_how how = { 0 };
 	const char *rest = NULL;
 	int fd, fl;
@@ -174,6 +374,11 @@ decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 	if ((req->flags & ~BROKER_FLAGS) != 0 || (req->flags & O_ACCMODE) == O_ACCMODE) {
 		snprintf(why, len, "refused: flags the broker does not take");
 		return -EINVAL;
+	}
+	if (strcmp(req->path, "/") != 0 && !canonical(req->path, strlen(req->path))) {
+		snprintf(why, len, "refused: not a canonical path (\".\", \"..\", \"//\" or a "
+		    "trailing \"/\")");
+		return -EACCES;
 	}
 	d = match(req->path, &rest);
 	if (d == NULL) {
@@ -188,19 +393,28 @@ decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 	how.mode = (req->flags & O_CREAT) || (req->flags & O_TMPFILE) == O_TMPFILE ?
 	    BROKER_CREATE_MODE : 0;
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-	do
-		fd = (int)syscall(SYS_openat2, d->fd, rest, &how, sizeof(how));
-	while (fd == -1 && errno == EINTR);
-	if (fd == -1) {
-		int err = errno;
-
-		if (err == EXDEV) {
+	if (d->holds_ro && wants_write(req->flags))
+		fd = open_walk(d, rest, &how, &ro);
+	else
+		fd = openat2_retry(d->fd, rest, &how);
+	if (ro != NULL) {
+		snprintf(why, len, "refused: leads into %s, which is read-only", ro->path);
+		return -EACCES;
+	}
+	if (fd == -ELOOP && d->holds_ro && wants_write(req->flags)) {
+		/* Where a symlink leads is a place the walk did not check. */
+		snprintf(why, len, "refused: a symlink on the way (writes beneath %s, which holds "
+		    "a read-only directory, follow none)", d->len ? d->path : "/");
+		return -EACCES;
+	}
+	if (fd < 0) {
+		if (fd == -EXDEV) {
 			/* RESOLVE_BENEATH: ".." or a symlink on the way led out. */
 			snprintf(why, len, "refused: leads out of %s", d->len ? d->path : "/");
 			return -EACCES;
 		}
-		snprintf(why, len, "%s", strerror(err));
-		return -err;
+		snprintf(why, len, "%s", strerror(-fd));
+		return fd;
 	}
 	if (!(req->flags & O_NONBLOCK) && ((fl = fcntl(fd, F_GETFL)) == -1 ||
 	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1)) {

@@ -10,7 +10,8 @@
  *	GET  /uname		uname(), a call the service adds: {"sysname":"Linux"}
  *	GET  /broker?flags=F&path=P	fdh_broker_open(P, F): {"errno":"0"} with fd
  *				"file", or {"errno":"EACCES"}; F is ro, wo, rw,
- *				creat (wo|creat), creat-ro, trunc, append or dir
+ *				creat (wo|creat), creat-ro, trunc, append, dir or
+ *				tmpfile (rw|tmpfile)
  *	GET  /broker/long	a path of PATH_MAX bytes: {"errno":"ENAMETOOLONG"}
  *	GET  /broker/many?n=N&path=P	N opens of P in a row, each read and
  *				closed: {"ok":N,"bytes":B}
@@ -163,6 +164,7 @@ parse_flags(const char *s)
 		{ "trunc", O_RDONLY | O_TRUNC },
 		{ "append", O_WRONLY | O_APPEND },
 		{ "dir", O_RDONLY | O_DIRECTORY },
+		{ "tmpfile", O_RDWR | O_TMPFILE },
 	};
 	size_t i;
 

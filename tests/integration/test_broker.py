@@ -19,7 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fdhttpd_testlib import BUILD_DIR, Fdhttpd, wait_for  # noqa: E402
+from fdhttpd_testlib import BUILD_DIR, Fdhttpd, run_fdhttpd, wait_for  # noqa: E402
 import fdhttp_testlib  # noqa: E402
 
 
@@ -139,8 +139,7 @@ class BrokerTest(unittest.TestCase):
         d = self.files()
         with FdConn(d.sock_path) as c:
             for rel, want in (("sub/inner.txt", b"inner"), ("link-in", b"hello"),
-                              ("sub-link/inner.txt", b"inner"), ("sub/../hello.txt", b"hello"),
-                              ("sub%2Finner.txt", b"inner")):
+                              ("sub-link/inner.txt", b"inner"), ("sub%2Finner.txt", b"inner")):
                 with self.subTest(rel=rel):
                     r = c.get("/open?path=" + rel)
                     self.assertEqual(r.status, 200, r.body)
@@ -153,15 +152,19 @@ class BrokerTest(unittest.TestCase):
             for rel, status in (("../secret.txt", 403), ("/etc/hostname", 403),
                                 ("%2Fetc%2Fhostname", 403), ("link-out", 403),
                                 ("link-up", 403), ("out-link/x", 403),
-                                ("sub/../../secret.txt", 403), ("missing.txt", 404),
+                                ("sub/../../secret.txt", 403),
+                                # ".." that stays inside is refused too: only canonical
+                                # paths say by their prefix where they lead
+                                ("sub/../hello.txt", 403), ("./hello.txt", 403),
+                                ("missing.txt", 404),
                                 ("sub/missing", 404), ("x" * 4100, 414)):
                 with self.subTest(rel=rel[:40]):
                     r = c.get("/open?path=" + rel)
                     self.assertEqual(r.status, status, r.body)
                     self.assertEqual(r.fds, {})
         log = d.read_log()
-        self.assertRegex(log, r"open \"%s/\.\./secret\.txt\" O_RDONLY: refused: leads out of %s"
-                         % (re.escape(self.tree.data), re.escape(self.tree.data)))
+        self.assertRegex(log, r"open \"%s/\.\./secret\.txt\" O_RDONLY: refused: not a "
+                              r"canonical path" % re.escape(self.tree.data))
         self.assertRegex(log, r"open \"%s/link-out\" O_RDONLY: refused: leads out of"
                          % re.escape(self.tree.data))
         self.assertRegex(log, r"open \"%s/missing.txt\" O_RDONLY: No such file or directory"
@@ -245,6 +248,68 @@ class BrokerTest(unittest.TestCase):
                          % (re.escape(t.rw), re.escape(t.rw)))
         self.assertRegex(log, r"open \"/etc/hostname\" O_RDONLY: refused: outside every "
                               r"--allow-open directory")
+
+    def test_read_only_directory_inside_a_writable_one(self):
+        """--allow-open W:rw --allow-open W/private:ro: no other spelling of a
+        path in private/ (".", "//", a symlink inside W, the read-only
+        directory named through a symlink) makes it writable."""
+        w = os.path.join(self.tree.top, "w")
+        private = os.path.join(w, "private")
+        os.makedirs(private)
+        os.makedirs(os.path.join(w, "sub"))
+        for rel, text in (("private/f", "secret"), ("ok.txt", "ok")):
+            with open(os.path.join(w, rel), "w") as f:
+                f.write(text)
+        os.symlink("private", os.path.join(w, "alias"))
+        os.symlink("../private", os.path.join(w, "sub", "up"))
+        cases = [
+            (private + "/f", "wo", "EACCES"),
+            (w + "/./private/f", "wo", "EACCES"),
+            (w + "//private/f", "wo", "EACCES"),
+            (w + "/alias/f", "wo", "EACCES"),
+            (w + "/alias/f", "trunc", "EACCES"),
+            (w + "/sub/up/f", "append", "EACCES"),
+            (w + "/private", "tmpfile", "EACCES"),
+            (w + "/alias", "tmpfile", "EACCES"),
+            (w + "/ok.txt/", "wo", "EACCES"),
+            (w + "/alias/f", "ro", "0"),                # reading private/ is allowed
+            (w + "/sub", "tmpfile", "0"),
+            (w + "/ok.txt", "wo", "0"),
+            (w + "/new.txt", "creat", "0"),
+        ]
+        for ro_name in (private, w + "/alias"):     # the second: named through a symlink
+            d = Fdhttpd("--allow-open", w + ":rw", "--allow-open", ro_name + ":ro",
+                        workers=1, service=probe_path())
+            self.addCleanup(d.cleanup)
+            with FdConn(d.sock_path) as c:
+                for path, flags, want in cases:
+                    with self.subTest(ro=ro_name, path=path, flags=flags):
+                        err, r = self.ask(c, path, flags)
+                        self.assertEqual(err, want)
+                        r.close_fds()
+            log = d.read_log()
+            self.assertRegex(log, r"open \"%s/\./private/f\" O_WRONLY: refused: not a "
+                                  r"canonical path" % re.escape(w))
+            self.assertRegex(log, r"open \"%s/sub/up/f\" O_WRONLY\|O_APPEND: refused: "
+                                  r"a symlink on the way" % re.escape(w))
+            d.cleanup()
+        with open(private + "/f") as f:
+            self.assertEqual(f.read(), "secret")
+        self.assertEqual(os.listdir(private), ["f"])
+
+    def test_allow_open_refuses_what_cannot_be_a_policy(self):
+        t = self.tree
+        for args, msg in (
+                (["--allow-open", t.data + "/./sub"], "not a canonical path"),
+                # sub-link -> sub: one directory, both writable and read-only
+                (["--allow-open", t.data + "/sub:rw", "--allow-open", t.data + "/sub-link:ro"],
+                 "the same directory as")):
+            with self.subTest(args=args):
+                status, err = run_fdhttpd("--socket", os.path.join(t.top, "s.sock"), *args,
+                                          "--", probe_path())
+                self.assertEqual(status, 1, err)
+                self.assertIn(msg, err)
+                self.assertFalse(os.path.exists(os.path.join(t.top, "s.sock")))
 
     def test_many_requests_from_two_workers(self):
         t = self.tree
