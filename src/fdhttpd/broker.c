@@ -52,11 +52,22 @@
 /* ".." steps from a directory up to "/" at most: PATH_MAX allows no more. */
 #define BROKER_MAX_DEPTH	(PATH_MAX / 2)
 
+/*
+ * A path in the log keeps this much of its head and tail around a marker
+ * saying how much was cut.  A worker's path may be PATH_MAX long (and grow
+ * fourfold as its control bytes are escaped): in full it would push the
+ * flags and the outcome off the end of the log's line.
+ */
+#define LOG_PATH_HEAD		96
+#define LOG_PATH_TAIL		64
+#define LOG_PATH_BUF		(LOG_PATH_HEAD + LOG_PATH_TAIL + 48)
+
 struct allowed_dir {
 	const char *path;	/* as given, trailing slashes not counted */
 	size_t len;		/* 0 for "/" */
 	bool rw;
 	bool holds_ro;		/* :rw with a read-only one beneath it at start */
+	char name[LOG_PATH_BUF];	/* for the log: "/" for "/", cut when long */
 	int fd;			/* O_PATH | O_DIRECTORY, opened at start */
 	dev_t dev;		/* the directory itself, whatever names it later */
 	ino_t ino;
@@ -64,6 +75,19 @@ struct allowed_dir {
 
 static struct allowed_dir *dirs;
 static size_t ndirs;
+
+/* path[0..len) for the log, its middle cut when longer than the log keeps. */
+static const char *
+log_path(const char *path, size_t len, char *buf, size_t size)
+{
+	if (len <= LOG_PATH_HEAD + LOG_PATH_TAIL)
+		snprintf(buf, size, "%.*s", (int)len, path);
+	else
+		snprintf(buf, size, "%.*s...[%zu bytes cut]...%.*s", LOG_PATH_HEAD, path,
+		    len - LOG_PATH_HEAD - LOG_PATH_TAIL, LOG_PATH_TAIL,
+		    path + len - LOG_PATH_TAIL);
+	return buf;
+}
 
 /*
  * Whether path[0..len) has no "." or ".." component, no empty one ("//")
@@ -183,11 +207,15 @@ broker_setup(const struct options *o)
 		}
 		d->dev = st.st_dev;
 		d->ino = st.st_ino;
+		if (d->len == 0)
+			snprintf(d->name, sizeof(d->name), "/");
+		else
+			log_path(d->path, d->len, d->name, sizeof(d->name));
 		for (k = 0; k < i; k++) {
 			/* One directory both :ro and :rw by two names is no policy. */
 			if (dirs[k].dev == d->dev && dirs[k].ino == d->ino) {
 				log_error("--allow-open %s: the same directory as %s", d->path,
-				    dirs[k].len ? dirs[k].path : "/");
+				    dirs[k].name);
 				ndirs = i + 1;
 				broker_free();
 				return -EINVAL;
@@ -386,7 +414,7 @@ decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 		return -EACCES;
 	}
 	if (wants_write(req->flags) && !d->rw) {
-		snprintf(why, len, "refused: %s is read-only", d->len ? d->path : "/");
+		snprintf(why, len, "refused: %s is read-only", d->name);
 		return -EACCES;
 	}
 	how.flags = (uint64_t)(unsigned)(req->flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -398,19 +426,19 @@ decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 	else
 		fd = openat2_retry(d->fd, rest, &how);
 	if (ro != NULL) {
-		snprintf(why, len, "refused: leads into %s, which is read-only", ro->path);
+		snprintf(why, len, "refused: leads into %s, which is read-only", ro->name);
 		return -EACCES;
 	}
 	if (fd == -ELOOP && d->holds_ro && wants_write(req->flags)) {
 		/* Where a symlink leads is a place the walk did not check. */
 		snprintf(why, len, "refused: a symlink on the way (writes beneath %s, which holds "
-		    "a read-only directory, follow none)", d->len ? d->path : "/");
+		    "a read-only directory, follow none)", d->name);
 		return -EACCES;
 	}
 	if (fd < 0) {
 		if (fd == -EXDEV) {
 			/* RESOLVE_BENEATH: ".." or a symlink on the way led out. */
-			snprintf(why, len, "refused: leads out of %s", d->len ? d->path : "/");
+			snprintf(why, len, "refused: leads out of %s", d->name);
 			return -EACCES;
 		}
 		snprintf(why, len, "%s", strerror(-fd));
@@ -424,7 +452,7 @@ decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 		snprintf(why, len, "%s", strerror(err));
 		return -err;
 	}
-	snprintf(why, len, "opened beneath %s (%s)", d->len ? d->path : "/", d->rw ? "rw" : "ro");
+	snprintf(why, len, "opened beneath %s (%s)", d->name, d->rw ? "rw" : "ro");
 	return fd;
 }
 
@@ -432,13 +460,14 @@ void
 broker_on_open(struct sup *s, struct proc *p, const struct fdh_ctl_open *req)
 {
 	struct fdh_ctl_msg m;
-	char why[PATH_MAX + 64], flags[160];
+	char why[LOG_PATH_BUF + 128], flags[160], path[LOG_PATH_BUF];
 	int fd, r;
 
 	fd = decide_and_open(req, why, sizeof(why));
 	flags_name(req->flags, flags, sizeof(flags));
-	log_info("broker: worker %u (pid %ld): open \"%s\" %s: %s", p->id, (long)p->pid,
-	    req->path, flags, why);
+	/* Who, what and the outcome first; the path, bounded, last. */
+	log_info("broker: worker %u (pid %ld): open %s: %s: \"%s\"", p->id, (long)p->pid, flags,
+	    why, log_path(req->path, strnlen(req->path, sizeof(req->path)), path, sizeof(path)));
 	fdh_ctl_init(&m, FDH_CTL_OPEN_REPLY);
 	m.u.open_reply.id = req->id;
 	if (fd >= 0)
