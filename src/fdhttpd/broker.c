@@ -75,6 +75,8 @@ struct allowed_dir {
 
 static struct allowed_dir *dirs;
 static size_t ndirs;
+/* An answer's fd could not be sent (ctl_send_temporary()); logged once. */
+static bool answers_short;
 
 /* path[0..len) for the log, its middle cut when longer than the log keeps. */
 static const char *
@@ -478,7 +480,28 @@ broker_on_open(struct sup *s, struct proc *p, const struct fdh_ctl_open *req)
 	/* Sent or not, ours is closed: the worker has its own copy or none. */
 	if (fd >= 0)
 		close(fd);
-	if (r == -EAGAIN) {
+	if (fd >= 0 && ctl_send_temporary(r)) {
+		/*
+		 * The fd could not travel (our fds in flight at RLIMIT_NOFILE,
+		 * or no memory): the worker gets the reason instead of a
+		 * 5-second wait, and keeps its socket.  Said once a streak:
+		 * a worker can ask as fast as it likes.
+		 */
+		if (!answers_short)
+			log_warn("worker %u (pid %ld): broker answer: %s; answering the error "
+			    "instead until an fd goes through again", p->id, (long)p->pid,
+			    strerror(-r));
+		answers_short = true;
+		m.h.flags &= ~FDH_CTL_F_FD;
+		m.u.open_reply.error = r;
+		r = fdh_ctl_send(p->ctl, &m, NULL, 0);
+	} else if (fd >= 0 && r == 0) {
+		answers_short = false;
+	}
+	if (ctl_send_temporary(r)) {
+		log_warn("worker %u (pid %ld): broker answer dropped: %s", p->id, (long)p->pid,
+		    strerror(-r));
+	} else if (r == -EAGAIN) {
 		/* Its queue is full of what it does not read: it times out. */
 		log_warn("worker %u (pid %ld): control socket full; broker answer dropped",
 		    p->id, (long)p->pid);

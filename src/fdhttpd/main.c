@@ -70,6 +70,7 @@ main(int argc, char *argv[])
 	ensure_stdio();
 	options_parse(argc, argv, &o);
 	fdh_log_setup(o.log_level, "supervisor");
+	spawn_raise_nofile();
 	/*
 	 * Before anything keeps a pointer into the environment: this moves it
 	 * to fresh memory, as the title is written over the original one.

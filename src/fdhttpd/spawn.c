@@ -26,6 +26,21 @@ static char env_ctl[32], env_limits[FDH_CTL_LIMITS_MAX + 32], env_log[48], env_m
     env_sandbox[32];
 /* Each worker's RLIMIT_NOFILE, soft and hard (spawn_nofile()). */
 static rlim_t worker_nofile;
+/* The soft RLIMIT_NOFILE fdhttpd was started with, for unsandboxed workers. */
+static rlim_t inherited_nofile = RLIM_INFINITY;
+
+void
+spawn_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	inherited_nofile = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	/* Failing, it stays as it was: spawn_setup() checks what the workers need. */
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+}
 
 static bool
 env_is_ours(const char *entry)
@@ -165,6 +180,12 @@ child_sandbox(const struct options *o)
 {
 	struct rlimit rl;
 
+	if (o->no_sandbox && inherited_nofile != RLIM_INFINITY &&
+	    getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		/* The limit fdhttpd was given is the service's too (a select() user's 1024). */
+		rl.rlim_cur = inherited_nofile < rl.rlim_max ? inherited_nofile : rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);	/* lowering a soft limit cannot fail */
+	}
 	if (!o->no_sandbox) {
 		/* A crashing handler leaves no image of its memory (requests, keys). */
 		rl.rlim_cur = rl.rlim_max = 0;

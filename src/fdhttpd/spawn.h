@@ -20,6 +20,16 @@
 rlim_t spawn_nofile(const struct fdh_limits *l);
 
 /*
+ * Raises the supervisor's soft RLIMIT_NOFILE to its hard limit, first
+ * thing.  Its fds in flight to busy workers count against the soft limit
+ * (ETOOMANYREFS beyond), on top of its own table: each worker, each
+ * pending connection and its pidfd hold some, and the usual soft 1024 is
+ * a default for select() users, which fdhttpd is not.  Workers get the
+ * limit fdhttpd was started with back (unsandboxed) or their own.
+ */
+void spawn_raise_nofile(void);
+
+/*
  * Prepares what every worker gets: the environment (sandboxed, only PATH,
  * LANG, LC_*, TZ and sanitizer options of the supervisor's; with
  * --no-sandbox, all of it but what is the supervisor's alone; plus the

@@ -103,6 +103,9 @@ hand_off(struct sup *s, struct pending_conn *c)
 {
 	struct proc *p;
 
+	if (s->send_retry_at != 0 && now_ms() < s->send_retry_at)
+		return false;
+	s->send_retry_at = 0;
 	while ((p = workers_pick(s)) != NULL) {
 		struct fdh_ctl_msg m;
 		int fds[2] = { c->fd, c->pidfd };
@@ -126,7 +129,29 @@ hand_off(struct sup *s, struct pending_conn *c)
 			conns_assign(s, c->id, p);
 			/* It stops reporting each close at once on reading this. */
 			p->eager = false;
+			if (s->send_short) {
+				log_debug("handing over connections again");
+				s->send_short = false;
+			}
 			return true;
+		}
+		if (ctl_send_temporary(r)) {
+			int64_t now = now_ms();
+
+			/*
+			 * Every worker would fail alike: keep the connection,
+			 * leave the backlog alone, and try again shortly.  At a
+			 * limit, hand-offs fail and succeed by turns: one line
+			 * per SUP_SEND_WARN_MS says so, not one per turn.
+			 */
+			if (s->send_warned_ms == 0 || now - s->send_warned_ms >= SUP_SEND_WARN_MS) {
+				log_warn("handing over a connection: %s; holding it and pausing "
+				    "accepts, retrying every %d ms", strerror(-r), SUP_SEND_RETRY_MS);
+				s->send_warned_ms = now;
+			}
+			s->send_short = true;
+			s->send_retry_at = now + SUP_SEND_RETRY_MS;
+			return false;
 		}
 		if (r == -EAGAIN) {
 			log_debug("worker %u (pid %ld): control socket full; skipping it",
@@ -336,6 +361,8 @@ poll_timeout(const struct sup *s, int64_t now)
 		t = r;
 	if (s->accept_pause_until > now && (t == 0 || s->accept_pause_until < t))
 		t = s->accept_pause_until;
+	if (s->have_pending && s->send_retry_at != 0 && (t == 0 || s->send_retry_at < t))
+		t = s->send_retry_at;
 	if (s->recheck_fd != -1 && (t == 0 || s->recheck_at < t))
 		t = s->recheck_at;
 	if (t == 0)

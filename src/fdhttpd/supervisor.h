@@ -7,6 +7,7 @@
 #ifndef FDHTTPD_SUPERVISOR_H
 #define FDHTTPD_SUPERVISOR_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -123,6 +124,14 @@ struct sup {
 
 	bool have_pending;
 	struct pending_conn pending;
+	/*
+	 * After a temporary send failure (ctl_send_temporary()): no hand-off
+	 * and no accept before send_retry_at (ms); send_short until one
+	 * succeeds; send_warned_ms, when it was last logged.
+	 */
+	int64_t send_retry_at;
+	bool send_short;
+	int64_t send_warned_ms;
 
 	/*
 	 * A connection whose uid looked at --max-conns-per-uid, held while
@@ -137,6 +146,25 @@ struct sup {
 };
 
 int64_t now_ms(void);
+
+/*
+ * Whether a failed send on a control socket (a negative errno) is the
+ * supervisor's own condition, gone once descriptors or memory free up,
+ * rather than the worker's socket breaking.  ETOOMANYREFS: a non-root
+ * supervisor's fds in flight, queued to every busy worker alike, count
+ * against its RLIMIT_NOFILE.  Retiring the worker for it would kill a
+ * healthy one with its connections, then the next, and the next.
+ */
+static inline bool
+ctl_send_temporary(int r)
+{
+	return r == -ETOOMANYREFS || r == -ENOBUFS || r == -ENOMEM;
+}
+
+/* How long hand-offs and accepting pause after a temporary send failure. */
+#define SUP_SEND_RETRY_MS	100
+/* At most one warning about it in this long. */
+#define SUP_SEND_WARN_MS	10000
 
 /* supervisor.c */
 int supervisor_run(const struct options *o, struct sockfile *sock, int sigfd);

@@ -224,6 +224,19 @@ proc_send_drain(struct proc *p)
 		return;
 	}
 	p->drain_pending = false;
+	if (ctl_send_temporary(r)) {
+		/*
+		 * Short of memory, with room in the socket: POLLOUT would spin.
+		 * A worker drains on SIGTERM as on DRAIN, and a signal needs
+		 * no buffer.
+		 */
+		log_warn("worker %u (pid %ld): sending DRAIN: %s; sending SIGTERM instead", p->id,
+		    (long)p->pid, strerror(-r));
+		if (kill(p->pid, SIGTERM) == -1)
+			log_warn("worker %u (pid %ld): SIGTERM: %s", p->id, (long)p->pid,
+			    strerror(errno));
+		return;
+	}
 	if (r < 0) {
 		log_warn("worker %u (pid %ld): sending DRAIN: %s", p->id, (long)p->pid,
 		    strerror(-r));
@@ -654,10 +667,13 @@ workers_flush(struct sup *s)
 			if (r == 0) {
 				p->eager = p->flush_wait = true;
 				p->flush_sent_ms = now;
-			} else if (r != -EAGAIN) {
+			} else if (r != -EAGAIN && !ctl_send_temporary(r)) {
 				workers_ctl_failed(s, p, -r);
 			}
-			/* Full: a worker that reads nothing would not answer either. */
+			/*
+			 * Full: a worker that reads nothing would not answer either.
+			 * Short of memory: asked again on the next turn.
+			 */
 		}
 		waiting |= p->flush_wait && now - p->flush_sent_ms < RECHECK_MS;
 	}

@@ -180,21 +180,28 @@ class Fdhttpd:
     """
 
     def __init__(self, *opts, service_args=(), socket_path=None, service=None,
-                 wait_ready=True, workers=2, tmpdir=None, env=None):
+                 wait_ready=True, workers=2, tmpdir=None, env=None, prefix=(),
+                 preexec_fn=None):
+        """prefix is a command that runs fdhttpd (setpriv ...; then it is
+        given no --user and tmpdir must be writable by whom it runs as);
+        preexec_fn runs in the child before that."""
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="fdhttpd-test-")
         self.sock_path = socket_path or os.path.join(self.tmpdir, "s.sock")
         self.log_path = os.path.join(self.tmpdir, "fdhttpd.log")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify_path = os.path.join(self.tmpdir, "notify")
         self.notify.bind(self.notify_path)
+        if prefix:
+            os.chmod(self.notify_path, 0o777)
         env = dict(os.environ, **(env or {}), NOTIFY_SOCKET=self.notify_path)
         if LEAK_CHECK and "--no-sandbox" not in opts:
             opts = ("--no-sandbox", *opts)
-        argv = [fdhttpd_path(), "--socket", self.sock_path, "--workers", str(workers),
-                *sandbox_user(opts), *opts, "--", service or echo_path(), *service_args]
+        argv = [*prefix, fdhttpd_path(), "--socket", self.sock_path, "--workers", str(workers),
+                *([] if prefix else sandbox_user(opts)), *opts, "--", service or echo_path(),
+                *service_args]
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=self.log, env=env)
+                                     stderr=self.log, env=env, preexec_fn=preexec_fn)
         if wait_ready:
             try:
                 self.wait_state("READY=1", timeout=10)

@@ -5,6 +5,7 @@ sections 4 and 5)."""
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -258,6 +259,56 @@ class WorkersTest(unittest.TestCase):
         w.join()
         self.assertEqual(results, [200] * 20)
         self.assertEqual(most[0], 4)
+
+    def test_fds_in_flight_over_the_limit_kill_no_worker(self):
+        """A non-root supervisor's fds in flight (sent, not yet read) count
+        against its RLIMIT_NOFILE: with both workers busy, queued connections
+        make sendmsg fail with ETOOMANYREFS.  That is the supervisor's
+        condition, not a broken worker: connections wait, accepting pauses,
+        and no worker is killed (CONTRACT section 5)."""
+        if os.geteuid() != 0 or shutil.which("setpriv") is None:
+            self.skipTest("needs root and setpriv to run fdhttpd as nobody")
+        nobody = pwd.getpwnam("nobody")
+        tmp = tempfile.mkdtemp(prefix="fdhttpd-test-")
+        os.chmod(tmp, 0o777)
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+        d = self.start("--no-sandbox", "--max-conns", "32", workers=2, tmpdir=tmp,
+                       prefix=["setpriv", "--reuid=%d" % nobody.pw_uid,
+                               "--regid=%d" % nobody.pw_gid, "--clear-groups"],
+                       preexec_fn=low_limit)
+        workers = d.wait_workers(2)
+        busy = []
+        for _ in range(2):          # one each: equal loads take turns
+            rd, wr = os.pipe()
+            c = Conn(d.sock_path, timeout=10)
+            self.addCleanup(c.close)
+            socket.send_fds(c.sock, [b"POST /fd/read HTTP/1.1\r\nHost: x\r\nX-FD: input\r\n"
+                                     b"Content-Length: 0\r\n\r\n"], [rd])
+            os.close(rd)
+            busy.append((c, wr))
+        time.sleep(0.3)             # both handlers wait on their pipes
+        burst = []
+        for _ in range(40):         # two fds in flight each, the connection and its pidfd
+            c = Conn(d.sock_path, timeout=10)
+            self.addCleanup(c.close)
+            c.send_request(headers=[("Connection", "close")])
+            burst.append(c)
+        d.wait_log(r"Too many references")
+        time.sleep(0.3)
+        for c, wr in busy:
+            os.close(wr)            # the handlers return
+        for c, _ in busy:
+            self.assertEqual(c.read_response().status, 200)
+        for c in burst:
+            self.assertEqual(c.read_response().status, 200)
+        self.assertEqual(d.workers(), workers)
+        log = d.read_log()
+        self.assertNotIn("killing it", log)
+        self.assertNotIn("control socket:", log)
+        self.assertEqual(len(re.findall(r" warn supervisor: .*Too many references", log)), 1, log)
 
     def test_allow_uid_refused_with_403(self):
         d = self.start("--allow-uid", "12345", workers=1)
