@@ -14,6 +14,7 @@
 #include "log.h"
 #include "signals.h"
 #include "spawn.h"
+#include "supervisor.h"
 #include "worker.h"
 
 extern char **environ;
@@ -28,6 +29,12 @@ static char env_ctl[32], env_limits[FDH_CTL_LIMITS_MAX + 32], env_log[48], env_m
 static rlim_t worker_nofile;
 /* The soft RLIMIT_NOFILE fdhttpd was started with, for unsandboxed workers. */
 static rlim_t inherited_nofile = RLIM_INFINITY;
+/*
+ * Every worker's stdin, opened once: a child opening it itself would do so
+ * holding the supervisor's whole table, and at its RLIMIT_NOFILE fail with
+ * EMFILE, an exit status that reads as a SERVICE that cannot be run.
+ */
+static int dev_null = -1;
 
 void
 spawn_raise_nofile(void)
@@ -78,15 +85,66 @@ spawn_nofile(const struct fdh_limits *l)
 	return (rlim_t)l->max_conns * (2 + (rlim_t)l->max_fds) + SPAWN_NOFILE_MARGIN;
 }
 
+/*
+ * The supervisor's own descriptors, at most: per worker its control socket
+ * and, while it starts, the child's end (2), one more worker during a
+ * rolling restart, the refused connections lingering (SUP_MAX_LINGER), a
+ * connection held pending and one rechecked with their pidfds (4), each
+ * --allow-open directory, and 16 of its own (stdio, the listening socket
+ * and its lock, the pidfile, the signalfd, the notify socket, /dev/null,
+ * a connection being accepted and its pidfd, /proc reads).
+ */
+#define SUP_NOFILE(workers, ndirs) \
+	(2ULL * ((unsigned long long)(workers) + 1) + SUP_MAX_LINGER + 4 + (ndirs) + 16)
+
+/*
+ * Whether the supervisor's own descriptors fit its RLIMIT_NOFILE (raised to
+ * the hard limit already): better refused at start than workers that fail
+ * one by one, or connections dropped at accept.  0, or -EMFILE after
+ * logging why.
+ */
+static int
+supervisor_fits(const struct options *o)
+{
+	unsigned long long need = SUP_NOFILE(o->workers, o->nallow_open),
+	    flight = 2ULL * o->workers * o->limits.max_conns;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	if (need > rl.rlim_cur) {
+		log_error("--workers %u needs about %llu descriptors in fdhttpd (2 per worker, "
+		    "%d for refused connections lingering, the rest its own), over its "
+		    "RLIMIT_NOFILE of %llu; lower --workers or raise the limit",
+		    o->workers, need, SUP_MAX_LINGER, (unsigned long long)rl.rlim_cur);
+		return -EMFILE;
+	}
+	/*
+	 * Without CAP_SYS_RESOURCE, connections queued to busy workers (a
+	 * connection and a pidfd each) count against the same limit while in
+	 * flight: past it they wait (ETOOMANYREFS), which works, but slowly.
+	 */
+	if (geteuid() != 0 && need + flight > rl.rlim_cur)
+		log_warn("--workers %u x --max-conns %u: up to %llu descriptors may wait in "
+		    "workers' control sockets, over fdhttpd's RLIMIT_NOFILE of %llu; at it, "
+		    "connections wait until busy workers catch up", o->workers,
+		    o->limits.max_conns, flight, (unsigned long long)rl.rlim_cur);
+	return 0;
+}
+
 int
 spawn_setup(const struct options *o)
 {
 	char limits[FDH_CTL_LIMITS_MAX];
 	struct rlimit rl;
 	size_t n = 0, i;
+	int r;
 
 	if (fdh_ctl_limits_format(&o->limits, limits, sizeof(limits)) < 0)
 		return -ENOBUFS;
+	r = supervisor_fits(o);
+	if (r < 0)
+		return r;
 	worker_nofile = spawn_nofile(&o->limits);
 	/*
 	 * A worker may be given more than the supervisor's own hard limit
@@ -108,6 +166,12 @@ spawn_setup(const struct options *o)
 			    strerror(errno));
 			return -EMFILE;
 		}
+	}
+	dev_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (dev_null == -1) {
+		r = -errno;
+		log_error("/dev/null: %s", strerror(-r));
+		return r;
 	}
 	for (i = 0; environ[i]; i++)
 		n++;
@@ -138,6 +202,9 @@ spawn_setup(const struct options *o)
 void
 spawn_free(void)
 {
+	if (dev_null != -1)
+		close(dev_null);
+	dev_null = -1;
 	free(base_env);
 	base_env = NULL;
 	base_nenv = 0;
@@ -228,7 +295,7 @@ static void __attribute__((noreturn))
 child(const struct options *o, unsigned id, int ctl, char **envp)
 {
 	char role[32];
-	int null, r;
+	int r;
 
 	snprintf(role, sizeof(role), "worker %u", id);
 	fdh_log_setup(o->log_level, role);
@@ -238,13 +305,11 @@ child(const struct options *o, unsigned id, int ctl, char **envp)
 		log_error("setsid: %s", strerror(errno));
 		_exit(127);
 	}
-	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (null == -1 || dup2(null, STDIN_FILENO) == -1) {
+	/* dup2 allocates nothing: it works with the supervisor's table full. */
+	if (dup2(dev_null, STDIN_FILENO) == -1) {
 		log_error("/dev/null: %s", strerror(errno));
 		_exit(127);
 	}
-	if (null != STDIN_FILENO)
-		close(null);
 	/* dup2 leaves the copy without FD_CLOEXEC; on the same number, clear it. */
 	if (ctl == FDH_CTL_WORKER_FD)
 		r = fcntl(ctl, F_SETFD, 0);

@@ -30,7 +30,9 @@ rlim_t spawn_nofile(const struct fdh_limits *l);
 void spawn_raise_nofile(void);
 
 /*
- * Prepares what every worker gets: the environment (sandboxed, only PATH,
+ * Checks that the supervisor's descriptors fit its RLIMIT_NOFILE
+ * (2 per worker and its own), opens /dev/null for the workers' stdin, and
+ * prepares what every worker gets: the environment (sandboxed, only PATH,
  * LANG, LC_*, TZ and sanitizer options of the supervisor's; with
  * --no-sandbox, all of it but what is the supervisor's alone; plus the
  * FDHTTP_* settings) and the descriptor limit.  Returns 0 or -errno, and

@@ -18,7 +18,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttpd_testlib import (LOG_LINE, Conn, Fdhttpd, cmdline, echo_path, fd_count,  # noqa: E402
-                             wait_for)
+                             run_fdhttpd, wait_for)
 
 
 class WorkersTest(unittest.TestCase):
@@ -273,9 +273,9 @@ class WorkersTest(unittest.TestCase):
         os.chmod(tmp, 0o777)
 
         def low_limit():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
 
-        d = self.start("--no-sandbox", "--max-conns", "32", workers=2, tmpdir=tmp,
+        d = self.start("--no-sandbox", "--max-conns", "40", workers=2, tmpdir=tmp,
                        prefix=["setpriv", "--reuid=%d" % nobody.pw_uid,
                                "--regid=%d" % nobody.pw_gid, "--clear-groups"],
                        preexec_fn=low_limit)
@@ -291,7 +291,7 @@ class WorkersTest(unittest.TestCase):
             busy.append((c, wr))
         time.sleep(0.3)             # both handlers wait on their pipes
         burst = []
-        for _ in range(40):         # two fds in flight each, the connection and its pidfd
+        for _ in range(70):         # two fds in flight each, the connection and its pidfd
             c = Conn(d.sock_path, timeout=10)
             self.addCleanup(c.close)
             c.send_request(headers=[("Connection", "close")])
@@ -309,6 +309,35 @@ class WorkersTest(unittest.TestCase):
         self.assertNotIn("killing it", log)
         self.assertNotIn("control socket:", log)
         self.assertEqual(len(re.findall(r" warn supervisor: .*Too many references", log)), 1, log)
+
+    def test_many_workers_under_a_low_soft_limit(self):
+        """fdhttpd raises its soft RLIMIT_NOFILE to the hard one: 48 workers
+        start under a soft limit of 48.  Regression: the supervisor ran out
+        of descriptors, a child could not open /dev/null and exited 127, and
+        that read as a SERVICE that could not be run."""
+        def soft_48():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (48, 8192))
+
+        d = self.start(workers=48, preexec_fn=soft_48)
+        self.assertEqual(len(d.wait_workers(48)), 48)
+        with open("/proc/%d/limits" % d.pid) as f:
+            self.assertRegex(f.read(), r"Max open files +8192 +8192")
+        self.assertEqual(d.request().status, 200)
+        self.assertNotRegex(d.read_log(), r"warn|error")
+
+    def test_workers_beyond_the_hard_limit_are_refused_at_start(self):
+        """Regression: fdhttpd started the workers it could, the next child
+        found no descriptor for /dev/null and exited 127, and fdhttpd
+        stopped saying the service could not be started."""
+        path = os.path.join(tempfile.mkdtemp(prefix="fdhttpd-test-"), "s.sock")
+        self.addCleanup(shutil.rmtree, os.path.dirname(path), True)
+        status, err = run_fdhttpd("--socket", path, "--workers", "48", "--no-sandbox", "--",
+                                  echo_path(), prefix=["prlimit", "--nofile=48:48"], timeout=10)
+        self.assertEqual(status, 1, err)
+        self.assertIn("--workers 48 needs about 182 descriptors", err)
+        self.assertIn("RLIMIT_NOFILE of 48; lower --workers", err)
+        self.assertNotIn("started", err)
+        self.assertFalse(os.path.exists(path))
 
     def test_allow_uid_refused_with_403(self):
         d = self.start("--allow-uid", "12345", workers=1)
