@@ -7,8 +7,8 @@
  *	fdhttpd --allow-open DIR:ro -- fdhttp-files --root DIR
  *
  *	GET /open?path=REL	200 with fd "file": DIR/REL opened read-only;
- *				403 for an absolute REL or a refusal, 404 when
- *				absent
+ *				403 for an absolute or not canonical REL
+ *				(".", "..", "//") or a refusal, 404 when absent
  *
  * Run alone (--socket) there is no broker: it opens beneath DIR itself,
  * with the same rule (openat2 and RESOLVE_BENEATH from DIR's fd).
@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,28 @@ query_path(const char *q, char *buf, size_t len)
 	return 0;
 }
 
+/*
+ * Whether rel has no "." or ".." component, no "//" and no trailing "/":
+ * the broker takes only such paths (a path says by its prefix where it
+ * leads), and alone the same path gets the same answer from this.
+ */
+static bool
+canonical_rel(const char *rel)
+{
+	const char *p = rel, *end;
+	size_t n;
+
+	for (;;) {
+		end = strchr(p, '/');
+		n = end ? (size_t)(end - p) : strlen(p);
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		if (!end)
+			return true;
+		p = end + 1;
+	}
+}
+
 /* Alone: the broker's rule, applied here. */
 static int
 open_alone(const char *rel)
@@ -139,7 +162,7 @@ open_file(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 		return text(resp, 414, "path is too long");
 	fd = fdh_broker_open(path, O_RDONLY);
 	if (fd == -ENOTSUP)
-		fd = open_alone(rel);
+		fd = canonical_rel(rel) ? open_alone(rel) : -EACCES;
 	switch (fd) {
 	case -EACCES:
 	case -EPERM:

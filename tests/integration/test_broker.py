@@ -183,7 +183,9 @@ class BrokerTest(unittest.TestCase):
             r = c.get("/open?path=sub-link/inner.txt")
             self.assertEqual((r.status, read_fd(r.fds["file"])), (200, b"inner"))
             r.close_fds()
-            for rel, status in (("../secret.txt", 403), ("link-out", 403), ("nope", 404)):
+            for rel, status in (("../secret.txt", 403), ("link-out", 403), ("nope", 404),
+                                ("sub/../hello.txt", 403), ("./hello.txt", 403),
+                                ("sub//inner.txt", 403), ("sub/", 403)):
                 self.assertEqual(c.get("/open?path=" + rel).status, status, rel)
 
     def probe(self, workers=1):
