@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "closer.h"
 #include "log.h"
 #include "notify.h"
 #include "options.h"
@@ -90,6 +91,13 @@ main(int argc, char *argv[])
 	sigfd = signals_open();
 	if (sigfd < 0)
 		fatal("signals: %s", strerror(-sigfd));
+	/*
+	 * What clients and workers send is closed there: a lingering socket
+	 * among it would otherwise stop this loop, signals and all.
+	 */
+	err = fdh_closer_start();
+	if (err < 0)
+		fatal("closer thread: %s", strerror(-err));
 	if (o.pidfile) {
 		pfh = pidfile_open(o.pidfile, 0644, &other);
 		if (pfh == NULL) {

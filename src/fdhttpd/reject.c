@@ -8,6 +8,10 @@
  * makes the client's next read fail with ECONNRESET, and a client that
  * sends its request after our answer would get EPIPE instead of reading
  * the answer.  Lingering is bounded in count, time and bytes.
+ *
+ * Every socket and fd of a refused client is closed by the closer thread
+ * (closer.h): such a client chooses what it sends, and a lingering TCP
+ * socket among it would hold this loop for the linger time.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -16,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "fdpass.h"
 #include "supervisor.h"
 
@@ -51,12 +56,12 @@ reject_conn(struct sup *s, int fd, int status, const char *fmt, ...)
 	/* A fresh socket's buffer takes these few bytes whole, or nothing matters. */
 	if (n > 0 && send(fd, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1,
 	    MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-		close(fd);
+		fdh_closer_queue(fd);
 		return;
 	}
 	shutdown(fd, SHUT_WR);
 	if (s->nlingers == SUP_MAX_LINGER) {
-		close(fd);
+		fdh_closer_queue(fd);
 		return;
 	}
 	s->lingers[s->nlingers].fd = fd;
@@ -68,7 +73,8 @@ reject_conn(struct sup *s, int fd, int status, const char *fmt, ...)
 static void
 linger_end(struct sup *s, size_t i)
 {
-	close(s->lingers[i].fd);
+	/* Input it never read may still hold fds. */
+	fdh_closer_queue(s->lingers[i].fd);
 	s->lingers[i] = s->lingers[--s->nlingers];
 }
 
@@ -83,7 +89,7 @@ reject_on_event(struct sup *s, size_t i)
 	ssize_t n;
 
 	n = fdh_recv_fds(l->fd, buf, sizeof(buf), fds, FDH_MAX_FDS_CEILING, &nfds, &truncated);
-	/* Whatever fds a refused client sent are closed unread. */
+	/* Whatever fds a refused client sent are closed unread (by the closer). */
 	fdh_close_fds(fds, nfds);
 	if (n == -EAGAIN)
 		return;

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "ctl.h"
 #include "log.h"
 #include "notify.h"
@@ -169,7 +170,7 @@ drop_pending(struct sup *s)
 {
 	if (!s->have_pending)
 		return;
-	close(s->pending.fd);
+	fdh_closer_queue(s->pending.fd);	/* it may hold the client's fds */
 	if (s->pending.pidfd != -1)
 		close(s->pending.pidfd);
 	conns_drop(s, s->pending.id);
@@ -203,7 +204,7 @@ place(struct sup *s, int fd, const struct ucred *cred, bool may_ask)
 	}
 	if (conns_open(s, cred->uid, &c.id) < 0) {
 		log_error("out of memory; closing a connection");
-		close(fd);
+		fdh_closer_queue(fd);
 		return;
 	}
 	c.peer.pid = cred->pid;
@@ -226,7 +227,7 @@ admit(struct sup *s, int fd)
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		log_warn("SO_PEERCRED: %s; closing the connection", strerror(errno));
-		close(fd);
+		fdh_closer_queue(fd);
 		return;
 	}
 	if (!peer_allowed(s->o, fd, &cred)) {
@@ -255,7 +256,7 @@ static void
 drop_recheck(struct sup *s)
 {
 	if (s->recheck_fd != -1)
-		close(s->recheck_fd);
+		fdh_closer_queue(s->recheck_fd);
 	s->recheck_fd = -1;
 }
 

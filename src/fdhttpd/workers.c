@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "closer.h"
 #include "ctl.h"
 #include "log.h"
 #include "notify.h"
@@ -131,7 +132,7 @@ workers_free(struct sup *s)
 
 	for (i = 0; i < s->nprocs; i++) {
 		if (s->procs[i]->ctl != -1)
-			close(s->procs[i]->ctl);
+			fdh_closer_queue(s->procs[i]->ctl);
 		free(s->procs[i]);
 	}
 	free(s->procs);
@@ -193,9 +194,12 @@ workers_have_room(const struct sup *s)
 static void
 proc_close_ctl(struct proc *p)
 {
-	/* Closing our end also releases connections still queued in it. */
+	/*
+	 * Closing our end also releases connections still queued in it, and
+	 * whatever fds the worker sent: the closer thread's wait, not ours.
+	 */
 	if (p->ctl != -1) {
-		close(p->ctl);
+		fdh_closer_queue(p->ctl);
 		p->ctl = -1;
 	}
 	p->blocked = false;

@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fdhttp/common.h>
+#include "closer.h"
 #include "ctl.h"
 
 void
@@ -171,8 +173,13 @@ fdh_ctl_recv(int sock, enum fdh_ctl_side side, struct fdh_ctl_msg *m,
 		struct fdh_ctl_msg m;
 		char raw[sizeof(struct fdh_ctl_msg) + 1];
 	} b;
+	/*
+	 * Room for every fd one sendmsg() can carry, not only ours: fds the
+	 * kernel cannot hand over it releases on the reading thread, and one
+	 * a worker chose could hold this loop in its close.
+	 */
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * FDH_CTL_MAX_FDS)];
+		char buf[CMSG_SPACE(sizeof(int) * FDH_MAX_FDS_CEILING)];
 		struct cmsghdr align;
 	} u;
 	struct iovec iov = { .iov_base = b.raw, .iov_len = sizeof(b.raw) };
@@ -210,10 +217,12 @@ fdh_ctl_recv(int sock, enum fdh_ctl_side side, struct fdh_ctl_msg *m,
 			int fd;
 
 			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (nfds < FDH_CTL_MAX_FDS)
+			if (nfds < FDH_CTL_MAX_FDS) {
 				fds[nfds++] = fd;
-			else
-				close(fd);	/* cannot fit our controllen; never leak */
+			} else {
+				fdh_closer_close(fd);	/* more than any message has */
+				why = "too many fds";
+			}
 		}
 	}
 
@@ -244,8 +253,9 @@ fdh_ctl_recv(int sock, enum fdh_ctl_side side, struct fdh_ctl_msg *m,
 	*ret_nfds = nfds;
 	return 1;
 bad:
+	/* The sender chose them: closing one may wait (closer.h). */
 	for (k = 0; k < nfds; k++)
-		close(fds[k]);
+		fdh_closer_close(fds[k]);
 	*ret_why = why;
 	return -EBADMSG;
 }

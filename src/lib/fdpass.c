@@ -7,6 +7,7 @@
 
 #include <fdhttp/common.h>
 #include "attr.h"
+#include "closer.h"
 #include "fdpass.h"
 
 /* Room for the kernel's own ceiling, so one buffer fits every caller. */
@@ -65,7 +66,7 @@ fdh_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds,
 			if (nfds < max_fds) {
 				fds[nfds++] = fd;
 			} else {
-				close(fd);	/* more than asked for: refuse as the kernel would */
+				fdh_closer_close(fd);	/* more than asked for: refuse as the kernel would */
 				msg.msg_flags |= MSG_CTRUNC;
 			}
 		}
@@ -128,7 +129,7 @@ fdh_close_fds(int *fds, size_t n)
 
 	for (i = 0; i < n; i++) {
 		if (fds[i] >= 0) {
-			close(fds[i]);
+			fdh_closer_close(fds[i]);
 			fds[i] = -1;
 		}
 	}

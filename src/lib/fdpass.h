@@ -37,7 +37,10 @@ ssize_t fdh_send_fds(int sock, const struct iovec *iov, size_t iovcnt, const int
  */
 ssize_t fdh_send(int sock, const void *buf, size_t len);
 
-/* Closes fds[0..n) that are >= 0 and sets them to -1. */
+/*
+ * Closes fds[0..n) that are >= 0 (fdh_closer_close(): a peer sent them) and
+ * sets them to -1.
+ */
 void fdh_close_fds(int *fds, size_t n);
 
 #endif
