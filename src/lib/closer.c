@@ -42,17 +42,21 @@ enum { DEV_MEMFD, DEV_ANON, DEV_PIDFS, NDEVS };
 
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t wake;
+	pthread_cond_t wake;		/* the thread: there is work */
+	pthread_cond_t up;		/* the starter: the thread runs */
+	bool running;			/* under lock */
 	int *q;			/* fds to close, q[0..n); under lock */
 	size_t n, cap;
-	unsigned held;		/* handed over, not closed yet; atomic */
 	bool started;
 	dev_t devs[NDEVS];
 	bool have_dev[NDEVS];
 } closer = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.wake = PTHREAD_COND_INITIALIZER,
+	.up = PTHREAD_COND_INITIALIZER,
 };
+
+unsigned fdh_closer_nheld;	/* handed over, not closed yet; atomic */
 
 static void *
 closer_main(void *arg)
@@ -60,6 +64,10 @@ closer_main(void *arg)
 	int fd;
 
 	(void)arg;
+	pthread_mutex_lock(&closer.lock);
+	closer.running = true;
+	pthread_cond_signal(&closer.up);
+	pthread_mutex_unlock(&closer.lock);
 	for (;;) {
 		pthread_mutex_lock(&closer.lock);
 		while (closer.n == 0)
@@ -68,7 +76,7 @@ closer_main(void *arg)
 		pthread_mutex_unlock(&closer.lock);
 		/* The wait this thread exists for; EINTR still closed the fd. */
 		(void)close(fd);
-		__atomic_sub_fetch(&closer.held, 1, __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&fdh_closer_nheld, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
@@ -161,8 +169,18 @@ fdh_closer_start(void)
 		goto out;
 	r = pthread_create(&t, &attr, closer_main, NULL);
 	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r == 0)
-		closer.started = true;
+	if (r != 0)
+		goto out;
+	/*
+	 * A new thread's start in the C library makes system calls of its
+	 * own (rseq, set_robust_list) that a seccomp filter loaded meanwhile
+	 * would answer with death: return once it has made them.
+	 */
+	pthread_mutex_lock(&closer.lock);
+	while (!closer.running)
+		pthread_cond_wait(&closer.up, &closer.lock);
+	pthread_mutex_unlock(&closer.lock);
+	closer.started = true;
 out:
 	pthread_attr_destroy(&attr);
 	return -r;
@@ -195,7 +213,7 @@ fdh_closer_queue(int fd)
 		closer.cap = cap;
 	}
 	closer.q[closer.n++] = fd;
-	__atomic_add_fetch(&closer.held, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&fdh_closer_nheld, 1, __ATOMIC_RELAXED);
 	pthread_cond_signal(&closer.wake);
 	pthread_mutex_unlock(&closer.lock);
 }
@@ -209,10 +227,4 @@ fdh_closer_close(int fd)
 		fdh_closer_queue(fd);
 	else
 		close(fd);
-}
-
-unsigned
-fdh_closer_held(void)
-{
-	return __atomic_load_n(&closer.held, __ATOMIC_RELAXED);
 }

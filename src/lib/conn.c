@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "attr.h"
+#include "closer.h"
 #include "engine.h"
 #include "fdpass.h"
 
@@ -27,6 +28,11 @@ fdh_conn_wanted(const struct fdh_dispatch *d, const struct fdh_conn *c)
 	return (d->starved ? 0 : EPOLLIN) | (c->continue_due ? EPOLLOUT : 0);
 }
 
+/*
+ * A client chose these fds (or a handler, which may pass a client's on):
+ * fdh_closer_close() keeps a lingering one from holding every connection
+ * of this worker in its close.
+ */
 static void
 close_request_fds(struct fdh_dispatch *d, int *fds, unsigned n)
 {
@@ -34,7 +40,7 @@ close_request_fds(struct fdh_dispatch *d, int *fds, unsigned n)
 
 	for (i = 0; i < n; i++) {
 		if (fds[i] >= 0) {
-			close(fds[i]);
+			fdh_closer_close(fds[i]);
 			fds[i] = -1;
 			d->open_fds--;
 		}
@@ -539,6 +545,7 @@ conn_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 		return;
 	if (n <= 0) {
 		/* The client left (or broke the stream): nobody to answer. */
+		c->drained = n == 0;
 		if (!partial)
 			close_request_fds(d, fds, nfds);
 		fdh_conn_close(d, c);

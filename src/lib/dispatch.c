@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "attr.h"
+#include "closer.h"
 #include "engine.h"
 #include "fdpass.h"
 
@@ -149,7 +150,16 @@ fdh_dispatch_close_ended(struct fdh_dispatch *d)
 
 	for (c = d->closed; c; c = c->next) {
 		if (c->closing_fd >= 0) {
-			close(c->closing_fd);
+			/*
+			 * Unread input may hold fds, and one may wait in its
+			 * close: the closer thread's wait.  Read to its end (a
+			 * client that hung up, the common way out) it holds
+			 * none, and closes here without a system call more.
+			 */
+			if (c->drained)
+				close(c->closing_fd);
+			else
+				fdh_closer_queue(c->closing_fd);
 			c->closing_fd = -1;
 			d->open_fds--;
 		}
@@ -216,13 +226,14 @@ fdh_dispatch_fd_room(struct fdh_dispatch *d)
 	bool ok;
 	int n;
 
-	if ((long long)d->open_fds + d->other_fds <= d->fd_estimate_max) {
+	/* fds the closer thread holds are still in the table, uncounted in open_fds. */
+	if ((long long)d->open_fds + d->other_fds + fdh_closer_held() <= d->fd_estimate_max) {
 		ok = true;
 	} else {
 		fdh_dispatch_close_ended(d);	/* near the limit, a count must not see them */
 		n = count_open_fds(d);
 		if (n >= 0)
-			d->other_fds = n - d->open_fds;
+			d->other_fds = n - d->open_fds - (int)fdh_closer_held();
 		ok = n < 0 || (rlim_t)n + (rlim_t)d->lim.max_fds + 2 <= d->nofile;
 	}
 	/* Starved: stop reading until descriptors free up; then read again. */
@@ -441,7 +452,7 @@ fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *pee
 	return 0;
 fail:
 	free(c);
-	close(fd);
+	fdh_closer_queue(fd);	/* the client may have sent fds already */
 	if (pidfd >= 0)
 		close(pidfd);
 	return r;

@@ -60,6 +60,7 @@ struct fdh_conn {
 	uint8_t timer;
 	bool served;			/* at least one response sent */
 	bool continue_due;		/* a 100 Continue waits for room to go */
+	bool drained;			/* read to its end: no fd waits in the socket */
 	struct fdh_conn *tprev;
 	struct fdh_conn *tnext;
 	struct fdh_conn *prev;		/* every open connection, for drain and free */

@@ -27,11 +27,13 @@ fdh_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds,
 		.msg_iovlen = 1,
 		.msg_control = u.buf,
 		/*
-		 * Room for exactly max_fds: one more and the kernel sets
-		 * MSG_CTRUNC.  CMSG_SPACE() would round up to the alignment and
-		 * leave room for one fd more when max_fds is odd.
+		 * Room for every fd one sendmsg() can carry, whatever max_fds:
+		 * fds that do not fit the kernel releases on this thread before
+		 * recvmsg() returns, and the last close of a lingering socket
+		 * among them would hold it there.  Those past max_fds are
+		 * handed to the closer below, and reported as MSG_CTRUNC.
 		 */
-		.msg_controllen = max_fds ? CMSG_LEN(sizeof(int) * max_fds) : 0,
+		.msg_controllen = sizeof(u.buf),
 	};
 	struct cmsghdr *cm;
 	size_t nfds = 0;
@@ -39,8 +41,6 @@ fdh_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds,
 
 	if (max_fds > FDH_MAX_FDS_CEILING)
 		return -EINVAL;
-	if (max_fds == 0)
-		msg.msg_control = NULL;
 	do
 		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
 	while (n == -1 && errno == EINTR);

@@ -10,9 +10,10 @@
 /*
  * One recvmsg() into buf with room for max_fds descriptors, all received
  * close-on-exec.  Received fds are stored at fds[0..*ret_nfds); the caller
- * owns them whatever the return value.  *ret_truncated is set when the kernel
- * dropped fds or control data (MSG_CTRUNC): more than max_fds were sent, or
- * this process is at RLIMIT_NOFILE.  Anything in the control data but
+ * owns them whatever the return value.  *ret_truncated is set when more than
+ * max_fds were sent (those beyond went to fdh_closer_close()), or the kernel
+ * dropped fds or control data (MSG_CTRUNC: this process is at
+ * RLIMIT_NOFILE).  Anything in the control data but
  * SCM_RIGHTS is discarded, fds found in it closed.  EINTR is retried here.
  * Returns the byte count, 0 at end of stream, or -errno (-EAGAIN included).
  */

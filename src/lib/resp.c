@@ -9,6 +9,7 @@
 
 
 #include <fdhttp/service.h>
+#include "closer.h"
 #include "resp.h"
 
 const char *
@@ -117,8 +118,9 @@ reset_attached(struct fdh_resp *r)
 {
 	unsigned i;
 
+	/* A handler may answer with a client's fd: the last copy, if the send failed. */
 	for (i = 0; i < r->nfds; i++) {
-		close(r->fds[i]);
+		fdh_closer_close(r->fds[i]);
 		(*r->open_fds)--;
 	}
 	r->nfds = 0;
@@ -303,7 +305,7 @@ fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd)
 		if (strcmp(resp->fd_names[i], name) == 0)
 			goto invalid;
 	if (resp->nfds == resp->max_fds) {
-		close(fd);
+		fdh_closer_close(fd);	/* it may be a client's */
 		return -E2BIG;
 	}
 	memcpy(resp->fd_names[resp->nfds], name, len + 1);
@@ -311,7 +313,7 @@ fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd)
 	(*resp->open_fds)++;
 	return 0;
 invalid:
-	close(fd);
+	fdh_closer_close(fd);
 	return -EINVAL;
 }
 

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "dispatch.h"
 #include "listen.h"
 #include "worker.h"
@@ -149,6 +150,11 @@ run_standalone(const struct fdh_service *svc, const struct fdh_limits *limits,
 		goto out;
 	}
 	fdh_dispatch_set_hooks(d, &hooks);
+	r = fdh_closer_start();
+	if (r < 0) {
+		fprintf(stderr, "%s: closer thread: %s\n", prog, strerror(-r));
+		goto out;
+	}
 	if (fdh_dispatch_watch(d, s.lfd, on_accept, &s) < 0 ||
 	    fdh_dispatch_watch(d, s.sfd, on_signal, &s) < 0)
 		goto out;

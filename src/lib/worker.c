@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "ctl.h"
 #include "dispatch.h"
 #include "fdpass.h"
@@ -734,6 +735,12 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 	fdh_dispatch_watch_brings_fds(w.d, w.ctl);
 	w.title_conns = (unsigned)-1;
 	set_title(&w);
+	/* Now: the filter forbids making threads, and goes on this one too (TSYNC). */
+	r = fdh_closer_start();
+	if (r < 0) {
+		fdh_log(FDH_LOG_ERROR, "closer thread: %s", strerror(-r));
+		goto out;
+	}
 	/*
 	 * The service is initialised and no connection has been seen: the
 	 * seccomp filter closes in now, before READY.  The supervisor checks
