@@ -40,5 +40,7 @@ set_property(TARGET fdh-failmalloc PROPERTY COMPILE_OPTIONS ${FDH_WARNINGS})
 set_property(TARGET fdh-failmalloc PROPERTY LINK_OPTIONS "")
 target_link_libraries(fdh-failmalloc PRIVATE ${CMAKE_DL_LIBS})
 fdh_python_test(test_faults)
+# fds whose last close() waits (a lingering TCP socket), sent to fdhttpd and to a worker.
+fdh_python_test(test_closer)
 set_property(TEST integration/test_faults APPEND PROPERTY ENVIRONMENT
   "FDH_FAILMALLOC_SO=$<TARGET_FILE:fdh-failmalloc>")

@@ -1,0 +1,232 @@
+"""fds whose last close() waits, sent to fdhttpd and to a worker (CONTRACT
+sections 3 and 5: bad input never causes a hang).
+
+The fd is a TCP socket with SO_LINGER {1, 30} and unsent data (its peer's
+window is full): closing the last copy waits up to 30 s.  The sender's copy
+is closed while the receiver is stopped (SIGSTOP), so that the receiver's
+close is the last.  Within 2 s the receiver must still answer others and
+stop on SIGTERM; its closer thread holds the fd meanwhile, and once the
+linger ends (the TCP peer resets) nothing is left open.
+"""
+
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fdhttpd_testlib import LEAK_CHECK, Conn, Fdhttpd, fd_count, wait_for  # noqa: E402
+
+LINGER_S = 30
+PROMPT_S = 2.0
+# The uid --allow-uid admits: not ours, so that we are refused.
+OTHER_UID = 65534
+
+
+def lingering_tcp():
+    """(listener, accepted peer, client): closing the client's last copy
+    waits LINGER_S, until the peer is closed (which resets it)."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    cli = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    cli.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    cli.connect(srv.getsockname())
+    peer, _ = srv.accept()          # never read: its window closes
+    cli.setblocking(False)
+    try:
+        while True:
+            cli.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, LINGER_S))
+    return srv, peer, cli
+
+
+def send_stopped(pid, sock, data, fd):
+    """Sends data with fd while pid is stopped, and closes our copy first:
+    the copy pid receives is the last."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+        os.close(fd)                # not the last: the message holds one
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def health_within(path, seconds):
+    t0 = time.monotonic()
+    with Conn(path, timeout=seconds) as c:
+        r = c.request("GET", "/health")
+    return r.status, time.monotonic() - t0
+
+
+class CloserTest(unittest.TestCase):
+    def start(self, *opts, workers=1):
+        d = Fdhttpd(*opts, workers=workers)
+        self.addCleanup(d.cleanup)
+        d.wait_workers(workers)
+        return d
+
+    def linger(self):
+        srv, peer, cli = lingering_tcp()
+        self.addCleanup(srv.close)
+        self.addCleanup(peer.close)
+        return srv, peer, cli
+
+    def assert_serves_then_stops(self, d, peer):
+        """Another connection is answered promptly; then, the linger ended,
+        a prompt stop."""
+        status, took = health_within(d.sock_path, PROMPT_S)
+        self.assertEqual(status, 200)
+        self.assertLess(took, PROMPT_S)
+        peer.close()
+        self.assert_stops_promptly(d)
+
+    def assert_stops_promptly(self, d):
+        t0 = time.monotonic()
+        rc = d.stop(timeout=10)
+        self.assertEqual(rc, 0)
+        self.assertLess(time.monotonic() - t0, PROMPT_S)
+
+    def test_refused_client_cannot_freeze_the_supervisor(self):
+        root = os.geteuid() == 0
+        d = self.start("--allow-uid", str(OTHER_UID), *(["--mode", "0666"] if root else []))
+        base = fd_count(d.pid)
+        _, peer, cli = self.linger()
+        refused = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(refused.close)
+        refused.settimeout(PROMPT_S)
+        refused.connect(d.sock_path)
+        self.assertIn(b" 403 ", refused.recv(4096))   # answered at accept
+        send_stopped(d.pid, refused, b"GET /health HTTP/1.1\r\nX-FD: a\r\n\r\n",
+                     cli.detach())
+        time.sleep(0.3)             # read, and its fd handed to the closer
+
+        # Others are still answered: a refused client, and one allowed.
+        with Conn(d.sock_path, timeout=PROMPT_S) as c:
+            c.send_request("GET", "/health")
+            self.assertEqual(c.read_response().status, 403)
+        if root:
+            os.chmod(d.tmpdir, 0o755)   # the allowed uid reaches the socket
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.setgroups([])
+                    os.setresgid(OTHER_UID, OTHER_UID, OTHER_UID)
+                    os.setresuid(OTHER_UID, OTHER_UID, OTHER_UID)
+                    status, took = health_within(d.sock_path, PROMPT_S)
+                    os._exit(0 if status == 200 and took < PROMPT_S else 1)
+                except BaseException:
+                    os._exit(2)
+            self.assertEqual(os.waitpid(pid, 0)[1], 0)
+
+        # The linger ends when the peer resets: nothing is left open.
+        peer.close()
+        wait_for(lambda: fd_count(d.pid) == base, timeout=5,
+                 what="fdhttpd's fds back to %d" % base)
+        self.assert_stops_promptly(d)
+
+    def test_refused_client_and_sigterm(self):
+        """SIGTERM while the closer is still in the lingering close."""
+        d = self.start("--allow-uid", str(OTHER_UID))
+        _, _, cli = self.linger()
+        refused = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(refused.close)
+        refused.settimeout(PROMPT_S)
+        refused.connect(d.sock_path)
+        self.assertIn(b" 403 ", refused.recv(4096))
+        send_stopped(d.pid, refused, b"GET /health HTTP/1.1\r\nX-FD: a\r\n\r\n",
+                     cli.detach())
+        time.sleep(0.3)
+        self.assert_stops_promptly(d)
+
+    def test_request_fd_cannot_freeze_a_worker(self):
+        d = self.start()
+        (worker,) = d.workers()
+        if not LEAK_CHECK:
+            # The seccomp filter covers every thread, the closer's included.
+            tasks = os.listdir("/proc/%d/task" % worker)
+            self.assertEqual(len(tasks), 2)
+            for t in tasks:
+                with open("/proc/%d/task/%s/status" % (worker, t)) as f:
+                    self.assertIn("Seccomp:\t2\n", f.read(), "task %s" % t)
+        with Conn(d.sock_path) as warm:
+            self.assertEqual(warm.request("GET", "/health").status, 200)
+        base = fd_count(worker)
+        _, peer, cli = self.linger()
+        a = Conn(d.sock_path)
+        self.addCleanup(a.close)
+        # /ping does not take its fd: the engine closes it after the handler.
+        send_stopped(worker, a.sock,
+                     b"POST /ping HTTP/1.1\r\nHost: x\r\nX-FD: a\r\nContent-Length: 4\r\n\r\nping",
+                     cli.detach())
+        r = a.read_response()
+        self.assertEqual((r.status, r.body), (200, b"pong"))
+
+        # Another connection to the same worker, and the first one again.
+        status, took = health_within(d.sock_path, PROMPT_S)
+        self.assertEqual(status, 200)
+        self.assertLess(took, PROMPT_S)
+        a.send_request("GET", "/health")
+        self.assertEqual(a.read_response().status, 200)
+        a.close()
+
+        peer.close()
+        wait_for(lambda: fd_count(worker) == base, timeout=5,
+                 what="the worker's fds back to %d" % base)
+        self.assert_stops_promptly(d)
+
+    def test_unread_fd_in_a_closed_connection(self):
+        """A connection closed with an fd still unread in its socket (a
+        request refused with 400 and the rest left unread) makes the
+        worker's close of the socket the lingering one."""
+        d = self.start()
+        (worker,) = d.workers()
+        _, peer, cli = self.linger()
+        a = Conn(d.sock_path)
+        self.addCleanup(a.close)
+        # A bad request (400, close), and in the same stop an fd behind it.
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            a.sock.send(b"BAD\r\n\r\n")
+            a.sock.sendmsg([b"GET /health HTTP/1.1\r\nX-FD: a\r\n\r\n"],
+                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                             struct.pack("i", cli.fileno()))])
+            os.close(cli.detach())
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        self.assertEqual(a.read_response().status, 400)
+        self.assert_serves_then_stops(d, peer)
+
+    def test_fds_past_max_fds(self):
+        """More fds than --max-fds in one sendmsg: the kernel would release
+        those past the receiver's room on the reading thread; they are
+        received and handed to the closer instead."""
+        d = self.start("--max-fds", "1")
+        (worker,) = d.workers()
+        _, peer, cli = self.linger()
+        r, w = os.pipe()
+        self.addCleanup(os.close, w)
+        a = Conn(d.sock_path)
+        self.addCleanup(a.close)
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            a.sock.sendmsg([b"GET /health HTTP/1.1\r\nX-FD: a\r\n\r\n"],
+                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                             struct.pack("ii", r, cli.fileno()))])
+            os.close(r)
+            os.close(cli.detach())
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        self.assertEqual(a.read_response().status, 400)
+        self.assert_serves_then_stops(d, peer)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
