@@ -95,9 +95,9 @@ main(int argc, char *argv[])
 	 * What clients and workers send is closed there: a lingering socket
 	 * among it would otherwise stop this loop, signals and all.
 	 */
-	err = fdh_closer_start();
+	err = fdh_closer_start(true);
 	if (err < 0)
-		fatal("closer thread: %s", strerror(-err));
+		fatal("closer: %s", strerror(-err));
 	if (o.pidfile) {
 		pfh = pidfile_open(o.pidfile, 0644, &other);
 		if (pfh == NULL) {

@@ -9,7 +9,7 @@
  * sends its request after our answer would get EPIPE instead of reading
  * the answer.  Lingering is bounded in count, time and bytes.
  *
- * Every socket and fd of a refused client is closed by the closer thread
+ * Every socket and fd of a refused client is closed by the closer
  * (closer.h): such a client chooses what it sends, and a lingering TCP
  * socket among it would hold this loop for the linger time.
  */

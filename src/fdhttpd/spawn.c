@@ -288,10 +288,10 @@ child_sandbox(const struct options *o)
 }
 
 /*
- * The child after fork().  The supervisor's one other thread, the closer,
- * takes no lock of the C library (it waits on its own mutex, which the
- * child never touches, and calls close()), so the libc state the child
- * inherits is consistent and logging here is safe.
+ * The child after fork().  The supervisor has a single thread (its closer
+ * is a process), so the libc state the child inherits is consistent and
+ * logging here is safe.  The supervisor's end of its closer's socket is
+ * close-on-exec and goes with closefrom() below.
  */
 static void __attribute__((noreturn))
 child(const struct options *o, unsigned id, int ctl, char **envp)

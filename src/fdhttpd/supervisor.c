@@ -366,6 +366,8 @@ poll_timeout(const struct sup *s, int64_t now)
 		t = s->send_retry_at;
 	if (s->recheck_fd != -1 && (t == 0 || s->recheck_at < t))
 		t = s->recheck_at;
+	if (fdh_closer_held() > 0 && (t == 0 || now + SUP_CLOSER_RETRY_MS < t))
+		t = now + SUP_CLOSER_RETRY_MS;
 	if (t == 0)
 		return -1;
 	return t <= now ? 0 : (int)(t - now > 60000 ? 60000 : t - now);
@@ -393,6 +395,9 @@ run(struct sup *s)
 		if (!s->stopping && (s->have_pending || !workers_have_room(s)))
 			workers_flush(s);
 		workers_replace_step(s);
+		/* What a stuck closer could not take waits here, in our table. */
+		if (fdh_closer_held() > 0)
+			fdh_closer_flush();
 
 		/* Tested for NULL too: were the sum ever to wrap, pfds would be used unallocated. */
 		if (pfds == NULL || cap < PFD_FIXED + s->nprocs + SUP_MAX_LINGER) {

@@ -96,6 +96,8 @@ struct lingering {
 #define SUP_HEALTHY_MS		5000
 /* How long a worker that closed its control socket gets to exit by itself. */
 #define SUP_HANGUP_KILL_MS	1000
+/* How often fds the closer could not take (it is stuck in a close) are offered again. */
+#define SUP_CLOSER_RETRY_MS	50
 
 struct sup {
 	const struct options *o;

@@ -196,7 +196,7 @@ proc_close_ctl(struct proc *p)
 {
 	/*
 	 * Closing our end also releases connections still queued in it, and
-	 * whatever fds the worker sent: the closer thread's wait, not ours.
+	 * whatever fds the worker sent: the closer's wait, not ours.
 	 */
 	if (p->ctl != -1) {
 		fdh_closer_queue(p->ctl);
@@ -539,6 +539,10 @@ workers_reap(struct sup *s)
 	int status;
 	pid_t pid;
 
+	/*
+	 * A pid of no worker is the closer (closer.c), which dies before us
+	 * only if killed: reaped, and then our closes are made inline.
+	 */
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		size_t k;
 

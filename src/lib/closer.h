@@ -1,53 +1,70 @@
 /*
- * Closing descriptors a peer sent without stalling the thread that drops
+ * Closing descriptors a peer sent without stalling the process that drops
  * them.  The last close() of some files waits: a TCP socket with SO_LINGER
  * and unsent data, a terminal with output pending, a file on FUSE or NFS
  * (flush), and an AF_UNIX socket whose queue holds such files.  A process
- * that serves others starts one closer thread, and hands it every fd that
- * might be one of those.
+ * that serves others starts one closer process, and hands it every fd that
+ * might be one of those.  Not thread-safe: fdhttpd and the workers are
+ * single-threaded, and stay so for it.
  */
 #ifndef FDH_CLOSER_H
 #define FDH_CLOSER_H
 
+#include <stdbool.h>
+
 /*
- * Starts this process's closer thread, once; later calls return 0.  Call it
- * before a seccomp filter goes on (the filter forbids creating threads; one
- * loaded with SCMP_FLTATR_CTL_TSYNC then covers the thread too) and before
- * the service's own threads, if any, use fdh_closer_close().  The thread
- * blocks every signal, so that signals keep reaching the caller's signalfd.
- * Returns 0 or -errno.
+ * Starts this process's closer, once; later calls return 0.  It is a child
+ * made by fork(): call it while the process has a single thread, and before
+ * a seccomp filter goes on (the worker's forbids making processes).  The
+ * child keeps no fd of ours but its socket, blocks every signal, dies with
+ * us (PR_SET_PDEATHSIG) and, when confine is set, confines itself with a
+ * seccomp filter of its own before this returns: wherever the caller is
+ * sandboxed, or is the supervisor; not where the caller runs without a
+ * sandbox (a service alone, --no-sandbox), which may be under a tool that
+ * cannot load filters (valgrind).  It sends SIGCHLD only if it dies before
+ * us, which nothing but a kill makes it do.  Returns 0 or -errno.
  */
-int fdh_closer_start(void);
+int fdh_closer_start(bool confine);
 
 /*
  * Consumes fd.  A pipe, a memfd, an eventfd, a pidfd or another anonymous
  * inode is closed now: their release never waits.  Anything else goes to
- * the closer thread, and stays open (counted by fdh_closer_held()) until
- * it is closed there.  Before fdh_closer_start(), and in processes that
- * never call it, fd is closed now.  fd < 0 is ignored.
+ * the closer, and is gone from this process's table at once, unless the
+ * closer cannot take it yet (fdh_closer_held()).  Before fdh_closer_start(),
+ * and in processes that never call it, fd is closed now.  fd < 0 is ignored.
  */
 void fdh_closer_close(int fd);
 
 /*
  * Consumes fd, which the caller knows may wait on close (a connection
- * socket that may still hold unread fds): straight to the closer thread,
- * without looking at it.  Closed now when the thread is not running.
+ * socket that may still hold unread fds): straight to the closer, without
+ * looking at it.  Closed now when the closer is not running.
  */
 void fdh_closer_queue(int fd);
 
+/*
+ * Tries again to hand over the fds the closer could not take (it is stuck
+ * in a close and its socket is full, or the kernel refused more fds in
+ * flight).  fdh_closer_queue() and fdh_closer_close() try too; a loop that
+ * may go on without calling them calls this while fdh_closer_held() > 0.
+ */
+void fdh_closer_flush(void);
+
 /* Read with fdh_closer_held(); written by closer.c alone. */
-extern unsigned fdh_closer_nheld;
+extern unsigned fdh_closer_npending;
+extern bool fdh_closer_owed;
 
 /*
- * How many fds handed to the closer thread are not closed yet.  They are
+ * How many fds wait to be handed to the closer, plus one while the closer
+ * waits for our word to close the last it got (closer.c).  The former are
  * still in the fd table: whoever counts its headroom under RLIMIT_NOFILE
- * counts them too.  Inline, a relaxed atomic load: the dispatcher asks
- * before every read.
+ * counts them too (the one more errs on the safe side).  Inline, plain
+ * loads: the dispatcher asks before every read.
  */
 static inline unsigned
 fdh_closer_held(void)
 {
-	return __atomic_load_n(&fdh_closer_nheld, __ATOMIC_RELAXED);
+	return fdh_closer_npending + (fdh_closer_owed ? 1 : 0);
 }
 
 #endif

@@ -152,7 +152,7 @@ fdh_dispatch_close_ended(struct fdh_dispatch *d)
 		if (c->closing_fd >= 0) {
 			/*
 			 * Unread input may hold fds, and one may wait in its
-			 * close: the closer thread's wait.  Read to its end (a
+			 * close: the closer's wait.  Read to its end (a
 			 * client that hung up, the common way out) it holds
 			 * none, and closes here without a system call more.
 			 */
@@ -226,11 +226,17 @@ fdh_dispatch_fd_room(struct fdh_dispatch *d)
 	bool ok;
 	int n;
 
-	/* fds the closer thread holds are still in the table, uncounted in open_fds. */
+	/* fds the closer could not take yet are still in the table, uncounted in open_fds. */
 	if ((long long)d->open_fds + d->other_fds + fdh_closer_held() <= d->fd_estimate_max) {
 		ok = true;
 	} else {
 		fdh_dispatch_close_ended(d);	/* near the limit, a count must not see them */
+		/*
+		 * Starved, this runs again on the retry timer: the fds a stuck
+		 * closer left with us leave as soon as it takes them again.
+		 */
+		if (fdh_closer_held() > 0)
+			fdh_closer_flush();
 		n = count_open_fds(d);
 		if (n >= 0)
 			d->other_fds = n - d->open_fds - (int)fdh_closer_held();

@@ -242,8 +242,9 @@ fdh_sandbox_apply(const char *const *extra, const char **ret_bad)
 	/* A call made through another ABI (i386, x32) is no way around the list. */
 	r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
 	/*
-	 * Filters are per thread: without TSYNC the closer thread (closer.c),
-	 * which holds clients' fds, would run unconfined.
+	 * Filters are per thread: without TSYNC a thread the service's init
+	 * started would run unconfined.  The worker's own code has none (its
+	 * closer is a process, with a filter of its own).
 	 */
 	if (r == 0)
 		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);

@@ -150,9 +150,9 @@ run_standalone(const struct fdh_service *svc, const struct fdh_limits *limits,
 		goto out;
 	}
 	fdh_dispatch_set_hooks(d, &hooks);
-	r = fdh_closer_start();
+	r = fdh_closer_start(false);	/* alone: no sandbox */
 	if (r < 0) {
-		fprintf(stderr, "%s: closer thread: %s\n", prog, strerror(-r));
+		fprintf(stderr, "%s: closer: %s\n", prog, strerror(-r));
 		goto out;
 	}
 	if (fdh_dispatch_watch(d, s.lfd, on_accept, &s) < 0 ||

@@ -735,10 +735,10 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 	fdh_dispatch_watch_brings_fds(w.d, w.ctl);
 	w.title_conns = (unsigned)-1;
 	set_title(&w);
-	/* Now: the filter forbids making threads, and goes on this one too (TSYNC). */
-	r = fdh_closer_start();
+	/* Now: the filter forbids making processes. */
+	r = fdh_closer_start(w.sandboxed);
 	if (r < 0) {
-		fdh_log(FDH_LOG_ERROR, "closer thread: %s", strerror(-r));
+		fdh_log(FDH_LOG_ERROR, "closer: %s", strerror(-r));
 		goto out;
 	}
 	/*

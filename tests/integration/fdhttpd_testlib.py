@@ -91,6 +91,23 @@ def children(pid):
     return sorted(out)
 
 
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+# The name of the closer process fdhttpd and each worker make (src/lib/closer.c).
+CLOSER_COMM = "fdh-closer"
+
+
+def closers(pid):
+    """pid's closer processes: one, once it has started."""
+    return [p for p in children(pid) if comm(p) == CLOSER_COMM]
+
+
 def cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -229,7 +246,8 @@ class Fdhttpd:
                 return
 
     def workers(self):
-        return children(self.pid)
+        """fdhttpd's children but its closer."""
+        return [p for p in children(self.pid) if comm(p) != CLOSER_COMM]
 
     def wait_workers(self, n, exclude=(), timeout=TIMEOUT):
         """Waits for n workers whose titles say they are workers, none in exclude."""
