@@ -126,7 +126,7 @@ close_all_but(int a, int b)
  * how its start went (an errno on failure, EOF alone once confined).
  */
 static void __attribute__((noreturn))
-child_main(int sock, int ready, pid_t parent, bool confine)
+child_main(int sock, int ready, pid_t parent, bool confine, const char *title)
 {
 	int fds[FDH_MAX_FDS_CEILING], held[FDH_MAX_FDS_CEILING], r;
 	size_t nfds, nheld = 0, i;
@@ -156,7 +156,8 @@ child_main(int sock, int ready, pid_t parent, bool confine)
 		_exit(0);
 	if (r == 0) {
 		(void)prctl(PR_SET_NAME, "fdh-closer");
-		fdh_title_set("fdh-closer");
+		if (title)
+			fdh_title_set("%s", title);
 		if (confine)
 			r = child_confine();
 	}
@@ -249,7 +250,7 @@ closer_may_wait(int fd)
 }
 
 int
-fdh_closer_start(bool confine)
+fdh_closer_start(bool confine, const char *title)
 {
 	int sv[2] = { -1, -1 }, ready[2] = { -1, -1 }, err = 0, r;
 	pid_t parent = getpid(), pid;
@@ -274,7 +275,7 @@ fdh_closer_start(bool confine)
 		goto fail;
 	}
 	if (pid == 0)
-		child_main(sv[1], ready[1], parent, confine);
+		child_main(sv[1], ready[1], parent, confine, title);
 	close(sv[1]);
 	close(ready[1]);
 	sv[1] = ready[1] = -1;

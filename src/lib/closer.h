@@ -17,14 +17,16 @@
  * made by fork(): call it while the process has a single thread, and before
  * a seccomp filter goes on (the worker's forbids making processes).  The
  * child keeps no fd of ours but its socket, blocks every signal, dies with
- * us (PR_SET_PDEATHSIG) and, when confine is set, confines itself with a
+ * us (PR_SET_PDEATHSIG), names itself fdh-closer (and takes the process
+ * title given, unless NULL: ps tells it from its parent) and, when confine
+ * is set, confines itself with a
  * seccomp filter of its own before this returns: wherever the caller is
  * sandboxed, or is the supervisor; not where the caller runs without a
  * sandbox (a service alone, --no-sandbox), which may be under a tool that
  * cannot load filters (valgrind).  It sends SIGCHLD only if it dies before
  * us, which nothing but a kill makes it do.  Returns 0 or -errno.
  */
-int fdh_closer_start(bool confine);
+int fdh_closer_start(bool confine, const char *title);
 
 /*
  * Consumes fd.  A pipe, a memfd, an eventfd, a pidfd or another anonymous

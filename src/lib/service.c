@@ -150,7 +150,7 @@ run_standalone(const struct fdh_service *svc, const struct fdh_limits *limits,
 		goto out;
 	}
 	fdh_dispatch_set_hooks(d, &hooks);
-	r = fdh_closer_start(false);	/* alone: no sandbox */
+	r = fdh_closer_start(false, NULL);	/* alone: no sandbox */
 	if (r < 0) {
 		fprintf(stderr, "%s: closer: %s\n", prog, strerror(-r));
 		goto out;

@@ -665,7 +665,7 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 	};
 	struct fdh_ctl_msg m;
 	const char *slash, *sandbox;
-	char role[32];
+	char role[32], closer_title[64];
 	int level, r, status = 1;
 
 	/* First: the argument strings are about to become the title's room. */
@@ -736,7 +736,8 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 	w.title_conns = (unsigned)-1;
 	set_title(&w);
 	/* Now: the filter forbids making processes. */
-	r = fdh_closer_start(w.sandboxed);
+	(void)snprintf(closer_title, sizeof(closer_title), "fdhttpd: closer of worker %u", w.id);
+	r = fdh_closer_start(w.sandboxed, closer_title);
 	if (r < 0) {
 		fdh_log(FDH_LOG_ERROR, "closer: %s", strerror(-r));
 		goto out;

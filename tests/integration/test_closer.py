@@ -21,8 +21,8 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttp_testlib import settled_fd_count  # noqa: E402
-from fdhttpd_testlib import (LEAK_CHECK, Conn, Fdhttpd, closers, fd_count,  # noqa: E402
-                             wait_for)
+from fdhttpd_testlib import (LEAK_CHECK, Conn, Fdhttpd, closers, cmdline,  # noqa: E402
+                             fd_count, wait_for)
 
 LINGER_S = 30
 PROMPT_S = 2.0
@@ -158,6 +158,9 @@ class CloserTest(unittest.TestCase):
         # nothing of the worker's but its socket.
         self.assertEqual(len(os.listdir("/proc/%d/task" % worker)), 1)
         (closer,) = closers(worker)
+        self.assertEqual(cmdline(closer), "fdhttpd: closer of worker 1")
+        (sup_closer,) = closers(d.pid)
+        self.assertEqual(cmdline(sup_closer), "fdhttpd: closer of the supervisor")
         with open("/proc/%d/status" % closer) as f:
             status = f.read()
         self.assertIn("Seccomp:\t%d\n" % (0 if LEAK_CHECK else 2), status)

@@ -210,8 +210,8 @@ test_closer_start(void **state)
 	DIR *dir;
 
 	(void)state;
-	assert_int_equal(fdh_closer_start(true), 0);
-	assert_int_equal(fdh_closer_start(true), 0);
+	assert_int_equal(fdh_closer_start(true, NULL), 0);
+	assert_int_equal(fdh_closer_start(true, NULL), 0);
 	assert_true(closer.have_dev[DEV_MEMFD]);
 	assert_true(closer.have_dev[DEV_ANON]);
 	assert_true(closer.pid > 0);
@@ -381,7 +381,7 @@ closer_of_dying(pid_t *ret_pid)
 		close(closer.sock);
 		closer.sock = -1;
 		closer.started = false;
-		if (fdh_closer_start(true) == 0)
+		if (fdh_closer_start(true, NULL) == 0)
 			(void)!write(p[1], &closer.pid, sizeof(closer.pid));
 		pause();
 		_exit(0);
