@@ -36,32 +36,15 @@
 /* Seconds the lingering socket below holds its closer. */
 #define LINGER_S 1
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 /* Waits up to ms for nothing to be pending, offering it again; returns what still is. */
 static unsigned
 wait_released(long ms)
 {
-	int64_t end = mono_ms() + ms;
+	int64_t end = fdh_test_now_ms() + ms;
 
-	while (fdh_closer_held() > 0 && mono_ms() < end) {
+	while (fdh_closer_held() > 0 && fdh_test_now_ms() < end) {
 		fdh_closer_flush();
-		sleep_ms(10);
+		fdh_test_sleep_ms(10);
 	}
 	return fdh_closer_held();
 }
@@ -70,14 +53,14 @@ wait_released(long ms)
 static bool
 peer_closed(int fd, long ms)
 {
-	int64_t end = mono_ms() + ms;
+	int64_t end = fdh_test_now_ms() + ms;
 	char c;
 
 	do {
 		if (recv(fd, &c, 1, MSG_DONTWAIT) == 0)
 			return true;
-		sleep_ms(10);
-	} while (mono_ms() < end);
+		fdh_test_sleep_ms(10);
+	} while (fdh_test_now_ms() < end);
 	return false;
 }
 
@@ -85,7 +68,7 @@ peer_closed(int fd, long ms)
 static bool
 closer_in_close(long ms)
 {
-	int64_t end = mono_ms() + ms;
+	int64_t end = fdh_test_now_ms() + ms;
 	char path[64];
 	long nr;
 	FILE *f;
@@ -100,8 +83,8 @@ closer_in_close(long ms)
 		fclose(f);
 		if (nr == SYS_close)
 			return true;
-		sleep_ms(5);
-	} while (mono_ms() < end);
+		fdh_test_sleep_ms(5);
+	} while (fdh_test_now_ms() < end);
 	return false;
 }
 
@@ -109,14 +92,14 @@ closer_in_close(long ms)
 static int
 wait_exit(pid_t pid, long ms)
 {
-	int64_t end = mono_ms() + ms;
+	int64_t end = fdh_test_now_ms() + ms;
 	int status;
 
 	do {
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			return status;
-		sleep_ms(10);
-	} while (mono_ms() < end);
+		fdh_test_sleep_ms(10);
+	} while (fdh_test_now_ms() < end);
 	return -1;
 }
 
@@ -326,9 +309,9 @@ test_closer_stuck_queues(void **state)
 	 */
 	for (i = 0; i < 5; i++) {
 		tcp = lingering_tcp(keep);
-		t0 = mono_ms();
+		t0 = fdh_test_now_ms();
 		fdh_closer_close(tcp);
-		assert_true(mono_ms() - t0 < 200);
+		assert_true(fdh_test_now_ms() - t0 < 200);
 		assert_int_equal(fdh_test_fd_is_open(tcp), 0);
 		assert_int_equal(fdh_closer_held(), 0);
 		if (closer_in_close(500))
@@ -339,7 +322,7 @@ test_closer_stuck_queues(void **state)
 	assert_true(i < 5);
 
 	before = fdh_test_count_fds(0);
-	t0 = mono_ms();
+	t0 = fdh_test_now_ms();
 	for (i = 0; i < NPAIRS; i++) {
 		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pairs[i]), 0);
 		if (i % 2)
@@ -347,7 +330,7 @@ test_closer_stuck_queues(void **state)
 		else
 			fdh_closer_queue(pairs[i][1]);
 	}
-	assert_true(mono_ms() - t0 < 200);
+	assert_true(fdh_test_now_ms() - t0 < 200);
 	assert_true(fdh_closer_held() > PENDING_MIN);
 	assert_true(fdh_closer_held() < NPAIRS);
 	assert_true(closer.cap >= fdh_closer_held());
