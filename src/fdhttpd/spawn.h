@@ -5,17 +5,23 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <fdhttp/common.h>
 #include "options.h"
 
-/* Descriptors a worker gets beyond its connections' (spawn_nofile()). */
-#define SPAWN_NOFILE_MARGIN	64
+/*
+ * Descriptors a worker gets beyond its connections' (spawn_nofile()): the
+ * 253 one message may carry, which its dispatcher keeps free before every
+ * read (dispatch.c, fd_reserve()), and 64 for stdio, the control socket,
+ * the dispatcher's own, its closer's socket and what the service opened in
+ * its init hook.
+ */
+#define SPAWN_NOFILE_MARGIN	(FDH_MAX_FDS_CEILING + 64)
 
 /*
  * A sandboxed worker's RLIMIT_NOFILE, soft and hard:
  *	max_conns x (2 + max_fds) + SPAWN_NOFILE_MARGIN
  * 2 for each connection and its peer's pidfd, max_fds for the fds a
- * request may bring, the margin for stdio, the control socket, the
- * dispatcher's own and what the service opened in its init hook.
+ * request may bring (a request still arriving holds them).
  */
 rlim_t spawn_nofile(const struct fdh_limits *l);
 

@@ -214,11 +214,12 @@ set_starved(struct fdh_dispatch *d, bool starved)
 }
 
 /*
- * Room for max_fds more descriptors (plus one for an accept or a memfd)?
- * The estimate decides while it is far below the limit (a quarter of it,
- * or 64, spare beyond the request's fds).  Nearer, /proc/self/fd is
- * counted before every read, so fds a handler or the service opened on its
- * own are seen too: the estimate only knows those the engine handled.
+ * Room for the fds one read may bring (d->fd_reserve), plus one for an
+ * accept or a memfd?  The estimate decides while it is far below the limit
+ * (a quarter of it, or 64, spare beyond the reserve).  Nearer,
+ * /proc/self/fd is counted before every read, so fds a handler or the
+ * service opened on its own are seen too: the estimate only knows those the
+ * engine handled.
  */
 FDH_NO_CANARY bool
 fdh_dispatch_fd_room(struct fdh_dispatch *d)
@@ -240,7 +241,7 @@ fdh_dispatch_fd_room(struct fdh_dispatch *d)
 		n = count_open_fds(d);
 		if (n >= 0)
 			d->other_fds = n - d->open_fds - (int)fdh_closer_held();
-		ok = n < 0 || (rlim_t)n + (rlim_t)d->lim.max_fds + 2 <= d->nofile;
+		ok = n < 0 || (rlim_t)n + d->fd_reserve <= d->nofile;
 	}
 	/* Starved: stop reading until descriptors free up; then read again. */
 	if (d->starved == ok)
@@ -248,16 +249,37 @@ fdh_dispatch_fd_room(struct fdh_dispatch *d)
 	return ok;
 }
 
+/*
+ * How many free descriptors a read needs.  One message may carry
+ * FDH_MAX_FDS_CEILING fds whatever max_fds says, and those the table has no
+ * room for the kernel drops on this thread, inside recvmsg(): the last
+ * close of a lingering socket among them would stall every connection (the
+ * ones past max_fds that were received go to the closer instead).  So the
+ * ceiling is kept free, plus two for the fds a NEW_CONN brings.  A process
+ * whose limit cannot spare that beside a working set of FD_RESERVE_WORKING
+ * (a service run alone under a low soft limit; a worker of fdhttpd always
+ * can, spawn_nofile()) keeps room for max_fds alone, as it always could:
+ * reading nothing would serve no one.
+ */
+#define FD_RESERVE_WORKING	64
+
+static rlim_t
+fd_reserve(rlim_t nofile, unsigned max_fds)
+{
+	rlim_t full = (rlim_t)FDH_MAX_FDS_CEILING + 2;
+
+	return nofile >= full + FD_RESERVE_WORKING ? full : (rlim_t)max_fds + 2;
+}
+
 /* Up to how many open descriptors fdh_dispatch_fd_room() trusts its estimate. */
 static long long
-fd_estimate_max(rlim_t nofile, unsigned max_fds)
+fd_estimate_max(rlim_t nofile, rlim_t reserve)
 {
-	rlim_t want = (rlim_t)max_fds + 2;
 	rlim_t spare = nofile / 4 > 64 ? nofile / 4 : 64;
 
 	if (nofile == RLIM_INFINITY || nofile > (rlim_t)LLONG_MAX)
 		return LLONG_MAX;
-	return (long long)nofile - (long long)(want + spare);
+	return (long long)nofile - (long long)(reserve + spare);
 }
 
 FDH_NO_CANARY void
@@ -319,7 +341,8 @@ fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
 	/* Opened now, before any sandbox forbids opens, and kept for counting. */
 	d->fddir = opendir("/proc/self/fd");
 	d->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : RLIM_INFINITY;
-	d->fd_estimate_max = fd_estimate_max(d->nofile, d->lim.max_fds);
+	d->fd_reserve = fd_reserve(d->nofile, d->lim.max_fds);
+	d->fd_estimate_max = fd_estimate_max(d->nofile, d->fd_reserve);
 	n = count_open_fds(d);
 	d->other_fds = n > 0 ? n : 0;
 	d->now = now_ms();

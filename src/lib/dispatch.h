@@ -40,7 +40,8 @@ void fdh_dispatch_watch_enable(struct fdh_dispatch *d, int fd, bool on);
 /*
  * Marks a watched fd whose reads bring fds (a worker's control socket):
  * like a connection, it is not polled while the process lacks room for
- * max_fds more descriptors, so that the kernel never drops fds sent on it.
+ * the fds one message may carry, so that the kernel never drops fds sent
+ * on it.
  */
 void fdh_dispatch_watch_brings_fds(struct fdh_dispatch *d, int fd);
 /*

@@ -149,6 +149,7 @@ struct fdh_dispatch {
 	int open_fds;
 	int other_fds;
 	rlim_t nofile;
+	rlim_t fd_reserve;		/* free fds a read needs (dispatch.c) */
 	long long fd_estimate_max;	/* open_fds + other_fds up to this: room, no count */
 	DIR *fddir;
 	bool starved;

@@ -5,6 +5,7 @@ nothing crashes, nothing hangs, no fd leaks, and every request accepted is
 answered or its connection closed.
 """
 
+import array
 import os
 import re
 import resource
@@ -26,12 +27,21 @@ from fdhttpd_testlib import (Fdhttpd, cmdline, needs_sandbox, run_fdhttpd,  # no
                              wait_for)
 from hostile_testlib import (Baseline, Canary, connect, fd_count, outcome,  # noqa: E402
                              settled_fds, worker_pids)
+from test_closer import PROMPT_S, lingering_tcp  # noqa: E402
 
 
 def health(conn):
     conn.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
     r = conn.read_response()
     return r.status, r.body
+
+
+def head_with_fds(n):
+    """A POST /echo with n fds named and half its body: its fds are held
+    until the rest ("cd") comes."""
+    names = ",".join("f%d" % i for i in range(n))
+    return ("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-FD: %s\r\n\r\nab"
+            % names).encode()
 
 
 def limits_of(pid):
@@ -64,18 +74,16 @@ class FaultTest(unittest.TestCase):
     # --- RLIMIT_NOFILE -----------------------------------------------------
 
     def test_worker_rlimit_fits_the_worst_case(self):
-        """--max-conns 4 --max-fds 16: RLIMIT_NOFILE 4 x 18 + 64 = 136, and
+        """--max-conns 4 --max-fds 16: RLIMIT_NOFILE 4 x 18 + 317 = 389, and
         four connections each in the middle of a request with 16 fds, four
         more waiting behind them, are all served with every fd."""
         needs_sandbox(self)  # the sandbox sets that limit
         d = self.start("--max-conns", "4", "--max-fds", "16", workers=1)
         w = worker_pids(d)[0]
-        self.assertEqual(limits_of(w), (136, 136))
+        self.assertEqual(limits_of(w), (389, 389))
         base = Baseline(d, "a worker full of requests with 16 fds")
         canary = self.canary()
-        names = ",".join("f%d" % i for i in range(16))
-        head = ("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-FD: %s\r\n\r\nab"
-                % names).encode()
+        head = head_with_fds(16)
         conns = [connect(d.sock_path) for _ in range(8)]
         for c in conns:
             c.send(head, [canary.wr] * 16)
@@ -89,6 +97,55 @@ class FaultTest(unittest.TestCase):
             c.close()
         self.assertTrue(canary.closed_everywhere())
         base.check(self)
+
+    def test_fds_past_max_fds_near_the_limit_do_not_stall_the_worker(self):
+        """A worker as full as its limits let it be (three connections each
+        in the middle of a request with 16 fds) is sent 253 fds in one
+        message, the last a TCP socket whose last close lingers for 30 s:
+        the table has room for them all, the surplus goes to the closer, and
+        the worker goes on serving at once.
+
+        Regression: a read kept room for max-fds + 2 descriptors alone; the
+        kernel released what the table could not take inside the worker's
+        recvmsg(), and the socket's last close held the worker, and every
+        connection on it, for the linger time."""
+        needs_sandbox(self)  # the sandbox sets the limit
+        d = self.start("--max-conns", "4", "--max-fds", "16", workers=1)
+        w = worker_pids(d)[0]
+        base = Baseline(d, "253 fds to a full worker")
+        canary = self.canary()
+        srv, peer, cli = lingering_tcp()
+        self.addCleanup(srv.close)
+        self.addCleanup(peer.close)
+        head = head_with_fds(16)
+        held = [connect(d.sock_path) for _ in range(3)]
+        for c in held:
+            c.send(head, [canary.wr] * 16)
+        wait_for(lambda: "[3 conns]" in cmdline(w), what="3 connections in the worker")
+        flood = connect(d.sock_path, timeout=PROMPT_S)
+        wait_for(lambda: "[4 conns]" in cmdline(w), what="4 connections in the worker")
+        # Our copy of the socket goes while the worker cannot read: its copy is the last.
+        tcp = cli.detach()
+        os.kill(w, signal.SIGSTOP)
+        try:
+            flood.sock.sendmsg([b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"],
+                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                 array.array("i", [canary.wr] * 252 + [tcp]))])
+            os.close(tcp)
+        finally:
+            os.kill(w, signal.SIGCONT)
+        self.assertEqual(outcome(flood, PROMPT_S), 400)
+        for c in held:
+            c.sock.settimeout(PROMPT_S)
+            c.send(b"cd")
+            r = c.read_response()
+            self.assertEqual((r.status, r.body, len(r.fds)), (200, b"abcd", 16))
+            r.close_fds()
+            c.close()
+        flood.close()
+        peer.close()                # the linger ends: the closer's close returns
+        self.assertTrue(canary.closed_everywhere())
+        base.check(self, timeout=10)
 
     def test_worker_at_rlimit_nofile_stops_reading_and_recovers(self):
         """A worker out of descriptors (here: started with RLIMIT_NOFILE 48,

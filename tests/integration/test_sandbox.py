@@ -153,8 +153,8 @@ class SandboxTest(unittest.TestCase):
         uid, gid = worker_ids()
         self.assertEqual((int(seen["uid"]), int(seen["gid"])), (uid, gid))
         self.assertEqual(seen["NoNewPrivs"], "1")
-        # 10 connections x (2 + 4 fds) + 64.
-        self.assertEqual(seen["nofile"], "124 124")
+        # 10 connections x (2 + 4 fds) + 253 + 64.
+        self.assertEqual(seen["nofile"], "377 377")
         self.assertEqual(seen["core"], "0 0")
         self.assertEqual(seen["fds"], "0,1,2,3")
         self.assertEqual(seen["stdin"], "/dev/null")
@@ -173,7 +173,7 @@ class SandboxTest(unittest.TestCase):
         rc, err = run_fdhttpd("--socket", os.path.join(self.tmpdir(), "s.sock"), "--workers", "1",
                               "--max-conns", "1048576", "--max-fds", "253", "--", echo_path())
         self.assertEqual(rc, 1, err)
-        self.assertRegex(err, r"--max-conns 1048576 and --max-fds 253 need 267386944 "
+        self.assertRegex(err, r"--max-conns 1048576 and --max-fds 253 need 267387197 "
                               r"descriptors per worker .* RLIMIT_NOFILE")
 
     @unittest.skipUnless(ROOT and shutil.which("setpriv"), "needs root and setpriv")
