@@ -120,6 +120,20 @@ supervisor_fits(const struct options *o)
 		return -EMFILE;
 	}
 	/*
+	 * A worker's control message may carry 253 fds (the kernel's ceiling,
+	 * not ours); what fdhttpd's table has no room for the kernel releases
+	 * on fdhttpd's loop, inside recvmsg(), where the last close of a
+	 * lingering socket a compromised worker chose would stall it.  Room
+	 * beyond its own descriptors keeps every fd received, and the closer
+	 * takes them (ctl.c).
+	 */
+	if (need + FDH_MAX_FDS_CEILING > rl.rlim_cur)
+		log_warn("fdhttpd's RLIMIT_NOFILE of %llu leaves fewer than %d descriptors beyond "
+		    "the %llu it may hold, so a compromised worker could stall it with the fds "
+		    "of one message; raise the limit to %llu or more",
+		    (unsigned long long)rl.rlim_cur, FDH_MAX_FDS_CEILING, need,
+		    need + FDH_MAX_FDS_CEILING);
+	/*
 	 * Without CAP_SYS_RESOURCE, connections queued to busy workers (a
 	 * connection and a pidfd each) count against the same limit while in
 	 * flight: past it they wait (ETOOMANYREFS), which works, but slowly.

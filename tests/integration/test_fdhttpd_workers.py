@@ -327,6 +327,22 @@ class WorkersTest(unittest.TestCase):
         log = re.sub(r".* warn supervisor: --no-sandbox: .*\n", "", d.read_log())
         self.assertNotRegex(log, r"warn|error")
 
+    def test_a_limit_without_room_for_one_message_is_warned_of(self):
+        """A worker's control message may carry 253 fds; fdhttpd under a
+        limit that leaves less room than that beyond its own descriptors
+        says so at start, with the limit that would do.  Under that limit
+        it warns no more."""
+        for nofile, warned in ((200, True), (341, False)):
+            # --no-sandbox: a sandboxed worker's own limit is more than 341.
+            d = self.start("--no-sandbox", workers=1,
+                           preexec_fn=lambda n=nofile: resource.setrlimit(
+                               resource.RLIMIT_NOFILE, (n, n)))
+            d.wait_workers(1)
+            self.assertEqual(d.request().status, 200)
+            log = d.read_log()
+            self.assertEqual("raise the limit to 341 or more" in log, warned, log)
+            self.assertEqual(d.stop(), 0)
+
     def test_workers_beyond_the_hard_limit_are_refused_at_start(self):
         """Regression: fdhttpd started the workers it could, the next child
         found no descriptor for /dev/null and exited 127, and fdhttpd
