@@ -26,6 +26,18 @@
  * The supervisor never blocks on a worker's behalf: every open is made
  * with O_NONBLOCK, so that a FIFO or a device cannot hold it, and the flag
  * is taken off again unless the worker asked for it.
+ *
+ * Nor does it answer a worker that does not read: with BROKER_MAX_UNREAD
+ * answers unread, the worker's next OPEN is left in its socket, unread,
+ * until it has read one (SIOCOUTQ on our end says how far it has).  Left
+ * there rather than answered with an error: an error would keep us reading
+ * and answering a flood as fast as the worker writes, each answer queued
+ * in the socket sized for its connections, and would fail an honest caller
+ * that was merely slow; unread, the requests are bounded by the worker's
+ * own send buffer and cost us nothing.  What comes before the OPEN (closed
+ * connections, READY) is read as usual, and what we send goes on (DRAIN,
+ * FLUSH).  A worker waiting in fdh_broker_open() reads its socket all the
+ * while, so it is answered at the next look, BROKER_CHECK_MS later at most.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,9 +46,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include "broker.h"
 #include "log.h"
@@ -458,6 +474,83 @@ decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 	return fd;
 }
 
+/*
+ * Forgets the answers p has read: the kernel charges our end for every
+ * record until its reader takes it (SIOCOUTQ), so ctl_sent less that is
+ * how far p has read.  Should the count fail, every answer is forgotten: a
+ * worker never to be answered again is worse than one left uncapped.
+ */
+static void
+answers_read(struct proc *p)
+{
+	uint64_t done;
+	unsigned k = 0;
+	int queued;
+
+	if (p->nanswers == 0)
+		return;
+	if (ioctl(p->ctl, SIOCOUTQ, &queued) == -1 || queued < 0)
+		done = UINT64_MAX;
+	else
+		done = (uint64_t)queued < p->ctl_sent ? p->ctl_sent - (uint64_t)queued : 0;
+	while (k < p->nanswers && p->answer_end[k] <= done)
+		k++;
+	p->nanswers -= k;
+	memmove(p->answer_end, p->answer_end + k, p->nanswers * sizeof(p->answer_end[0]));
+	if (p->broker_capped && p->nanswers == 0) {
+		log_info("worker %u (pid %ld): read its broker answers; taking its requests again",
+		    p->id, (long)p->pid);
+		p->broker_capped = false;
+	}
+}
+
+bool
+broker_hold(struct proc *p)
+{
+	struct fdh_ctl_hdr h;
+	ssize_t n;
+
+	if (p->nanswers < BROKER_MAX_UNREAD)
+		return false;
+	answers_read(p);
+	if (p->nanswers < BROKER_MAX_UNREAD)
+		return false;
+	/* Only an OPEN waits: the fds of a peeked record are not taken. */
+	n = recv(p->ctl, &h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
+	if (n != (ssize_t)sizeof(h) || h.type != FDH_CTL_OPEN)
+		return false;
+	p->broker_held = true;
+	p->broker_check_at = now_ms() + BROKER_CHECK_MS;
+	if (!p->broker_capped)
+		log_warn("worker %u (pid %ld): %d broker answers unread; leaving its requests "
+		    "unread until it reads them", p->id, (long)p->pid, BROKER_MAX_UNREAD);
+	p->broker_capped = true;
+	return true;
+}
+
+void
+broker_check(struct proc *p, int64_t now)
+{
+	answers_read(p);
+	if (p->nanswers < BROKER_MAX_UNREAD)
+		p->broker_held = false;	/* polled for POLLIN again: the OPEN is read */
+	else
+		p->broker_check_at = now + BROKER_CHECK_MS;
+}
+
+/*
+ * Notes an answer sent to p as unread.  Over BROKER_MAX_UNREAD (an OPEN
+ * read with the hang-up) the newest end replaces the last: read, it says
+ * that every earlier one was too.
+ */
+static void
+answer_sent(struct proc *p)
+{
+	if (p->nanswers < BROKER_MAX_UNREAD)
+		p->nanswers++;
+	p->answer_end[p->nanswers - 1] = p->ctl_sent;
+}
+
 void
 broker_on_open(struct sup *s, struct proc *p, const struct fdh_ctl_open *req)
 {
@@ -476,7 +569,7 @@ broker_on_open(struct sup *s, struct proc *p, const struct fdh_ctl_open *req)
 		m.h.flags |= FDH_CTL_F_FD;
 	else
 		m.u.open_reply.error = fd;
-	r = fdh_ctl_send(p->ctl, &m, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
+	r = workers_send(p, &m, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
 	/* Sent or not, ours is closed: the worker has its own copy or none. */
 	if (fd >= 0)
 		close(fd);
@@ -494,11 +587,13 @@ broker_on_open(struct sup *s, struct proc *p, const struct fdh_ctl_open *req)
 		answers_short = true;
 		m.h.flags &= ~FDH_CTL_F_FD;
 		m.u.open_reply.error = r;
-		r = fdh_ctl_send(p->ctl, &m, NULL, 0);
+		r = workers_send(p, &m, NULL, 0);
 	} else if (fd >= 0 && r == 0) {
 		answers_short = false;
 	}
-	if (ctl_send_temporary(r)) {
+	if (r == 0) {
+		answer_sent(p);
+	} else if (ctl_send_temporary(r)) {
 		log_warn("worker %u (pid %ld): broker answer dropped: %s", p->id, (long)p->pid,
 		    strerror(-r));
 	} else if (r == -EAGAIN) {

@@ -23,4 +23,14 @@ void broker_free(void);
  */
 void broker_on_open(struct sup *s, struct proc *p, const struct fdh_ctl_open *req);
 
+/*
+ * Whether p's control socket is to be left unread for now: p has
+ * BROKER_MAX_UNREAD answers unread and an OPEN is next in its socket.
+ * p is then held (broker_held; logged once while it stays behind).
+ */
+bool broker_hold(struct proc *p);
+
+/* A held p looked at again: released once it has read an answer. */
+void broker_check(struct proc *p, int64_t now);
+
 #endif

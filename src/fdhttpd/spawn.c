@@ -107,7 +107,7 @@ static int
 supervisor_fits(const struct options *o)
 {
 	unsigned long long need = SUP_NOFILE(o->workers, o->nallow_open),
-	    flight = 2ULL * o->workers * o->limits.max_conns;
+	    flight = o->workers * (2ULL * o->limits.max_conns + BROKER_MAX_UNREAD);
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
@@ -135,8 +135,9 @@ supervisor_fits(const struct options *o)
 		    need + FDH_MAX_FDS_CEILING);
 	/*
 	 * Without CAP_SYS_RESOURCE, connections queued to busy workers (a
-	 * connection and a pidfd each) count against the same limit while in
-	 * flight: past it they wait (ETOOMANYREFS), which works, but slowly.
+	 * connection and a pidfd each) and broker answers not yet read count
+	 * against the same limit while in flight: past it they wait
+	 * (ETOOMANYREFS), which works, but slowly.
 	 */
 	if (geteuid() != 0 && need + flight > rl.rlim_cur)
 		log_warn("--workers %u x --max-conns %u: up to %llu descriptors may wait in "

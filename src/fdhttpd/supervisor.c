@@ -120,7 +120,7 @@ hand_off(struct sup *s, struct pending_conn *c)
 		m.u.conn.gid = (uint32_t)c->peer.gid;
 		if (c->pidfd != -1)
 			m.h.flags |= FDH_CTL_F_PIDFD;
-		r = fdh_ctl_send(p->ctl, &m, fds, c->pidfd != -1 ? 2 : 1);
+		r = workers_send(p, &m, fds, c->pidfd != -1 ? 2 : 1);
 		if (r == 0) {
 			/* The worker has its own copies now. */
 			close(c->fd);
@@ -420,8 +420,10 @@ run(struct sup *s)
 			if (p->ctl == -1)
 				continue;
 			pprocs[n] = p;
+			/* Held, its OPEN waits unread: workers_timers() looks again. */
 			pfds[n++] = (struct pollfd){ .fd = p->ctl,
-			    .events = (short)(POLLIN | (p->blocked || p->drain_pending ? POLLOUT : 0)) };
+			    .events = (short)((p->broker_held ? 0 : POLLIN) |
+			    (p->blocked || p->drain_pending ? POLLOUT : 0)) };
 		}
 		nworkers = n;
 		for (i = 0; i < s->nlingers; i++)

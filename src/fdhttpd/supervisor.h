@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <fdhttp/common.h>
+#include "ctl.h"
 #include "options.h"
 #include "sockfile.h"
 
@@ -22,6 +23,21 @@ enum proc_state {
 	PROC_READY,		/* takes connections */
 	PROC_DRAINING,		/* DRAIN sent (or pending): finishing, then exits */
 };
+
+/*
+ * The most broker answers (OPEN_REPLY) a worker may leave unread in its
+ * control socket; while it has this many, its next OPEN waits there.  An
+ * answer's fd is in flight until read, and a non-root supervisor's fds in
+ * flight count against its RLIMIT_NOFILE whichever worker they go to: a
+ * worker asking without reading would otherwise stall every hand-off of
+ * every worker (ETOOMANYREFS), and fill the socket sized for its
+ * connections.  fdh_broker_open() asks once and reads its answer before it
+ * returns, so a worker has one unread at most, and a few more only after
+ * requests that timed out, whose late answers its loop reads.
+ */
+#define BROKER_MAX_UNREAD	4
+/* How often a worker held at BROKER_MAX_UNREAD is looked at again. */
+#define BROKER_CHECK_MS		20
 
 /* One worker process, from fork to reaping. */
 struct proc {
@@ -49,6 +65,18 @@ struct proc {
 	int64_t flush_sent_ms;	/* when the FLUSH flush_wait is for went */
 	int64_t started_ms;
 	int64_t kill_at;	/* SIGKILL when due (ms); 0: no deadline */
+	/*
+	 * What the kernel charged our end of ctl for every message sent on it
+	 * (workers_send()); less what SIOCOUTQ says is still queued, it is how
+	 * far the worker has read.  answer_end: where each broker answer it
+	 * may not have read yet ends in that count, oldest first.
+	 */
+	uint64_t ctl_sent;
+	uint64_t answer_end[BROKER_MAX_UNREAD];
+	unsigned nanswers;
+	bool broker_held;	/* an OPEN waits in ctl, unread, until answers are */
+	bool broker_capped;	/* held since its answers were last all read; logged */
+	int64_t broker_check_at;	/* when a held worker is looked at again */
 };
 
 /* A place for one worker among --workers. */
@@ -173,6 +201,7 @@ int supervisor_run(const struct options *o, struct sockfile *sock, int sigfd);
 
 /* workers.c */
 int workers_init(struct sup *s);
+int workers_send(struct proc *p, const struct fdh_ctl_msg *m, const int *fds, size_t nfds);
 void workers_free(struct sup *s);
 struct proc *workers_pick(struct sup *s);
 bool workers_have_room(const struct sup *s);

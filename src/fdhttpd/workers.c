@@ -10,8 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include "broker.h"
 #include "closer.h"
@@ -20,6 +23,59 @@
 #include "notify.h"
 #include "spawn.h"
 #include "supervisor.h"
+
+/*
+ * What the kernel charges the sending end of a control socket for each
+ * type the supervisor sends, indexed from FDH_CTL_NEW_CONN: the record's
+ * truesize, counted in SIOCOUTQ until the worker has read the record.  It
+ * follows from the record's length alone (fds travel beside it), so it is
+ * measured once, on a socketpair nobody reads, with the fewest fds a type
+ * takes.  Every error errs one way: a cost counted short (or 0, unmeasured)
+ * makes answers look unread longer, never read too soon.
+ */
+static uint32_t send_cost[FDH_CTL_OPEN_REPLY - FDH_CTL_NEW_CONN + 1];
+
+static int
+measure_send_costs(void)
+{
+	static const enum fdh_ctl_type types[] = {
+		FDH_CTL_NEW_CONN, FDH_CTL_DRAIN, FDH_CTL_FLUSH, FDH_CTL_OPEN_REPLY,
+	};
+	struct fdh_ctl_msg m;
+	int sv[2], before = 0, after = 0, r = 0;
+	size_t i;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		return -errno;
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		fdh_ctl_init(&m, types[i]);
+		if (types[i] == FDH_CTL_OPEN_REPLY)
+			m.u.open_reply.error = -EACCES;
+		/* A NEW_CONN carries an fd: any will do, and sv[0] is at hand. */
+		r = ioctl(sv[0], SIOCOUTQ, &before) == -1 ? -errno :
+		    fdh_ctl_send(sv[0], &m, sv, types[i] == FDH_CTL_NEW_CONN ? 1 : 0);
+		if (r == 0 && ioctl(sv[0], SIOCOUTQ, &after) == -1)
+			r = -errno;
+		if (r < 0)
+			break;
+		if (after > before)
+			send_cost[types[i] - FDH_CTL_NEW_CONN] = (uint32_t)(after - before);
+	}
+	/* Unread, the records go with sv[1]; the fd in one, sv[0], goes then. */
+	close(sv[0]);
+	close(sv[1]);
+	return r;
+}
+
+int
+workers_send(struct proc *p, const struct fdh_ctl_msg *m, const int *fds, size_t nfds)
+{
+	int r = fdh_ctl_send(p->ctl, m, fds, nfds);
+
+	if (r == 0 && m->h.type >= FDH_CTL_NEW_CONN && m->h.type <= FDH_CTL_OPEN_REPLY)
+		p->ctl_sent += send_cost[m->h.type - FDH_CTL_NEW_CONN];
+	return r;
+}
 
 static struct proc *
 proc_new(struct sup *s, unsigned slot)
@@ -115,7 +171,12 @@ int
 workers_init(struct sup *s)
 {
 	unsigned i;
+	int r;
 
+	r = measure_send_costs();
+	if (r < 0)
+		log_warn("measuring control messages: %s; a worker's broker answers count as read "
+		    "only once it has read all it was sent", strerror(-r));
 	s->nslots = s->o->workers;
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
 	if (s->slots == NULL)
@@ -145,8 +206,12 @@ workers_free(struct sup *s)
 static bool
 eligible(const struct sup *s, const struct proc *p)
 {
+	/*
+	 * Held at BROKER_MAX_UNREAD, a worker is not reading its socket: a
+	 * connection would wait there behind its answers, two more fds in flight.
+	 */
 	return p != NULL && p->state == PROC_READY && p->ctl != -1 && !p->blocked &&
-	    p->nconns < s->o->limits.max_conns;
+	    !p->broker_held && p->nconns < s->o->limits.max_conns;
 }
 
 /*
@@ -205,6 +270,8 @@ proc_close_ctl(struct proc *p)
 	p->blocked = false;
 	p->drain_pending = false;
 	p->flush_wait = false;	/* no answer can come now */
+	p->broker_held = false;
+	p->nanswers = 0;	/* in flight no more: gone with the socket */
 }
 
 static void
@@ -222,7 +289,7 @@ proc_send_drain(struct proc *p)
 	int r;
 
 	fdh_ctl_init(&m, FDH_CTL_DRAIN);
-	r = fdh_ctl_send(p->ctl, &m, NULL, 0);
+	r = workers_send(p, &m, NULL, 0);
 	if (r == -EAGAIN) {
 		p->drain_pending = true;	/* sent on POLLOUT */
 		return;
@@ -441,6 +508,9 @@ workers_on_ctl(struct sup *s, struct proc *p, short revents)
 	}
 	if (p->ctl == -1 || !(revents & (POLLIN | POLLHUP | POLLERR)))
 		return;
+	/* A hang-up is read as usual: it ends the worker's socket, cap or not. */
+	if (!(revents & (POLLHUP | POLLERR)) && broker_hold(p))
+		return;
 	/*
 	 * One message per poll() turn: a worker mostly has one queued, and
 	 * reading on until EAGAIN would cost a system call each time.  With
@@ -578,6 +648,9 @@ workers_timers(struct sup *s, int64_t now)
 	for (k = 0; k < s->nprocs; k++) {
 		struct proc *p = s->procs[k];
 
+		if (p->broker_held && now >= p->broker_check_at)
+			broker_check(p, now);
+
 		if (p->kill_at == 0 || now < p->kill_at || p->killed)
 			continue;
 		if (p->state == PROC_DRAINING)
@@ -609,6 +682,8 @@ workers_next_timer(const struct sup *s)
 
 		if (p->kill_at && !p->killed && (t == 0 || p->kill_at < t))
 			t = p->kill_at;
+		if (p->broker_held && (t == 0 || p->broker_check_at < t))
+			t = p->broker_check_at;
 	}
 	return t;
 }
@@ -671,7 +746,7 @@ workers_flush(struct sup *s)
 
 		if (p->ctl != -1 && p->nconns > 0 && !p->eager) {
 			fdh_ctl_init(&m, FDH_CTL_FLUSH);
-			r = fdh_ctl_send(p->ctl, &m, NULL, 0);
+			r = workers_send(p, &m, NULL, 0);
 			if (r == 0) {
 				p->eager = p->flush_wait = true;
 				p->flush_sent_ms = now;
