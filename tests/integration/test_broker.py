@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -19,7 +20,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fdhttpd_testlib import BUILD_DIR, Fdhttpd, run_fdhttpd, wait_for  # noqa: E402
+from fdhttpd_testlib import BUILD_DIR, Fdhttpd, fd_count, run_fdhttpd, wait_for  # noqa: E402
+from hostile_testlib import settled_fds  # noqa: E402
 import fdhttp_testlib  # noqa: E402
 
 
@@ -442,6 +444,185 @@ class BrokerTest(unittest.TestCase):
         for c in conns:
             self.assertEqual(c.read_response().status, 200)
             self.assertEqual(c.get("/open").status, 200)    # kept alive, served again
+
+
+# The service of AnswersLeftUnreadTest: worker 1 turns hostile, every other
+# worker is the probe.  Worker 1 says READY, and once $CTL/flood exists asks the
+# broker for argv[2] as fast as the socket takes it, reading nothing; it says
+# how many it sent in $CTL/flooded, and once $CTL/measure exists, how many
+# bytes are queued for it in $CTL/measured.  Once $CTL/read exists it reads everything, until every request is answered, asks
+# once more as fdh_broker_open() would, and says what it got in $CTL/served.
+HOSTILE = """#!%s
+import fcntl, json, os, socket, struct, sys, termios, time
+probe, path, ctl = sys.argv[1:4]
+if os.environ["FDHTTP_WORKER_ID"] != "1":
+    os.execv(probe, [probe])
+HDR = "=HHI"
+s = socket.socket(fileno=3)
+s.send(struct.pack(HDR, 1, 1, 0))                           # READY
+
+def report(name, **kw):
+    with open(os.path.join(ctl, name + ".tmp"), "w") as f:
+        json.dump(kw, f)
+    os.rename(os.path.join(ctl, name + ".tmp"), os.path.join(ctl, name))
+
+def wait(name):
+    while not os.path.exists(os.path.join(ctl, name)):
+        time.sleep(0.01)
+
+def ask(oid):
+    s.send(struct.pack(HDR + "Ii", 1, 8, 0, oid, os.O_RDONLY) + path.encode().ljust(4096, b"\\0"))
+
+# One message: an answer's fd kept in fds, a connection closed at once.
+def receive(answers, fds):
+    msg, got, _, _ = socket.recv_fds(s, 64, 4)
+    if not msg:
+        sys.exit(0)                                         # fdhttpd is gone
+    _, type_, flags = struct.unpack_from(HDR, msg)
+    if type_ == 72:                                         # OPEN_REPLY
+        oid, err = struct.unpack_from("=Ii", msg, 8)
+        answers[oid] = err
+        fds.extend(got)
+    else:
+        for fd in got:
+            os.close(fd)
+        if type_ == 64:                                     # NEW_CONN: CONN_CLOSED
+            s.send(struct.pack(HDR + "Q", 1, 2, 0, struct.unpack_from("=Q", msg, 8)[0]))
+        elif type_ == 65:                                   # DRAIN
+            sys.exit(0)
+
+wait("flood")
+s.setblocking(False)
+sent, last = 0, time.monotonic()
+while sent < 200 and time.monotonic() - last < 1.0:
+    try:
+        ask(sent + 1)
+        sent += 1
+        last = time.monotonic()
+    except BlockingIOError:
+        time.sleep(0.01)
+report("flooded", sent=sent)
+wait("measure")
+queued = fcntl.ioctl(s, termios.FIONREAD, struct.pack("i", 0))
+report("measured", queued_bytes=struct.unpack("i", queued)[0])
+wait("read")
+s.setblocking(True)
+s.settimeout(20)
+answers, fds = {}, []
+while len(answers) < sent:
+    receive(answers, fds)
+for fd in fds:
+    os.close(fd)
+ask(sent + 1)
+final = []
+while sent + 1 not in answers:
+    receive(answers, final)
+data = os.read(final[0], 64).decode() if final else ""
+report("served", answers=len(answers) - 1, fds=len(fds),
+       errors=sorted(set(e for e in answers.values() if e)), final=data)
+for fd in final:
+    os.close(fd)
+s.settimeout(None)
+while True:
+    receive(answers, fds)
+"""
+
+
+class AnswersLeftUnreadTest(unittest.TestCase):
+    """A compromised worker asks the broker as fast as it can and reads no
+    answer.  Each answer holds an fd in flight, which a non-root supervisor's
+    RLIMIT_NOFILE counts (ETOOMANYREFS past it) whichever worker it goes to:
+    unbounded, they would stall every other worker's connections.  fdhttpd
+    leaves its requests unread at BROKER_MAX_UNREAD (4) answers unread."""
+
+    CAP = 4
+    REPLY_BYTES = 16                # an OPEN_REPLY's record
+
+    def test_a_worker_that_reads_no_answers_gets_no_more(self):
+        tree = Tree()
+        self.addCleanup(tree.remove)
+        tmp = tempfile.mkdtemp(prefix="fdh-unread-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o777)
+        ctl = os.path.join(tmp, "ctl")
+        os.mkdir(ctl)
+        os.chmod(ctl, 0o777)
+        prefix, python = [], sys.executable
+        if os.geteuid() == 0:
+            # Not root: no CAP_SYS_RESOURCE lifts the limit on fds in flight.
+            # A uid of its own: another test's fds in flight would count too.
+            uid = 61000 + os.getpid() % 4000
+            prefix = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups"]
+            # Ours may lie where only root looks (~/.pyenv).
+            python = shutil.which("python3", path="/usr/bin:/bin")
+            if shutil.which("setpriv") is None or python is None:
+                self.skipTest("needs setpriv and /usr/bin/python3 to run fdhttpd without root")
+        service = os.path.join(tmp, "service")
+        with open(service, "w") as f:
+            f.write(HOSTILE % python)
+        os.chmod(service, 0o755)
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
+
+        hello = tree.data + "/hello.txt"
+        d = Fdhttpd("--no-sandbox", *tree.allow(), workers=2, service=service,
+                    service_args=[probe_path(), hello, ctl], tmpdir=tmp,
+                    prefix=prefix, preexec_fn=low_limit)
+        self.addCleanup(d.cleanup)
+        hostile = int(d.wait_log(r"worker 1 \(pid (\d+)\) ready").group(1))
+        before = settled_fds([d.pid])
+
+        def file_(name):
+            return os.path.join(ctl, name)
+
+        def result(name, timeout=10):
+            wait_for(lambda: os.path.exists(file_(name)), timeout, what=name)
+            with open(file_(name)) as f:
+                return json.load(f)
+
+        open(file_("flood"), "w").close()
+        flooded = result("flooded")
+        capped = r"warn supervisor: worker 1 \(pid %d\): 4 broker answers unread; " \
+                 r"leaving its requests unread until it reads them" % hostile
+
+        def decided():
+            return len(re.findall(r" info supervisor: broker: worker 1 ", d.read_log()))
+
+        wait_for(lambda: re.search(capped, d.read_log()) or decided() > self.CAP,
+                 what="worker 1 held at the cap")
+        time.sleep(0.3)                 # time for more answers, were any to come
+        log = d.read_log()
+        # Answered up to the cap, the rest left unread in the socket ...
+        self.assertGreater(flooded["sent"], self.CAP, log)
+        self.assertEqual(decided(), self.CAP, log[-3000:])
+        self.assertEqual(len(re.findall(capped, log)), 1, log[-3000:])
+        open(file_("measure"), "w").close()
+        self.assertEqual(result("measured")["queued_bytes"], self.CAP * self.REPLY_BYTES)
+
+        # ... while the other worker takes connections and its own broker answers.
+        for _ in range(10):
+            with FdConn(d.sock_path, timeout=5) as c:
+                r = c.get("/broker?flags=ro&path=" + hello)
+                self.assertEqual((r.status, read_fd(r.fds["file"])), (200, b"hello"), r.body)
+                r.close_fds()
+        self.assertNotIn("Too many references", d.read_log())
+
+        # Read at last, the hostile worker's requests are all answered, fds and all.
+        open(file_("read"), "w").close()
+        served = result("served", timeout=20)
+        self.assertEqual(served, {"answers": flooded["sent"], "fds": flooded["sent"],
+                                  "errors": [], "final": "hello"})
+        d.wait_log(r"info supervisor: worker 1 \(pid %d\): read its broker answers; taking "
+                   r"its requests again" % hostile)
+        log = d.read_log()
+        self.assertNotIn("killing it", log)
+        self.assertNotIn("dropped", log)
+        self.assertIn(hostile, d.workers())
+        # Every fd the broker opened went, none stays in fdhttpd.
+        wait_for(lambda: fd_count(d.pid) == before[d.pid],
+                 what="fdhttpd's fds back to %d (now %d)" % (before[d.pid], fd_count(d.pid)))
+        self.assertEqual(d.stop(), 0)
 
 
 class WorkerSideTest(unittest.TestCase):
