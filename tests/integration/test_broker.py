@@ -447,11 +447,12 @@ class BrokerTest(unittest.TestCase):
 
 
 # The service of AnswersLeftUnreadTest: worker 1 turns hostile, every other
-# worker is the probe.  Worker 1 says READY, and once $CTL/flood exists asks the
-# broker for argv[2] as fast as the socket takes it, reading nothing; it says
-# how many it sent in $CTL/flooded, and once $CTL/measure exists, how many
-# bytes are queued for it in $CTL/measured.  Once $CTL/read exists it reads everything, until every request is answered, asks
-# once more as fdh_broker_open() would, and says what it got in $CTL/served.
+# worker is the probe.  Worker 1 says READY, and once $CTL/flood exists asks
+# the broker for argv[2] as fast as the socket takes it, reading nothing; it
+# says how many it sent in $CTL/flooded, and once $CTL/measure exists, how
+# many bytes are queued for it in $CTL/measured.  Once $CTL/read exists it
+# reads everything, until every request is answered, asks once more as
+# fdh_broker_open() would, and says what it got in $CTL/served.
 HOSTILE = """#!%s
 import fcntl, json, os, socket, struct, sys, termios, time
 probe, path, ctl = sys.argv[1:4]
