@@ -145,7 +145,9 @@ FDH_API int fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t
     void (*release)(const void *data, void *ctx), void *ctx);
 /*
  * Attaches fd under name.  Consumes fd, on failure too (it is closed then):
- * -EINVAL for a bad or repeated name, -E2BIG past the fd limit.
+ * -EINVAL for a bad or repeated name, -E2BIG past the fd limit.  An fd
+ * still borrowed from the request (fdh_req_fd(), fdh_req_peer_pidfd()) is
+ * taken from it first: the request no longer has it.
  */
 FDH_API int fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd);
 

@@ -331,6 +331,7 @@ fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
 	r = fdh_resp_init(&d->resp, d->lim.max_fds, &d->open_fds);
 	if (r < 0)
 		goto fail;
+	d->resp.req = &d->req;
 	d->req.head.hdrs = d->hdrs;
 	d->req.head.fd_names = d->xfd_names;
 	d->req.d = d;

@@ -95,6 +95,14 @@ fd_index(const struct fdh_req *req, const char *name)
 	return -ENOENT;
 }
 
+/* An fd the engine held is the handler's now; headroom checks count it as the process's. */
+static inline void
+handed_out(struct fdh_req *req)
+{
+	req->d->open_fds--;
+	req->d->other_fds++;
+}
+
 int
 fdh_req_fd(const struct fdh_req *req, const char *name)
 {
@@ -112,10 +120,29 @@ fdh_req_take_fd(struct fdh_req *req, const char *name)
 		return i;
 	fd = req->fds[i];
 	req->fds[i] = -1;
-	/* The handler holds it now; headroom checks count it as the process's. */
-	req->d->open_fds--;
-	req->d->other_fds++;
+	handed_out(req);
 	return fd;
+}
+
+void
+fdh_req_release_fd(struct fdh_req *req, int fd)
+{
+	unsigned i;
+
+	if (!req->conn)
+		return;		/* no handler runs: req->fds is a past request's */
+	for (i = 0; i < req->nfds; i++) {
+		if (req->fds[i] == fd) {
+			req->fds[i] = -1;
+			handed_out(req);
+			return;
+		}
+	}
+	/* The peer's pidfd: fdh_req_peer_pidfd() asks the kernel for another. */
+	if (req->conn->pidfd == fd) {
+		req->conn->pidfd = -1;
+		handed_out(req);
+	}
 }
 
 const struct fdh_peer *

@@ -299,6 +299,13 @@ fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd)
 
 	if (fd < 0)
 		return -EBADF;
+	/*
+	 * Borrowed with fdh_req_fd() rather than taken: the request would
+	 * close it when the handler returns, before the response is sent, and
+	 * again after it.  Consumed here, it is taken first, whatever follows.
+	 */
+	if (resp->req)
+		fdh_req_release_fd(resp->req, fd);
 	if (!fdh_fd_name_valid(name, len))
 		goto invalid;
 	for (i = 0; i < resp->nfds; i++)

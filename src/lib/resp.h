@@ -32,7 +32,17 @@ struct fdh_resp {
 	unsigned nfds;
 	unsigned max_fds;
 	int *open_fds;			/* the dispatcher's count of fds it holds */
+	struct fdh_req *req;		/* whose fds a handler may attach unreleased */
 };
+
+struct fdh_req;
+
+/*
+ * Releases fd from req if it is one of the fds req still holds, as
+ * fdh_req_take_fd() does: attached to the response, it is the response's
+ * alone to send and close.  A no-op outside a handler, and for other fds.
+ */
+void fdh_req_release_fd(struct fdh_req *req, int fd);
 
 /* Buffers are kept across responses so a steady stream allocates nothing. */
 int fdh_resp_init(struct fdh_resp *r, unsigned max_fds, int *open_fds);

@@ -66,6 +66,44 @@ h_take(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	return fdh_resp_printf(resp, "%zu", fdh_req_fd_count(req));
 }
 
+/*
+ * Passes the request's fd "x" on as it borrowed it, without taking it
+ * first; with "?fail" it then gives up, so that the 500 drops it.
+ */
+static int
+h_pass_borrowed(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	int r;
+
+	(void)ud;
+	r = fdh_resp_fd(resp, "x", fdh_req_fd(req, "x"));
+	if (r < 0)
+		return r;
+	return strcmp(fdh_req_query(req), "fail") == 0 ? -EIO : 0;
+}
+
+/* Hands the client the connection's pidfd; says whether it still has one open. */
+static int
+h_pass_pidfd(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	int fd = fdh_req_peer_pidfd(req);
+	char link[64], path[64];
+	ssize_t n;
+
+	(void)ud;
+	if (fd == -EOPNOTSUPP)
+		return fdh_resp_body(resp, "none", 4);
+	if (fd < 0)
+		return fd;
+	if (strcmp(fdh_req_query(req), "give") == 0)
+		return fdh_resp_fd(resp, "peer", fd);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -errno;
+	return fdh_resp_body(resp, link, (size_t)n);
+}
+
 static int
 h_fail(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 {
@@ -105,6 +143,8 @@ static const struct fdh_route routes[] = {
 	{ "GET", "/hello/*", h_hello, NULL },
 	{ "GET", "/big", h_big, NULL },
 	{ "POST", "/take", h_take, NULL },
+	{ "POST", "/pass", h_pass_borrowed, NULL },
+	{ "GET", "/pidfd", h_pass_pidfd, NULL },
 	{ "POST", "/fail", h_fail, NULL },
 	{ "POST", "/len", h_len, NULL },
 	{ "GET", "/watched", h_watched, NULL },
@@ -571,6 +611,68 @@ test_taken_fd_survives_others_close(void **state)
 	assert_int_equal(read(p1[0], &ch, 1), 0);
 	close(p1[0]);
 	close(p2[0]);
+	close(c);
+	loop_stop(&l);
+}
+
+/* Sends req with fds on c and reads its answer into m, which must have status. */
+static void
+ask(int c, const char *req, const int *fds, size_t nfds, int status, struct fdh_test_msg *m)
+{
+	fdh_test_sends(c, req, fds, nfds);
+	assert_int_equal(fdh_test_read_message(c, 2000, m), 0);
+	assert_int_equal(m->status, status);
+}
+
+/*
+ * A borrowed fd attached to the response goes to the response, not also
+ * back to the request: it is sent once and closed once, and the
+ * connection lives on.  Sent, or dropped by a 500, the pipe's write end
+ * leaves the dispatcher: the read end sees EOF.  The peer's pidfd, which
+ * the connection lends for its whole life, likewise: the next request is
+ * given a pidfd of its own, not the number the response closed.
+ */
+static void
+test_borrowed_fds_attached_go_with_response(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int c, p[2];
+	char ch;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	ask(c, "POST /pass HTTP/1.1\r\nX-FD: x\r\n\r\n", &p[1], 1, 200, &m);
+	close(p[1]);
+	assert_int_equal(m.nfds, 1);
+	assert_int_equal(write(m.fds[0], "y", 1), 1);
+	assert_int_equal(read(p[0], &ch, 1), 1);
+	assert_int_equal(ch, 'y');
+	fdh_test_msg_free(&m);
+	assert_int_equal(read(p[0], &ch, 1), 0);
+	close(p[0]);
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	ask(c, "POST /pass?fail HTTP/1.1\r\nX-FD: x\r\n\r\n", &p[1], 1, 500, &m);
+	close(p[1]);
+	assert_int_equal(m.nfds, 0);
+	fdh_test_msg_free(&m);
+	assert_int_equal(read(p[0], &ch, 1), 0);
+	close(p[0]);
+
+	ask(c, "GET /pidfd?give HTTP/1.1\r\n\r\n", NULL, 0, 200, &m);
+	/* No SO_PEERPIDFD before Linux 6.5: nothing more to see. */
+	if (strcmp(fdh_test_msg_body(&m), "none") != 0) {
+		assert_int_equal(m.nfds, 1);
+		fdh_test_msg_free(&m);
+		ask(c, "GET /pidfd HTTP/1.1\r\n\r\n", NULL, 0, 200, &m);
+		assert_string_equal(fdh_test_msg_body(&m), "anon_inode:[pidfd]");
+	}
+	fdh_test_msg_free(&m);
 	close(c);
 	loop_stop(&l);
 }
@@ -1445,6 +1547,7 @@ main(void)
 		cmocka_unit_test(test_idle_timeout_closes_silently),
 		cmocka_unit_test(test_request_over_many_reads),
 		cmocka_unit_test(test_taken_fd_survives_others_close),
+		cmocka_unit_test(test_borrowed_fds_attached_go_with_response),
 		cmocka_unit_test(test_handler_error_is_500_and_keeps_connection),
 		cmocka_unit_test(test_drain_serves_first_request_then_ends),
 		cmocka_unit_test(test_max_conns_refuses_and_closes),
