@@ -122,6 +122,10 @@ FDH_API int fdh_req_peer_pidfd(struct fdh_req *req);
 
 /* --- the response -------------------------------------------------------- */
 
+/*
+ * 200 by default.  A 204 or 304 is sent without a body (one set is
+ * dropped); a status outside 200..999, a 1xx included, is sent as 500.
+ */
 FDH_API void fdh_resp_status(struct fdh_resp *resp, int status);
 /*
  * Adds a header.  Refuses (-EINVAL) names that are not tokens, values with

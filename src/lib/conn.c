@@ -401,6 +401,8 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 		r = route->handler(req, &d->resp, route->userdata);
 		if (r < 0)
 			resp_errorf(&d->resp, 500, "handler failed: %s", strerror(-r));
+		else if (d->resp.status != 200)
+			fdh_resp_settle(&d->resp);
 	}
 	close_request_fds(d, fds, nfds);	/* those the handler did not take */
 	conn_reset_request(d, c);		/* nothing may point into the request now */

@@ -386,10 +386,11 @@ status_line(struct fdh_resp *r)
 	char line[FDH_RESP_RESERVE], *p;
 	int s = r->status;
 
-	reason = fdh_status_reason(s);	/* "" for a status out of range too */
-	rlen = strlen(reason);
-	if (s < 100 || s > 999)
+	/* A 1xx is interim: sent as the answer, the client would wait for the real one. */
+	if (s < 200 || s > 999)
 		s = 500;
+	reason = fdh_status_reason(s);
+	rlen = strlen(reason);
 	p = put(line, "HTTP/1.1 ", 9);
 	*p++ = (char)('0' + s / 100);
 	*p++ = (char)('0' + s / 10 % 10);
@@ -484,6 +485,19 @@ fdh_resp_finish_head(struct fdh_resp *r, bool close, bool keep_alive_10,
 	    r->line_status != r->status)
 		return finish_head_slow(r, close, keep_alive_10, ret_head, ret_len);
 	return head_lines(r, close, keep_alive_10, false, ret_head, ret_len);
+}
+
+void
+fdh_resp_settle(struct fdh_resp *r)
+{
+	/*
+	 * No body follows a 204 or a 304 (RFC 9110 6.4.1), whatever the
+	 * head says: one sent would be read as the next response's head.
+	 */
+	if (r->status == 204 || r->status == 304) {
+		drop_borrow(r);
+		r->blen = 0;
+	}
 }
 
 void

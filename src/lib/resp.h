@@ -106,6 +106,12 @@ fdh_resp_inline_body(struct fdh_resp *r, const char *head, size_t hlen, const vo
 	return hlen + blen;
 }
 
+/*
+ * Called after a handler that set a status other than 200: drops the body
+ * of a status that has none.  Out of line, off the path of a plain 200.
+ */
+void fdh_resp_settle(struct fdh_resp *r) __attribute__((cold));
+
 /* A framework answer: status, text/plain one-line body, nothing else. */
 void fdh_resp_error(struct fdh_resp *r, int status, const char *text);
 

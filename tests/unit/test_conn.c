@@ -104,6 +104,15 @@ h_pass_pidfd(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	return fdh_resp_body(resp, link, (size_t)n);
 }
 
+/* Answers with the status the query names, and a body. */
+static int
+h_status(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)ud;
+	fdh_resp_status(resp, atoi(fdh_req_query(req)));
+	return fdh_resp_body(resp, "body", 4);
+}
+
 static int
 h_fail(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 {
@@ -145,6 +154,7 @@ static const struct fdh_route routes[] = {
 	{ "POST", "/take", h_take, NULL },
 	{ "POST", "/pass", h_pass_borrowed, NULL },
 	{ "GET", "/pidfd", h_pass_pidfd, NULL },
+	{ "GET", "/status", h_status, NULL },
 	{ "POST", "/fail", h_fail, NULL },
 	{ "POST", "/len", h_len, NULL },
 	{ "GET", "/watched", h_watched, NULL },
@@ -672,6 +682,46 @@ test_borrowed_fds_attached_go_with_response(void **state)
 		ask(c, "GET /pidfd HTTP/1.1\r\n\r\n", NULL, 0, 200, &m);
 		assert_string_equal(fdh_test_msg_body(&m), "anon_inode:[pidfd]");
 	}
+	fdh_test_msg_free(&m);
+	close(c);
+	loop_stop(&l);
+}
+
+/*
+ * 204 and 304 answers have no body (RFC 9110 6.4.1): a client reads none
+ * whatever Content-Length says, and a body sent would be read as the next
+ * response.  One a handler set is dropped; a 1xx is no final answer.
+ */
+static void
+test_status_without_body_sends_none(void **state)
+{
+	static const struct {
+		const char *req;
+		int status;
+		size_t body_len;
+	} cases[] = {
+		{ "GET /status?204 HTTP/1.1\r\n\r\n", 204, 0 },
+		{ "GET /status?304 HTTP/1.1\r\n\r\n", 304, 0 },
+		{ "GET /status?101 HTTP/1.1\r\n\r\n", 500, 4 },
+		{ "GET /status?201 HTTP/1.1\r\n\r\n", 201, 4 },
+	};
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	size_t i;
+	int c;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ask(c, cases[i].req, NULL, 0, cases[i].status, &m);
+		assert_int_equal(m.body_len, cases[i].body_len);
+		fdh_test_msg_free(&m);
+	}
+	/* Nothing was left behind to be taken for the next answer. */
+	ask(c, "GET /hello/x HTTP/1.1\r\n\r\n", NULL, 0, 200, &m);
 	fdh_test_msg_free(&m);
 	close(c);
 	loop_stop(&l);
@@ -1548,6 +1598,7 @@ main(void)
 		cmocka_unit_test(test_request_over_many_reads),
 		cmocka_unit_test(test_taken_fd_survives_others_close),
 		cmocka_unit_test(test_borrowed_fds_attached_go_with_response),
+		cmocka_unit_test(test_status_without_body_sends_none),
 		cmocka_unit_test(test_handler_error_is_500_and_keeps_connection),
 		cmocka_unit_test(test_drain_serves_first_request_then_ends),
 		cmocka_unit_test(test_max_conns_refuses_and_closes),

@@ -227,6 +227,14 @@ test_head_status_lines(void **state)
 	assert_int_equal(fdh_resp_header(&f->r, "X-A", "b"), 0);
 	assert_string_equal(head_of(&f->r, false, false),
 	    "HTTP/1.1 599 \r\nX-A: b\r\nContent-Length: 0\r\n\r\n");
+	/*
+	 * A 1xx is no final answer: a client would wait for the one after it,
+	 * or read the body as its head.
+	 */
+	fdh_resp_reset(&f->r);
+	fdh_resp_status(&f->r, 101);
+	assert_string_equal(head_of(&f->r, false, false),
+	    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
 	assert_string_equal(fdh_status_reason(299), "");
 	assert_string_equal(fdh_status_reason(413), "Content Too Large");
 }
@@ -236,11 +244,11 @@ static const char *
 want_head(int s, const char *extra)
 {
 	static char want[256];
-	int shown = s < 100 || s > 999 ? 500 : s;
+	int shown = s < 200 || s > 999 ? 500 : s;
 
-	/* A status out of range is sent as 500, with the (empty) reason of what it was. */
+	/* A status out of range, or an interim one, is sent as 500, and reads as one. */
 	snprintf(want, sizeof(want), "HTTP/1.1 %d %s\r\n%sContent-Length: 0\r\n\r\n", shown,
-	    fdh_status_reason(s), extra);
+	    fdh_status_reason(shown), extra);
 	return want;
 }
 
