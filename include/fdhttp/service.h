@@ -55,7 +55,8 @@ struct fdh_service {
 	/*
 	 * System calls the service's handlers need beyond the worker's
 	 * seccomp allowlist, by name ("uname"), NULL-terminated, or NULL.  A
-	 * name unknown on this architecture stops the worker at start-up.
+	 * name unknown on this architecture stops the service at start-up,
+	 * run alone too (exit status 1), though alone it has no sandbox.
 	 * See docs/security.md before adding one.
 	 */
 	const char *const *syscalls;

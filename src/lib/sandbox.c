@@ -209,13 +209,12 @@ add_rules(scmp_filter_ctx ctx, const struct extras *x)
 	return r;
 }
 
-int
-fdh_sandbox_apply(const char *const *extra, const char **ret_bad)
+/* The numbers of the extra names in *ret (x.nr to free), or -EINVAL and *ret_bad. */
+static int
+resolve_extras(const char *const *extra, struct extras *ret, const char **ret_bad)
 {
 	struct extras x = { 0 };
-	scmp_filter_ctx ctx = NULL;
 	size_t n = 0, i;
-	int r;
 
 	while (extra && extra[n])
 		n++;
@@ -228,12 +227,37 @@ fdh_sandbox_apply(const char *const *extra, const char **ret_bad)
 		int nr = seccomp_syscall_resolve_name(extra[i]);
 
 		if (nr == __NR_SCMP_ERROR) {
+			free(x.nr);
 			*ret_bad = extra[i];
-			r = -EINVAL;
-			goto fail;
+			return -EINVAL;
 		}
 		x.nr[x.n++] = nr;
 	}
+	*ret = x;
+	return 0;
+}
+
+int
+fdh_sandbox_check(const char *const *extra, const char **ret_bad)
+{
+	struct extras x;
+	int r = resolve_extras(extra, &x, ret_bad);
+
+	if (r == 0)
+		free(x.nr);
+	return r;
+}
+
+int
+fdh_sandbox_apply(const char *const *extra, const char **ret_bad)
+{
+	struct extras x = { 0 };
+	scmp_filter_ctx ctx = NULL;
+	int r;
+
+	r = resolve_extras(extra, &x, ret_bad);
+	if (r < 0)
+		return r;
 	ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
 	if (ctx == NULL) {
 		r = -ENOMEM;

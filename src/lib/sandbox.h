@@ -22,4 +22,12 @@
  */
 int fdh_sandbox_apply(const char *const *extra, const char **ret_bad);
 
+/*
+ * Only the check of extra that fdh_sandbox_apply() makes first: 0, or
+ * -EINVAL with *ret_bad, or -ENOMEM.  A service run alone has no filter,
+ * and runs it so that a misspelt name shows while the service is
+ * developed, not when fdhttpd first starts it.
+ */
+int fdh_sandbox_check(const char *const *extra, const char **ret_bad);
+
 #endif

@@ -15,6 +15,7 @@
 #include "closer.h"
 #include "dispatch.h"
 #include "listen.h"
+#include "sandbox.h"
 #include "worker.h"
 
 static const char *const limit_opts[] = {
@@ -334,6 +335,21 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 		fprintf(stderr, "%s: --socket PATH is required (see --help)\n", prog);
 		free(sargv);
 		return 2;
+	}
+	if (svc->syscalls) {
+		const char *bad = NULL;
+
+		r = fdh_sandbox_check(svc->syscalls, &bad);
+		if (r < 0) {
+			if (r == -EINVAL)
+				fprintf(stderr, "%s: the service's syscalls name '%s', which is not "
+				    "a system call here; not starting\n", svc->name ? svc->name : prog,
+				    bad);
+			else
+				fprintf(stderr, "%s: %s\n", prog, strerror(-r));
+			free(sargv);
+			return 1;
+		}
 	}
 	if (svc->init) {
 		r = svc->init(sargc, sargv, svc->userdata);

@@ -8,6 +8,7 @@ import pwd
 import re
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -120,6 +121,20 @@ class SandboxTest(unittest.TestCase):
                               r"'no_such_call', which is not a system call here")
         self.assertRegex(err, r"exited with status 126")
         self.assertRegex(err, r"could not be sandboxed; stopping")
+
+    def test_unknown_syscall_name_stops_the_service_alone(self):
+        """The same slip, caught while the service is developed alone, not in production."""
+        sock = os.path.join(self.tmpdir(), "s.sock")
+        try:
+            proc = subprocess.run([probe_path(), "--socket", sock, "--bad-syscall"],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  timeout=10)
+        except subprocess.TimeoutExpired:
+            self.fail("the service ran with a syscalls list naming no system call")
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertRegex(proc.stderr, r"probe: the service's syscalls name 'no_such_call', "
+                                      r"which is not a system call here")
+        self.assertFalse(os.path.exists(sock))
 
     def test_a_worker_without_the_sandbox_is_killed(self):
         """READY from a process with no filter: killed, never handed a connection."""
