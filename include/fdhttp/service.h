@@ -46,8 +46,12 @@ struct fdh_service {
 	 * Called once with the arguments the framework did not consume, before
 	 * the first connection and, under fdhttpd, before the sandbox closes
 	 * in: the place to parse service options and open what the service
-	 * needs.  Returns 0, or a negative errno to stop with exit status 1;
-	 * it may print its own message to stderr first.
+	 * needs.  Returns 0, or a negative errno to stop; it may print its
+	 * own message to stderr first.  -EINVAL says the arguments are wrong:
+	 * exit status 2, and fdhttpd, before the service has ever come up,
+	 * stops with it rather than start a worker that would refuse them
+	 * again.  Any other error is exit status 1: under fdhttpd the worker
+	 * is started again, with a growing delay, as one that died.
 	 */
 	int (*init)(int argc, char **argv, void *userdata);
 	void *userdata;
