@@ -133,9 +133,10 @@ FDH_API int fdh_req_peer_pidfd(struct fdh_req *req);
  */
 FDH_API void fdh_resp_status(struct fdh_resp *resp, int status);
 /*
- * Adds a header.  Refuses (-EINVAL) names that are not tokens, values with
- * CR, LF or NUL, and the framing headers the framework owns
- * (Content-Length, Transfer-Encoding, Connection, X-FD).
+ * Adds a header.  Refuses (-EINVAL) a NULL name or value, names that are
+ * not tokens, values with CR or LF, and the framing headers the framework
+ * owns (Content-Length, Transfer-Encoding, Connection, X-FD).  Another of
+ * the same name is added beside, not in place of, an earlier one.
  */
 FDH_API int fdh_resp_header(struct fdh_resp *resp, const char *name, const char *value);
 /* Sets the body to a copy of data; replaces any earlier body. */
@@ -154,7 +155,9 @@ FDH_API int fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t
     void (*release)(const void *data, void *ctx), void *ctx);
 /*
  * Attaches fd under name.  Consumes fd, on failure too (it is closed then):
- * -EINVAL for a bad or repeated name, -E2BIG past the fd limit.  An fd
+ * -EINVAL for a bad, repeated or NULL name, -E2BIG past the fd limit
+ * (max-fds, which bounds responses as it does requests); -EBADF for a
+ * negative fd, which there is nothing to close of.  An fd
  * still borrowed from the request (fdh_req_fd(), fdh_req_peer_pidfd()) is
  * taken from it first: the request no longer has it.
  */

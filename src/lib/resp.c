@@ -176,10 +176,15 @@ fdh_resp_header(struct fdh_resp *resp, const char *name, const char *value)
 	static const char *const owned[] = {
 		"content-length", "transfer-encoding", "connection", "x-fd",
 	};
-	size_t nlen = strlen(name), vlen = strlen(value), i;
+	size_t nlen, vlen, i;
 	char *p;
 	int r;
 
+	/* NULL: fdh_req_header()'s answer for a field a request lacks, passed on. */
+	if (!name || !value)
+		return -EINVAL;
+	nlen = strlen(name);
+	vlen = strlen(value);
 	if (nlen == 0)
 		return -EINVAL;
 	for (i = 0; i < nlen; i++)
@@ -294,7 +299,7 @@ fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t len,
 int
 fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd)
 {
-	size_t len = strlen(name);
+	size_t len;
 	unsigned i;
 
 	if (fd < 0)
@@ -306,6 +311,9 @@ fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd)
 	 */
 	if (resp->req)
 		fdh_req_release_fd(resp->req, fd);
+	if (!name)
+		goto invalid;	/* fdh_req_fd_name() past the end */
+	len = strlen(name);
 	if (!fdh_fd_name_valid(name, len))
 		goto invalid;
 	for (i = 0; i < resp->nfds; i++)

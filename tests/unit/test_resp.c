@@ -98,6 +98,9 @@ test_header_refuses_cr_lf(void **state)
 	assert_int_equal(fdh_resp_header(&f->r, "X-A", "a\rb"), -EINVAL);
 	assert_int_equal(fdh_resp_header(&f->r, "X-A", "\r\n"), -EINVAL);
 	assert_int_equal(fdh_resp_header(&f->r, "X-A", "trailing\n"), -EINVAL);
+	/* A value from fdh_req_header() for a field the request lacks. */
+	assert_int_equal(fdh_resp_header(&f->r, "X-A", NULL), -EINVAL);
+	assert_int_equal(fdh_resp_header(&f->r, NULL, "v"), -EINVAL);
 	/* Nothing of them reached the head. */
 	assert_string_equal(head_of(&f->r, false, false),
 	    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
@@ -493,6 +496,11 @@ test_fd_consumed_on_failure(void **state)
 
 	fd = new_fd();
 	assert_int_equal(fdh_resp_fd(&f->r, "", fd), -EINVAL);
+	assert_true(fd_closed(fd));
+
+	/* fdh_req_fd_name() past the end, passed on unchecked. */
+	fd = new_fd();
+	assert_int_equal(fdh_resp_fd(&f->r, NULL, fd), -EINVAL);
 	assert_true(fd_closed(fd));
 
 	fd = new_fd();
