@@ -141,9 +141,12 @@ FDH_API void fdh_resp_status(struct fdh_resp *resp, int status);
 FDH_API int fdh_resp_header(struct fdh_resp *resp, const char *name, const char *value);
 /* Sets the body to a copy of data; replaces any earlier body. */
 FDH_API int fdh_resp_body(struct fdh_resp *resp, const void *data, size_t len);
-/* Appends a copy of data to the body. */
+/*
+ * Appends a copy of data to the body.  -EINVAL after fdh_resp_body_borrow(),
+ * whose body cannot grow (fdh_resp_body() replaces it with a copy).
+ */
 FDH_API int fdh_resp_append(struct fdh_resp *resp, const void *data, size_t len);
-/* Appends formatted text to the body. */
+/* Appends formatted text to the body; -EINVAL after fdh_resp_body_borrow(), too. */
 FDH_API int fdh_resp_printf(struct fdh_resp *resp, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /*
