@@ -12,6 +12,8 @@
 /* Room before the header lines where the status line is written last. */
 #define FDH_RESP_RESERVE 64
 
+struct fdh_req;
+
 struct fdh_resp {
 	int status;
 	char *hbuf;			/* [RESERVE] then "Name: value\r\n"... */
@@ -34,8 +36,6 @@ struct fdh_resp {
 	int *open_fds;			/* the dispatcher's count of fds it holds */
 	struct fdh_req *req;		/* whose fds a handler may attach unreleased */
 };
-
-struct fdh_req;
 
 /*
  * Releases fd from req if it is one of the fds req still holds, as
