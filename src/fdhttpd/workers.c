@@ -572,14 +572,17 @@ on_death(struct sup *s, struct proc *p, int status)
 		sl->cur = NULL;
 	else
 		sl->next = NULL;
-	if (s->stopping)
+	/* Stopping already, or about to: every worker dying alike says why once. */
+	if (s->stopping || s->exit_status != 0)
 		return;
 	/*
 	 * Before the service ever came up, a usage error (exit status 2), a
 	 * sandbox that cannot be set up (FDH_EXIT_SANDBOX), a SERVICE that
 	 * cannot be run (127) or one that does not sandbox itself would
 	 * repeat with every respawn: stop instead, as a bad fdhttpd option
-	 * would have.
+	 * would have.  The service's 2 and 127 become ours, as fdhttpd(8)
+	 * says, so that a unit's status tells a bad command line from a
+	 * missing executable.
 	 */
 	if (!s->notified_ready && !p->was_ready && p->unsandboxed) {
 		log_error("worker %u: %s does not sandbox itself (a libfdhttp without the "
@@ -594,7 +597,7 @@ on_death(struct sup *s, struct proc *p, int status)
 		    WEXITSTATUS(status) == 2 ? "refused its arguments" :
 		    WEXITSTATUS(status) == FDH_EXIT_SANDBOX ? "could not be sandboxed" :
 		    "could not be started");
-		s->exit_status = WEXITSTATUS(status) == 2 ? 2 : 1;
+		s->exit_status = WEXITSTATUS(status) == FDH_EXIT_SANDBOX ? 1 : WEXITSTATUS(status);
 		return;
 	}
 	/* Only a worker that keeps dying young waits longer each time. */

@@ -230,7 +230,21 @@ class SocketTest(unittest.TestCase):
         self.assertEqual(rc, 2, err)
         self.assertIn("--no-such-echo-option", err)
         self.assertIn("refused its arguments", err)
+        # Every worker refuses alike; the decision to stop is one line.
+        self.assertEqual(err.count("refused its arguments; stopping"), 1, err)
         self.assertEqual(os.listdir(self.dir), [])
+
+    def test_service_that_cannot_be_run_stops_fdhttpd_with_127(self):
+        # Executable, so accepted at start, but execve() fails in every worker.
+        service = os.path.join(self.dir, "service")
+        with open(service, "w") as f:
+            f.write("#!/nonexistent/interpreter\n")
+        os.chmod(service, 0o755)
+        rc, err = run_fdhttpd("--socket", self.path, "--workers", "2", "--", service)
+        self.assertEqual(rc, 127, err)
+        self.assertIn("cannot run %s" % service, err)
+        self.assertEqual(err.count("could not be started; stopping"), 1, err)
+        self.assertEqual(os.listdir(self.dir), ["service"])
 
     def test_framework_option_after_the_double_dash_is_refused(self):
         # Under fdhttpd the limits and the socket are fdhttpd's: one given to
