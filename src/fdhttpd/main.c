@@ -59,6 +59,22 @@ pidfile_put(struct pidfh *pfh)
 	return 0;
 }
 
+/*
+ * A socket passed in is its maker's: its path, mode and owner are set
+ * there.  Said at start, so that whoever gave them does not take the
+ * socket for what they asked.
+ */
+static void
+warn_unused_socket_options(const struct options *o, const struct sockfile *sock)
+{
+	if (o->socket_path)
+		log_warn("--socket %s: not used; socket-activated on %s", o->socket_path,
+		    sock->name);
+	if (o->mode_set || o->owner_uid != (uid_t)-1 || o->owner_gid != (gid_t)-1)
+		log_warn("--mode, --owner: not used; %s was passed in with its own "
+		    "(the socket unit's SocketMode=, SocketUser=, SocketGroup=)", sock->name);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -139,6 +155,8 @@ main(int argc, char *argv[])
 	log_info("fdhttpd %s on %s%s: %u worker%s of %s, %u connections each", FDH_VERSION,
 	    sock.name, sock.activated ? " (socket-activated)" : "", o.workers,
 	    o.workers == 1 ? "" : "s", o.service, o.limits.max_conns);
+	if (sock.activated)
+		warn_unused_socket_options(&o, &sock);
 	if (o.no_sandbox)
 		log_warn("--no-sandbox: workers run without the sandbox; for development only");
 

@@ -410,6 +410,7 @@ options_parse(int argc, char **argv, struct options *o)
 			if (*optarg < '0' || *optarg > '7' || *end != '\0' || errno || m > 0777)
 				usage_error("--mode: '%s' is not an octal mode (0 to 0777)", optarg);
 			o->mode = (mode_t)m;
+			o->mode_set = true;
 			break;
 		}
 		case 'o':
@@ -497,6 +498,15 @@ options_parse(int argc, char **argv, struct options *o)
 
 	if (optind >= argc)
 		usage_error("no SERVICE to run (fdhttpd [OPTIONS] -- SERVICE [SERVICE-ARGS...])");
+	/*
+	 * Anyone who can reach the network namespace can connect to an
+	 * abstract socket: a mode taken for a restriction would be a false one.
+	 */
+	if (o->socket_path && o->socket_path[0] == '@' &&
+	    (o->mode_set || o->owner_uid != (uid_t)-1 || o->owner_gid != (gid_t)-1))
+		usage_error("%s: %s is an abstract socket, which has no file mode or owner "
+		    "(admit peers with --allow-uid/--allow-gid)",
+		    o->mode_set ? "--mode" : "--owner", o->socket_path);
 	if (o->have_user && geteuid() != 0 && o->user_uid != geteuid())
 		usage_error("--user: only root can run workers as another user");
 	if (o->owner_uid != (uid_t)-1 && geteuid() != 0 && o->owner_uid != geteuid())

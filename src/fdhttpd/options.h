@@ -28,6 +28,7 @@ struct options {
 	size_t user_ngroups;
 
 	mode_t mode;			/* socket file mode */
+	bool mode_set;			/* --mode given, not the default */
 	uid_t owner_uid;		/* (uid_t)-1: unchanged */
 	gid_t owner_gid;		/* (gid_t)-1: unchanged */
 

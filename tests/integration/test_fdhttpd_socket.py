@@ -135,15 +135,30 @@ class SocketTest(unittest.TestCase):
         err = self.refused_at(os.path.join(self.dir, "x" * 120))
         self.assertIn("too long", err)
 
-    def test_socket_activation(self):
+    def test_abstract_socket_has_no_mode_or_owner(self):
+        # Anyone in the network namespace can connect to an abstract socket:
+        # a --mode taken for a restriction would be a false one.
+        name = "@fdhttpd-test-%d" % os.getpid()
+        for opts, opt in ((["--mode", "0600"], "--mode"), (["--owner", "root:root"], "--owner")):
+            with self.subTest(opts=opts):
+                rc, err = run_fdhttpd("--socket", name, *opts, "--", echo_path())
+                self.assertEqual(rc, 2, err)
+                self.assertIn(opt, err)
+                self.assertIn("abstract", err)
+                self.assertIn("--allow-uid", err)
+
+    def activate(self, *opts):
+        """fdhttpd under systemd-socket-activate on self.path, started by a first
+        request; returns the activator's process and fdhttpd's log."""
         activate = shutil.which("systemd-socket-activate")
         if not activate:
             self.skipTest("systemd-socket-activate not installed")
-        log = open(os.path.join(self.dir, "log"), "wb")
+        log_path = os.path.join(self.dir, "log")
+        log = open(log_path, "wb")
         self.addCleanup(log.close)
         p = subprocess.Popen([activate, "-l", self.path, fdhttpd_path(), "--workers", "1",
-                              *sandbox_user(), "--", echo_path()], stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=log)
+                              *sandbox_user(), *opts, "--", echo_path()],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         try:
             # The activator starts fdhttpd on the first connection.  Its socket
             # file exists a moment before it listens: refused until then.
@@ -153,8 +168,17 @@ class SocketTest(unittest.TestCase):
                 except (FileNotFoundError, ConnectionRefusedError):
                     return None
             self.assertEqual(wait_for(first, what="the activator listening").status, 200)
-            with open(os.path.join(self.dir, "log")) as f:
-                self.assertRegex(f.read(), r"on %s \(socket-activated\)" % self.path)
+            with open(log_path) as f:
+                return p, f.read()
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
+
+    def test_socket_activation(self):
+        p, log = self.activate()
+        try:
+            self.assertRegex(log, r"on %s \(socket-activated\)" % self.path)
             # The activator execs fdhttpd in its own process.
             wait_for(lambda: cmdline(p.pid).startswith("fdhttpd: supervisor " + self.path),
                      what="fdhttpd in the activator's process")
@@ -164,6 +188,19 @@ class SocketTest(unittest.TestCase):
         self.assertEqual(rc, 0)
         # The socket belongs to whoever created it: fdhttpd leaves it.
         self.assertTrue(os.path.exists(self.path))
+
+    def test_socket_activation_says_which_options_it_does_not_use(self):
+        other = os.path.join(self.dir, "other.sock")
+        p, log = self.activate("--socket", other, "--mode", "0600")
+        try:
+            self.assertRegex(log, r"warn supervisor: --socket %s: not used; "
+                             r"socket-activated on %s" % (other, self.path))
+            self.assertRegex(log, r"warn supervisor: --mode, --owner: not used; %s "
+                             % self.path)
+            self.assertFalse(os.path.exists(other))
+        finally:
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(10), 0)
 
     def test_readiness_and_stopping_notifications(self):
         d = self.start()           # waits for READY=1
