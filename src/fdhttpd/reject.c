@@ -9,6 +9,9 @@
  * sends its request after our answer would get EPIPE instead of reading
  * the answer.  Lingering is bounded in count, time and bytes.
  *
+ * Refusals are logged one line per kind per SUP_REFUSAL_LOG_MS, then
+ * counted: the client chooses how often it connects, not how much we write.
+ *
  * Every socket and fd of a refused client is closed by the closer
  * (closer.h): such a client chooses what it sends, and a lingering TCP
  * socket among it would hold this loop for the linger time.
@@ -22,7 +25,47 @@
 
 #include "closer.h"
 #include "fdpass.h"
+#include "log.h"
 #include "supervisor.h"
+
+/* Each kind's level (a 503 is a user at a limit; a 403, policy at work) and reason. */
+static const struct {
+	enum fdh_log_level level;
+	const char *why;
+} refusal_kinds[REFUSED_NKINDS] = {
+	[REFUSED_NOT_ALLOWED] = { FDH_LOG_INFO, "not in --allow-uid/--allow-gid" },
+	[REFUSED_TOO_MANY] = { FDH_LOG_WARN, "over --max-conns-per-uid" },
+};
+
+void
+reject_log(struct sup *s, enum refusal kind, const char *fmt, ...)
+{
+	struct refusal_log *l = &s->refusal_logs[kind];
+	int64_t now = now_ms();
+	va_list ap;
+
+	if (now < l->until) {
+		l->held++;
+		return;
+	}
+	va_start(ap, fmt);
+	fdh_vlog(refusal_kinds[kind].level, fmt, ap);
+	va_end(ap);
+	l->until = now + SUP_REFUSAL_LOG_MS;
+}
+
+/* The count of the refusals of a kind held back, if any. */
+static void
+refusal_log_flush(struct sup *s, enum refusal kind)
+{
+	struct refusal_log *l = &s->refusal_logs[kind];
+
+	if (l->held > 0)
+		fdh_log(refusal_kinds[kind].level, "refused %u more connection%s in the last %d s: %s",
+		    l->held, l->held == 1 ? "" : "s", SUP_REFUSAL_LOG_MS / 1000,
+		    refusal_kinds[kind].why);
+	l->held = 0;
+}
 
 static const char *
 reason(int status)
@@ -106,7 +149,11 @@ void
 reject_timers(struct sup *s, int64_t now)
 {
 	size_t i = 0;
+	int k;
 
+	for (k = 0; k < REFUSED_NKINDS; k++)
+		if (s->refusal_logs[k].held > 0 && now >= s->refusal_logs[k].until)
+			refusal_log_flush(s, (enum refusal)k);
 	while (i < s->nlingers) {
 		if (now >= s->lingers[i].deadline)
 			linger_end(s, i);	/* moves the last one here */
@@ -120,16 +167,25 @@ reject_next_timer(const struct sup *s)
 {
 	int64_t t = 0;
 	size_t i;
+	int k;
 
 	for (i = 0; i < s->nlingers; i++)
 		if (t == 0 || s->lingers[i].deadline < t)
 			t = s->lingers[i].deadline;
+	for (k = 0; k < REFUSED_NKINDS; k++)
+		if (s->refusal_logs[k].held > 0 && (t == 0 || s->refusal_logs[k].until < t))
+			t = s->refusal_logs[k].until;
 	return t;
 }
 
 void
 reject_free(struct sup *s)
 {
+	int k;
+
+	/* Stopping: what was held back is counted now, or never. */
+	for (k = 0; k < REFUSED_NKINDS; k++)
+		refusal_log_flush(s, (enum refusal)k);
 	while (s->nlingers > 0)
 		linger_end(s, s->nlingers - 1);
 }

@@ -196,7 +196,8 @@ place(struct sup *s, int fd, const struct ucred *cred, bool may_ask)
 		return;
 	}
 	if (n >= s->o->max_conns_per_uid) {
-		log_warn("refused pid %ld uid %u: it has %u connections open (--max-conns-per-uid)",
+		reject_log(s, REFUSED_TOO_MANY,
+		    "refused pid %ld uid %u: it has %u connections open (--max-conns-per-uid)",
 		    (long)cred->pid, (unsigned)cred->uid, n);
 		reject_conn(s, fd, 503, "uid %u has too many connections open (limit %u)",
 		    (unsigned)cred->uid, s->o->max_conns_per_uid);
@@ -231,7 +232,8 @@ admit(struct sup *s, int fd)
 		return;
 	}
 	if (!peer_allowed(s->o, fd, &cred)) {
-		log_info("refused pid %ld uid %u gid %u: not in --allow-uid/--allow-gid",
+		reject_log(s, REFUSED_NOT_ALLOWED,
+		    "refused pid %ld uid %u gid %u: not in --allow-uid/--allow-gid",
 		    (long)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
 		reject_conn(s, fd, 403, "uid %u is not allowed to connect to this service",
 		    (unsigned)cred.uid);

@@ -127,6 +127,27 @@ struct lingering {
 /* How often fds the closer could not take (it is stuck in a close) are offered again. */
 #define SUP_CLOSER_RETRY_MS	50
 
+/* Why the supervisor refused a connection itself (reject.c). */
+enum refusal {
+	REFUSED_NOT_ALLOWED,	/* 403: not in --allow-uid/--allow-gid */
+	REFUSED_TOO_MANY,	/* 503: at --max-conns-per-uid */
+	REFUSED_NKINDS,
+};
+
+/* One kind of refusal's log: the line last written, and the ones held back since. */
+struct refusal_log {
+	int64_t until;		/* none written before this (ms) */
+	unsigned held;		/* refusals not written since */
+};
+
+/*
+ * A local user connecting in a loop would write a line per attempt: a
+ * log flooded, and journald's rate limit then dropping the lines that
+ * matter.  At most one refusal line of each kind per this long; a
+ * count of the others follows.
+ */
+#define SUP_REFUSAL_LOG_MS	10000
+
 struct sup {
 	const struct options *o;
 	struct sockfile *sock;
@@ -173,6 +194,7 @@ struct sup {
 
 	struct lingering lingers[SUP_MAX_LINGER];
 	size_t nlingers;
+	struct refusal_log refusal_logs[REFUSED_NKINDS];
 };
 
 int64_t now_ms(void);
@@ -234,6 +256,8 @@ void conns_release_proc(struct sup *s, struct proc *p);
 void conns_free(struct sup *s);
 
 /* reject.c */
+void reject_log(struct sup *s, enum refusal kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 void reject_conn(struct sup *s, int fd, int status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void reject_on_event(struct sup *s, size_t i);

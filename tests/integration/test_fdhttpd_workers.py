@@ -367,6 +367,28 @@ class WorkersTest(unittest.TestCase):
         self.assertIn(b"uid %d" % os.getuid(), r.body)
         d.wait_log(r"refused pid %d uid %d" % (os.getpid(), os.getuid()))
 
+    def test_refusals_are_logged_once_then_counted(self):
+        # A local user connecting in a loop must not write a line per
+        # attempt: journald's rate limit would then drop the lines that matter.
+        cases = [(("--allow-uid", "12345"), 403, "info", "not in --allow-uid/--allow-gid"),
+                 (("--max-conns-per-uid", "1"), 503, "warn", "over --max-conns-per-uid")]
+        for opts, status, level, why in cases:
+            with self.subTest(opts=opts):
+                d = self.start(*opts, workers=1)
+                # The connection that fills the uid's quota, or the first refused.
+                with d.conn() as first:
+                    self.assertEqual(first.request().status, 200 if status == 503 else status)
+                    for _ in range(20):
+                        self.assertEqual(d.request().status, status)
+                    # Stopping writes the count of what was held back.
+                    self.assertEqual(d.stop(), 0)
+                log = d.read_log()
+                self.assertEqual(len(re.findall(r"%s supervisor: refused pid \d+ uid" % level,
+                                                log)), 1, log)
+                self.assertIn("%s supervisor: refused %d more connections in the last 10 s: %s"
+                              % (level, 19 if status == 503 else 20, why), log)
+                d.cleanup()
+
     def test_allow_lists_admit(self):
         d = self.start("--allow-uid", "12345", "--allow-uid", str(os.getuid()), workers=1)
         self.assertEqual(d.request().status, 200)
