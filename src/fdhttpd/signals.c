@@ -13,6 +13,13 @@ handled_set(sigset_t *set)
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGHUP);
+	/*
+	 * Unused, but by their default action they would end the supervisor
+	 * on the spot, leaving its socket file and pidfile: an operator's
+	 * habit (nginx's "reopen the logs") must not stop the service.
+	 */
+	sigaddset(set, SIGUSR1);
+	sigaddset(set, SIGUSR2);
 }
 
 int

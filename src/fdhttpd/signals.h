@@ -6,8 +6,9 @@
 #define FDHTTPD_SIGNALS_H
 
 /*
- * Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP, ignores SIGPIPE, and returns
- * a non-blocking, close-on-exec signalfd for the four, or -errno.
+ * Blocks SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2, ignores
+ * SIGPIPE, and returns a non-blocking, close-on-exec signalfd for the six,
+ * or -errno.
  */
 int signals_open(void);
 

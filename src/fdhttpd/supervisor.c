@@ -347,6 +347,10 @@ on_signals(struct sup *s)
 			if (!s->stopping)
 				workers_restart(s);
 			break;
+		case SIGUSR1:
+		case SIGUSR2:
+			log_info("SIG%s: not used by fdhttpd; ignored", sigabbrev_np((int)si.ssi_signo));
+			break;
 		default:
 			break;
 		}

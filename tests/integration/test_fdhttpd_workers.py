@@ -163,6 +163,20 @@ class WorkersTest(unittest.TestCase):
         self.assertRegex(d.read_log(), r"after DRAIN \(--grace\): killing it")
         self.assertFalse(os.path.exists(d.sock_path))
 
+    def test_sigusr_is_logged_and_changes_nothing(self):
+        # By their default action they would end fdhttpd on the spot, with
+        # no line said, its socket file and pidfile left behind.
+        d = self.start(workers=1)
+        pids = d.wait_workers(1)
+        for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            d.send_signal(sig)
+            d.wait_log(r"info supervisor: SIG%s: not used by fdhttpd; ignored"
+                       % sig.name[3:])
+        self.assertIsNone(d.proc.poll())
+        self.assertEqual(d.request().body, b"ok")
+        self.assertEqual(d.workers(), pids)
+        self.assertEqual(d.stop(), 0)
+
     def test_workers_exit_when_the_supervisor_dies(self):
         d = self.start(workers=2)
         pids = d.wait_workers(2)
