@@ -159,6 +159,7 @@ struct sup {
 	unsigned nslots;
 	unsigned rr;		/* where the next least-loaded search starts */
 	unsigned gen;		/* bumped by SIGHUP: older workers get replaced */
+	bool restarting;	/* a SIGHUP's replacements not all done yet */
 
 	bool stopping;
 	int exit_status;	/* non-zero: stop, and exit with it */

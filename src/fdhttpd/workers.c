@@ -720,12 +720,27 @@ workers_replace_step(struct sup *s)
 			slot_again(s, i);
 		return;
 	}
+	/*
+	 * A reload's end is news: the signal's sender learns nothing else of
+	 * it, and a new build that does not come up never gets this far.
+	 */
+	if (!s->restarting)
+		return;
+	for (i = 0; i < s->nslots; i++) {
+		const struct proc *p = s->slots[i].cur;
+
+		if (p == NULL || p->gen != s->gen || p->state != PROC_READY)
+			return;
+	}
+	s->restarting = false;
+	log_info("SIGHUP: all %u workers replaced", s->nslots);
 }
 
 void
 workers_restart(struct sup *s)
 {
 	s->gen++;
+	s->restarting = true;
 	log_info("SIGHUP: replacing all %u workers, one at a time", s->nslots);
 }
 

@@ -227,6 +227,19 @@ class WorkersTest(unittest.TestCase):
         after = set(d.wait_workers(2, exclude=before))
         self.assertFalse(before & after)
 
+    def test_sighup_says_when_every_worker_is_replaced(self):
+        # systemctl reload returns at once: the log is how an operator learns
+        # that a new build serves everywhere, or that it is still being tried.
+        d = self.start(workers=2)
+        d.send_signal(signal.SIGHUP)
+        d.wait_log(r"info supervisor: SIGHUP: all 2 workers replaced\n")
+        log = d.read_log()
+        self.assertEqual(len(re.findall(r"draining: replaced", log)), 2, log)
+        self.assertLess(log.rindex("draining: replaced"), log.index("all 2 workers replaced"))
+        d.send_signal(signal.SIGHUP)
+        wait_for(lambda: d.read_log().count("all 2 workers replaced") == 2,
+                 what="the second restart's end")
+
     def test_max_requests_recycles(self):
         d = self.start("--max-requests", "5", workers=1)
         first = d.wait_workers(1)[0]
