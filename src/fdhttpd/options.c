@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "limit_range.h"
 #include "options.h"
 
 static const char usage_text[] =
@@ -332,7 +333,8 @@ set_limit(struct options *o, const char *name, const char *value)
 	int r = fdh_limits_set(&o->limits, name, value);
 
 	if (r < 0)
-		usage_error("--%s: '%s' is not a valid value", name, value);
+		usage_error("--%s: '%s' is not a valid value: %s", name, value,
+		    fdh_limits_range(name));
 }
 
 /* SERVICE as execvp(3) would find it, resolved once so that respawns agree. */

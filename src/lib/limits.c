@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <fdhttp/common.h>
+#include "limit_range.h"
 
 void
 fdh_limits_default(struct fdh_limits *l)
@@ -95,4 +96,29 @@ fdh_limits_set(struct fdh_limits *l, const char *name, const char *value)
 		return -ENOENT;
 	}
 	return 0;
+}
+
+/* test_limits checks every text against fdh_limits_set(): both ends taken, one past refused. */
+const char *
+fdh_limits_range(const char *name)
+{
+	static const struct {
+		const char *name;
+		const char *range;
+	} ranges[] = {
+		{ "max-head", "bytes, 64 to 1048576" },
+		{ "max-headers", "a count, 1 to 4096" },
+		{ "max-body", "bytes, 0 to 1099511627776 (1 TiB)" },
+		{ "max-fds", "a count, 0 to 253" },
+		{ "max-conns", "a count, 1 to 1048576" },
+		{ "request-timeout", "seconds, 0.001 to 4294967" },
+		{ "idle-timeout", "seconds, 0.001 to 4294967" },
+		{ "write-timeout", "seconds, 0.001 to 4294967" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+		if (strcmp(ranges[i].name, name) == 0)
+			return ranges[i].range;
+	return "a known limit";
 }

@@ -14,6 +14,7 @@
 
 #include "closer.h"
 #include "dispatch.h"
+#include "limit_range.h"
 #include "listen.h"
 #include "sandbox.h"
 #include "worker.h"
@@ -319,8 +320,9 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 				continue;
 			known = true;
 			if (missing || fdh_limits_set(&limits, limit_opts[k], v) < 0) {
-				fprintf(stderr, "%s: invalid value for --%s: %s\n", prog,
-				    limit_opts[k], missing ? "(missing)" : v);
+				fprintf(stderr, "%s: invalid value for --%s: %s (%s)\n", prog,
+				    limit_opts[k], missing ? "(missing)" : v,
+				    fdh_limits_range(limit_opts[k]));
 				free(sargv);
 				return 2;
 			}

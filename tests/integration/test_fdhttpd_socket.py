@@ -251,6 +251,21 @@ class SocketTest(unittest.TestCase):
                 self.assertIn(name, err)
                 self.assertEqual(len(err.strip().splitlines()), 1, err)
                 self.assertFalse(os.path.exists(self.path))
+        # A limit out of range says what the range is, in fdhttpd and in a
+        # service run alone alike.
+        for opt, value, says in (("--max-fds", "300", "a count, 0 to 253"),
+                                 ("--max-head", "63", "bytes, 64 to 1048576"),
+                                 ("--idle-timeout", "0", "seconds, 0.001 to 4294967")):
+            with self.subTest(opt=opt):
+                rc, err = run_fdhttpd("--socket", self.path, opt, value, "--", echo)
+                self.assertEqual(rc, 2, err)
+                self.assertIn("%s: '%s' is not a valid value: %s" % (opt, value, says), err)
+                p = subprocess.run([echo, "--socket", self.path, opt, value],
+                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                   timeout=10)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn("invalid value for %s: %s (%s)" % (opt, value, says), p.stderr)
+                self.assertFalse(os.path.exists(self.path))
         rc, err = run_fdhttpd("--socket", self.path)
         self.assertEqual(rc, 2)
         self.assertIn("SERVICE", err)

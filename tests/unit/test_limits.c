@@ -6,13 +6,17 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include <fdhttp/common.h>
+#include "limit_range.h"
 
 static const char *const names[] = {
 	"max-head", "max-headers", "max-body", "max-fds", "max-conns",
@@ -247,6 +251,45 @@ test_unknown_name(void **state)
 	}
 }
 
+/*
+ * The range an error message quotes is the one the parser takes: both ends
+ * accepted, one past each refused.  Counts step by 1; seconds, whose least
+ * is 0.001, step by 0.0001 below and by 1 above.
+ */
+static void
+test_range_texts_are_true(void **state)
+{
+	struct fdh_limits l;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NNAMES; i++) {
+		const char *text = fdh_limits_range(names[i]);
+		char lo[32], hi[32], below[40], above[40];
+		bool seconds;
+
+		assert_non_null(text);
+		seconds = strncmp(text, "seconds", 7) == 0;
+		if (sscanf(text, "%*[^,], %31s to %31s", lo, hi) != 2)
+			fail_msg("%s: no range in \"%s\"", names[i], text);
+		fdh_limits_default(&l);
+		if (fdh_limits_set(&l, names[i], lo) != 0 || fdh_limits_set(&l, names[i], hi) != 0)
+			fail_msg("%s: \"%s\" says %s to %s, which are not both taken", names[i],
+			    text, lo, hi);
+		if (seconds) {
+			snprintf(below, sizeof(below), "%.4f", strtod(lo, NULL) - 0.0001);
+			snprintf(above, sizeof(above), "%.0f", strtod(hi, NULL) + 1);
+		} else {
+			snprintf(below, sizeof(below), "%lld", strtoll(lo, NULL, 10) - 1);
+			snprintf(above, sizeof(above), "%llu", strtoull(hi, NULL, 10) + 1);
+		}
+		if (below[0] != '-')
+			assert_refused(names[i], below);
+		assert_refused(names[i], above);
+	}
+	assert_string_equal(fdh_limits_range("max-foo"), "a known limit");
+}
+
 int
 main(void)
 {
@@ -258,6 +301,7 @@ main(void)
 		cmocka_unit_test(test_out_of_range),
 		cmocka_unit_test(test_long_timeout_is_kept_or_refused),
 		cmocka_unit_test(test_unknown_name),
+		cmocka_unit_test(test_range_texts_are_true),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
