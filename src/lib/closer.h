@@ -4,8 +4,10 @@
  * and unsent data, a terminal with output pending, a file on FUSE or NFS
  * (flush), and an AF_UNIX socket whose queue holds such files.  A process
  * that serves others starts one closer process, and hands it every fd that
- * might be one of those.  Not thread-safe: fdhttpd and the workers are
- * single-threaded, and stay so for it.
+ * might be one of those; a close that goes on for long is ended there
+ * (closer.c), so that one file cannot hold up the others for good.  Not
+ * thread-safe: fdhttpd and the workers are single-threaded, and stay so
+ * for it.
  */
 #ifndef FDH_CLOSER_H
 #define FDH_CLOSER_H
@@ -16,15 +18,18 @@
  * Starts this process's closer, once; later calls return 0.  It is a child
  * made by fork(): call it while the process has a single thread, and before
  * a seccomp filter goes on (the worker's forbids making processes).  The
- * child keeps no fd of ours but its socket, blocks every signal, dies with
- * us (PR_SET_PDEATHSIG), names itself fdh-closer (and takes the process
- * title given, unless NULL: ps tells it from its parent) and, when confine
- * is set, confines itself with a
- * seccomp filter of its own before this returns: wherever the caller is
- * sandboxed, or is the supervisor; not where the caller runs without a
- * sandbox (a service alone, --no-sandbox), which may be under a tool that
- * cannot load filters (valgrind).  It sends SIGCHLD only if it dies before
- * us, which nothing but a kill makes it do.  Returns 0 or -errno.
+ * child (the manager) makes a child of its own (a runner) that does the
+ * closes, and replaces it when a close goes on for too long (closer.c).
+ * Both keep no fd of ours but their sockets, block every signal, die with
+ * their parent (PR_SET_PDEATHSIG), name themselves fdh-closer (and take the
+ * process title given, the runner's followed by " (runner)", unless NULL:
+ * ps tells them from their parent) and, when confine is set, confine
+ * themselves with seccomp filters of their own before this returns:
+ * wherever the caller is sandboxed, or is the supervisor; not where the
+ * caller runs without a sandbox (a service alone, --no-sandbox), which may
+ * be under a tool that cannot load filters (valgrind).  The manager sends
+ * SIGCHLD only if it dies before us, which nothing but a kill makes it do,
+ * and reaps its runners itself.  Returns 0 or -errno.
  */
 int fdh_closer_start(bool confine, const char *title);
 

@@ -108,6 +108,12 @@ def closers(pid):
     return [p for p in children(pid) if comm(p) == CLOSER_COMM]
 
 
+def runners(closer):
+    """The runners of a closer process, which close what it is handed: one,
+    and for a moment more while one it killed dies (src/lib/closer.c)."""
+    return [p for p in children(closer) if comm(p) == CLOSER_COMM]
+
+
 def cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:

@@ -22,7 +22,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttp_testlib import settled_fd_count  # noqa: E402
 from fdhttpd_testlib import (LEAK_CHECK, Conn, Fdhttpd, closers, cmdline,  # noqa: E402
-                             fd_count, wait_for)
+                             fd_count, runners, wait_for)
 
 LINGER_S = 30
 PROMPT_S = 2.0
@@ -30,9 +30,9 @@ PROMPT_S = 2.0
 OTHER_UID = 65534
 
 
-def lingering_tcp():
+def lingering_tcp(linger_s=LINGER_S):
     """(listener, accepted peer, client): closing the client's last copy
-    waits LINGER_S, until the peer is closed (which resets it)."""
+    waits linger_s, until the peer is closed (which resets it)."""
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     srv.bind(("127.0.0.1", 0))
@@ -47,7 +47,7 @@ def lingering_tcp():
             cli.send(b"x" * 65536)
     except BlockingIOError:
         pass
-    cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, LINGER_S))
+    cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, linger_s))
     return srv, peer, cli
 
 
@@ -76,8 +76,8 @@ class CloserTest(unittest.TestCase):
         d.wait_workers(workers)
         return d
 
-    def linger(self):
-        srv, peer, cli = lingering_tcp()
+    def linger(self, linger_s=LINGER_S):
+        srv, peer, cli = lingering_tcp(linger_s)
         self.addCleanup(srv.close)
         self.addCleanup(peer.close)
         return srv, peer, cli
@@ -90,6 +90,17 @@ class CloserTest(unittest.TestCase):
         self.assertLess(took, PROMPT_S)
         peer.close()
         self.assert_stops_promptly(d)
+
+    def assert_confined_holding_sockets(self, pid, n):
+        with open("/proc/%d/status" % pid) as f:
+            status = f.read()
+        self.assertIn("Seccomp:\t%d\n" % (0 if LEAK_CHECK else 2), status)
+        if not LEAK_CHECK:
+            self.assertIn("NoNewPrivs:\t1\n", status)
+        fds = os.listdir("/proc/%d/fd" % pid)
+        self.assertEqual(len(fds), n)
+        for fd in fds:
+            self.assertTrue(os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"))
 
     def assert_stops_promptly(self, d):
         t0 = time.monotonic()
@@ -161,14 +172,12 @@ class CloserTest(unittest.TestCase):
         self.assertEqual(cmdline(closer), "fdhttpd: closer of worker 1")
         (sup_closer,) = closers(d.pid)
         self.assertEqual(cmdline(sup_closer), "fdhttpd: closer of the supervisor")
-        with open("/proc/%d/status" % closer) as f:
-            status = f.read()
-        self.assertIn("Seccomp:\t%d\n" % (0 if LEAK_CHECK else 2), status)
-        if not LEAK_CHECK:
-            self.assertIn("NoNewPrivs:\t1\n", status)
-        fds = os.listdir("/proc/%d/fd" % closer)
-        self.assertEqual(len(fds), 1)
-        self.assertTrue(os.readlink("/proc/%d/fd/%s" % (closer, fds[0])).startswith("socket:"))
+        # Its runner, which does the closes, likewise, and holds nothing but
+        # its own socket; the closer holds that one's other end besides.
+        (runner,) = runners(closer)
+        self.assertEqual(cmdline(runner), "fdhttpd: closer of worker 1 (runner)")
+        self.assert_confined_holding_sockets(closer, 2)
+        self.assert_confined_holding_sockets(runner, 1)
         with Conn(d.sock_path) as warm:
             self.assertEqual(warm.request("GET", "/health").status, 200)
         # Once the warm-up connection's socket and pidfd are closed.
