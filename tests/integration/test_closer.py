@@ -7,6 +7,10 @@ is closed while the receiver is stopped (SIGSTOP), so that the receiver's
 close is the last.  Within 2 s the receiver must still answer others and
 stop on SIGTERM; its closer process holds the fd meanwhile, and once the
 linger ends (the TCP peer resets) nothing is left open.
+
+A close that never ends (a linger of an hour, a peer that never reads)
+holds up the fds handed to the closer after it for a bounded time only: the
+closer kills the process stuck in it, and another closes the rest.
 """
 
 import os
@@ -25,6 +29,12 @@ from fdhttpd_testlib import (LEAK_CHECK, Conn, Fdhttpd, closers, cmdline,  # noq
                              fd_count, runners, wait_for)
 
 LINGER_S = 30
+# A linger no one can sit out: only the closer's kill ends the wait.
+LINGER_FOREVER_S = 3600
+# How long the closer lets a close go on before it kills the process in it
+# (RUNNER_STUCK_MS, src/lib/closer.c).
+RUNNER_STUCK_S = 1.0
+PING_WITH_FD = b"POST /ping HTTP/1.1\r\nHost: x\r\nX-FD: a\r\nContent-Length: 4\r\n\r\nping"
 PROMPT_S = 2.0
 # The uid --allow-uid admits: not ours, so that we are refused.
 OTHER_UID = 65534
@@ -60,6 +70,28 @@ def send_stopped(pid, sock, data, fd):
         os.close(fd)                # not the last: the message holds one
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def closed_within(sock, seconds):
+    """Whether sock's other end is closed within seconds: EOF after the data
+    still on its way, or a reset."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        try:
+            if not sock.recv(65536):
+                return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+
+def send_fd(sock, data, fd):
+    sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
 
 
 def health_within(path, seconds):
@@ -101,6 +133,22 @@ class CloserTest(unittest.TestCase):
         self.assertEqual(len(fds), n)
         for fd in fds:
             self.assertTrue(os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"))
+
+    def kept_pairs(self, n):
+        """n socket pairs: (ours, theirs); EOF on ours says theirs was closed."""
+        pairs = [socket.socketpair() for _ in range(n)]
+        for mine, theirs in pairs:
+            self.addCleanup(mine.close)
+            self.addCleanup(theirs.close)
+        return pairs
+
+    def assert_closed_promptly(self, pairs, peer):
+        """Within the closer's bound, the fds handed to it after the stuck
+        one are closed, then the stuck socket itself leaves every process
+        (its peer, read at last, sees the data to the end and EOF)."""
+        for mine, _ in pairs:
+            self.assertTrue(closed_within(mine, RUNNER_STUCK_S + 3))
+        self.assertTrue(closed_within(peer, 5))
 
     def assert_stops_promptly(self, d):
         t0 = time.monotonic()
@@ -203,6 +251,73 @@ class CloserTest(unittest.TestCase):
         peer.close()
         wait_for(lambda: fd_count(worker) == base, timeout=5,
                  what="the worker's fds back to %d" % base)
+        self.assert_stops_promptly(d)
+
+    def test_endless_close_in_a_worker(self):
+        """A request fd whose close never ends: the worker's closer kills
+        the process stuck in it, another takes its place, and the fds the
+        worker handed over after it are closed within the bound."""
+        d = self.start()
+        (worker,) = d.workers()
+        (closer,) = closers(worker)
+        (runner,) = runners(closer)
+        with Conn(d.sock_path) as warm:
+            self.assertEqual(warm.request("GET", "/health").status, 200)
+        base = settled_fd_count(types.SimpleNamespace(fd_count=lambda: fd_count(worker)))
+        _, peer, cli = self.linger(LINGER_FOREVER_S)
+        a = Conn(d.sock_path)
+        self.addCleanup(a.close)
+        send_stopped(worker, a.sock, PING_WITH_FD, cli.detach())
+        self.assertEqual(a.read_response().status, 200)
+        # Sockets go to the closer, behind the stuck one.
+        pairs = self.kept_pairs(8)
+        for _, theirs in pairs:
+            send_fd(a.sock, PING_WITH_FD, theirs.fileno())
+            theirs.close()
+            self.assertEqual(a.read_response().status, 200)
+        self.assert_closed_promptly(pairs, peer)
+
+        status, took = health_within(d.sock_path, PROMPT_S)
+        self.assertEqual(status, 200)
+        self.assertLess(took, PROMPT_S)
+        a.close()
+        (new_runner,) = wait_for(lambda: [p for p in runners(closer) if p != runner] or None,
+                                 timeout=5, what="a runner in place of the stuck one")
+        wait_for(lambda: runners(closer) == [new_runner], timeout=5,
+                 what="the stuck runner reaped")
+        self.assertEqual(cmdline(new_runner), "fdhttpd: closer of worker 1 (runner)")
+        self.assert_confined_holding_sockets(closer, 2)
+        self.assert_confined_holding_sockets(new_runner, 1)
+        wait_for(lambda: fd_count(worker) == base, timeout=5,
+                 what="the worker's fds back to %d" % base)
+        self.assert_stops_promptly(d)
+
+    def test_endless_close_in_the_supervisor(self):
+        """The same, through refused connections to fdhttpd."""
+        d = self.start("--allow-uid", str(OTHER_UID))
+        base = fd_count(d.pid)
+        _, peer, cli = self.linger(LINGER_FOREVER_S)
+
+        def refused():
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.addCleanup(s.close)
+            s.settimeout(PROMPT_S)
+            s.connect(d.sock_path)
+            self.assertIn(b" 403 ", s.recv(4096))
+            return s
+
+        request = b"GET /health HTTP/1.1\r\nX-FD: a\r\n\r\n"
+        send_stopped(d.pid, refused(), request, cli.detach())
+        time.sleep(0.3)             # read, and its fd handed to the closer
+        pairs = self.kept_pairs(4)
+        for _, theirs in pairs:
+            s = refused()
+            send_fd(s, request, theirs.fileno())
+            theirs.close()
+            s.close()
+        self.assert_closed_promptly(pairs, peer)
+        wait_for(lambda: fd_count(d.pid) == base, timeout=5,
+                 what="fdhttpd's fds back to %d" % base)
         self.assert_stops_promptly(d)
 
     def test_unread_fd_in_a_closed_connection(self):

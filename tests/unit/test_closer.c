@@ -37,6 +37,8 @@
 
 /* Seconds the lingering socket below holds its closer. */
 #define LINGER_S 1
+/* A linger no close may be left to sit out: only a kill ends it. */
+#define LINGER_FOREVER_S 3600
 
 /* Waits up to ms for nothing to be pending, offering it again; returns what still is. */
 static unsigned
@@ -427,6 +429,75 @@ test_closer_stuck_queues(void **state)
 	close(keep[1]);
 }
 
+/* Whether pid is gone (exited and reaped) within ms. */
+static bool
+gone(pid_t pid, long ms)
+{
+	int64_t end = fdh_test_now_ms() + ms;
+
+	do {
+		if (kill(pid, 0) == -1 && errno == ESRCH)
+			return true;
+		fdh_test_sleep_ms(10);
+	} while (fdh_test_now_ms() < end);
+	return false;
+}
+
+/*
+ * A close that never ends (an hour's linger, a peer that never reads) holds
+ * up nothing for long: what is queued behind it is closed within the
+ * closer's bound, the process stuck in it goes, and so does the socket (its
+ * peer reads the data to the end, then EOF: the close went on without it).
+ * Twice, so that the closer that took over is seen to take over in turn;
+ * none of those that went is left unreaped.
+ */
+static void
+test_closer_stuck_is_bounded(void **state)
+{
+	enum { NPIPES = 8, ROUNDS = 2 };
+	int keep[2], tcp, p[NPIPES][2], before, round, tries, i;
+	pid_t stuck = -1;
+	char buf[32];
+
+	(void)state;
+	for (round = 0; round < ROUNDS; round++) {
+		before = fdh_test_count_fds(0);
+		/* As in test_closer_stuck_queues: the close may not wait on a loaded machine. */
+		for (tries = 0; tries < 5; tries++) {
+			tcp = lingering_tcp(LINGER_FOREVER_S, keep);
+			fdh_closer_close(tcp);
+			stuck = closer_in_close(500);
+			if (stuck > 0)
+				break;
+			close(keep[0]);
+			close(keep[1]);
+		}
+		assert_true(tries < 5);
+
+		/* Pipes, which the closer takes only when told to: EOF says it closed them. */
+		for (i = 0; i < NPIPES; i++) {
+			assert_int_equal(pipe2(p[i], O_CLOEXEC), 0);
+			fdh_closer_queue(p[i][1]);
+		}
+		/* The closer takes them all within its bound (the earlier test left its socket small). */
+		assert_int_equal(wait_released(RUNNER_STUCK_MS + 3000), 0);
+		for (i = 0; i < NPIPES; i++) {
+			assert_true(peer_closed(p[i][0], 2000));
+			close(p[i][0]);
+		}
+		assert_true(gone(stuck, 3000));
+		assert_true(peer_closed(keep[1], 5000));
+		close(keep[0]);
+		close(keep[1]);
+		assert_int_equal(fdh_test_count_fds(0), before);
+	}
+	/* The last runner came after the manager confined itself: its filter and the manager's. */
+	assert_int_equal(children(closer.pid, &stuck), 1);
+	assert_closer_process(stuck, closer.pid, 1);
+	proc_status(stuck, "Seccomp_filters", buf, sizeof(buf));
+	assert_string_equal(buf, "2");
+}
+
 /* The closer of a process that dies goes with it (its pid in *ret_pid). */
 static void
 closer_of_dying(pid_t *ret_pid)
@@ -490,6 +561,7 @@ main(void)
 		cmocka_unit_test(test_closer_closes_now),
 		cmocka_unit_test(test_closer_hands_over),
 		cmocka_unit_test(test_closer_stuck_queues),
+		cmocka_unit_test(test_closer_stuck_is_bounded),
 		cmocka_unit_test(test_closer_exits_with_parent),
 	};
 
