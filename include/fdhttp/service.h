@@ -158,8 +158,8 @@ FDH_API int fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t
     void (*release)(const void *data, void *ctx), void *ctx);
 /*
  * Attaches fd under name.  Consumes fd, on failure too (it is closed then):
- * -EINVAL for a bad, repeated or NULL name, -E2BIG past the fd limit
- * (max-fds, which bounds responses as it does requests); -EBADF for a
+ * -EINVAL for a bad, repeated or NULL name, -E2BIG past the 253 fds one
+ * message can carry (max-fds bounds requests, not responses); -EBADF for a
  * negative fd, which there is nothing to close of.  An fd
  * still borrowed from the request (fdh_req_fd(), fdh_req_peer_pidfd()) is
  * taken from it first: the request no longer has it.

@@ -328,7 +328,12 @@ fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
 	if (!d->events || !d->scratch || !d->rfds || !d->hdrs ||
 	    !d->xfd_names || !d->req.fd_names)
 		goto fail;
-	r = fdh_resp_init(&d->resp, d->lim.max_fds, &d->open_fds);
+	/*
+	 * A response may carry what one sendmsg() can, whatever --max-fds: that
+	 * limit bounds what clients make the service hold, and a service that
+	 * takes no fds (--max-fds 0) may still hand them out.
+	 */
+	r = fdh_resp_init(&d->resp, FDH_MAX_FDS_CEILING, &d->open_fds);
 	if (r < 0)
 		goto fail;
 	d->resp.req = &d->req;

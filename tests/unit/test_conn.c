@@ -104,6 +104,23 @@ h_pass_pidfd(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	return fdh_resp_body(resp, link, (size_t)n);
 }
 
+/* Answers with as many memfds as the query says. */
+static int
+h_many(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	int n = atoi(fdh_req_query(req)), i, r;
+	char name[16];
+
+	(void)ud;
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "m%d", i);
+		r = fdh_resp_fd(resp, name, fdh_test_make_memfd(name));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* Answers with the status the query names, and a body. */
 static int
 h_status(struct fdh_req *req, struct fdh_resp *resp, void *ud)
@@ -155,6 +172,7 @@ static const struct fdh_route routes[] = {
 	{ "POST", "/pass", h_pass_borrowed, NULL },
 	{ "GET", "/pidfd", h_pass_pidfd, NULL },
 	{ "GET", "/status", h_status, NULL },
+	{ "GET", "/many", h_many, NULL },
 	{ "POST", "/fail", h_fail, NULL },
 	{ "POST", "/len", h_len, NULL },
 	{ "GET", "/watched", h_watched, NULL },
@@ -683,6 +701,41 @@ test_borrowed_fds_attached_go_with_response(void **state)
 		assert_string_equal(fdh_test_msg_body(&m), "anon_inode:[pidfd]");
 	}
 	fdh_test_msg_free(&m);
+	close(c);
+	loop_stop(&l);
+}
+
+/*
+ * --max-fds bounds what a request brings, not what a response carries: a
+ * service that takes no fds (0) still hands them out, and any service up
+ * to the 253 one message can carry; past that the handler's attach fails
+ * (-E2BIG, a 500) and every fd it made is closed.
+ */
+static void
+test_response_fds_are_not_bound_by_max_fds(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int c, before;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	lim.max_fds = 0;
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	ask(c, "GET /many?3 HTTP/1.1\r\n\r\n", NULL, 0, 200, &m);
+	assert_int_equal(m.nfds, 3);
+	fdh_test_msg_free(&m);
+	ask(c, "GET /many?253 HTTP/1.1\r\n\r\n", NULL, 0, 200, &m);
+	assert_int_equal(m.nfds, 253);
+	fdh_test_msg_free(&m);
+	/* The dispatcher is a thread of ours: its fds are in our table. */
+	before = fdh_test_count_fds(getpid());
+	ask(c, "GET /many?254 HTTP/1.1\r\n\r\n", NULL, 0, 500, &m);
+	assert_int_equal(m.nfds, 0);
+	fdh_test_msg_free(&m);
+	assert_int_equal(fdh_test_count_fds(getpid()), before);
 	close(c);
 	loop_stop(&l);
 }
@@ -1598,6 +1651,7 @@ main(void)
 		cmocka_unit_test(test_request_over_many_reads),
 		cmocka_unit_test(test_taken_fd_survives_others_close),
 		cmocka_unit_test(test_borrowed_fds_attached_go_with_response),
+		cmocka_unit_test(test_response_fds_are_not_bound_by_max_fds),
 		cmocka_unit_test(test_status_without_body_sends_none),
 		cmocka_unit_test(test_handler_error_is_500_and_keeps_connection),
 		cmocka_unit_test(test_drain_serves_first_request_then_ends),
