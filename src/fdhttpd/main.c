@@ -111,7 +111,7 @@ main(int argc, char *argv[])
 	 * What clients and workers send is closed there: a lingering socket
 	 * among it would otherwise stop this loop, signals and all.
 	 */
-	err = fdh_closer_start(true, "fdhttpd: closer of the supervisor");
+	err = fdh_closer_start(true, SUP_CLOSER_TITLE);
 	if (err < 0)
 		fatal("closer: %s", strerror(-err));
 	if (o.pidfile) {

@@ -108,6 +108,9 @@ struct pending_conn {
 	uint64_t id;
 };
 
+/* The title of fdhttpd's closer process (closer.c), which ps shows. */
+#define SUP_CLOSER_TITLE	"fdhttpd: closer of the supervisor"
+
 /* A refused connection, kept for a moment so that the answer is read. */
 struct lingering {
 	int fd;

@@ -606,18 +606,42 @@ on_death(struct sup *s, struct proc *p, int status)
 	slot_again(s, i);
 }
 
+/*
+ * The closer (closer.c) dies before us only if killed.  Another is made
+ * at once: without one, what clients send is closed on this loop, where
+ * a lingering socket among it would stop everything.
+ */
+static void
+closer_replace(pid_t pid, int status)
+{
+	const char *sig = WIFSIGNALED(status) ? sigabbrev_np(WTERMSIG(status)) : NULL;
+	int r;
+
+	if (WIFSIGNALED(status))
+		log_warn("closer of the supervisor (pid %ld) killed by signal %d (SIG%s); "
+		    "starting another", (long)pid, WTERMSIG(status), sig ? sig : "?");
+	else
+		log_warn("closer of the supervisor (pid %ld) exited with status %d; starting another",
+		    (long)pid, WEXITSTATUS(status));
+	r = fdh_closer_start(true, SUP_CLOSER_TITLE);
+	if (r < 0)
+		log_error("closer: %s; what clients send is closed here from now on",
+		    strerror(-r));
+}
+
 void
 workers_reap(struct sup *s)
 {
 	int status;
 	pid_t pid;
 
-	/*
-	 * A pid of no worker is the closer (closer.c), which dies before us
-	 * only if killed: reaped, and then our closes are made inline.
-	 */
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		size_t k;
+
+		if (fdh_closer_reaped(pid)) {
+			closer_replace(pid, status);
+			continue;
+		}
 
 		for (k = 0; k < s->nprocs; k++) {
 			struct proc *p = s->procs[k];

@@ -791,6 +791,25 @@ fail:
 	return r;
 }
 
+bool
+fdh_closer_reaped(pid_t pid)
+{
+	if (!closer.started || pid != closer.pid)
+		return false;
+	/*
+	 * Its end went with it, and what was queued there; ours holds
+	 * nothing, so this close waits on no one.  A message owed was owed
+	 * to it alone.
+	 */
+	if (closer.sock != -1)
+		close(closer.sock);
+	closer.sock = -1;
+	closer.pid = -1;
+	closer.started = false;
+	fdh_closer_owed = false;
+	return true;
+}
+
 /* Closes every pending fd here: the child is gone, nothing else is left. */
 static void
 closer_lose(void)

@@ -13,6 +13,7 @@
 #define FDH_CLOSER_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 /*
  * Starts this process's closer, once; later calls return 0.  It is a child
@@ -32,6 +33,15 @@
  * and reaps its runners itself.  Returns 0 or -errno.
  */
 int fdh_closer_start(bool confine, const char *title);
+
+/*
+ * Whether pid, a child the caller has just reaped, was its closer, which
+ * dies before its parent only when killed.  If so it is forgotten: what it
+ * held died with it, fds not handed over yet stay pending, and
+ * fdh_closer_start() may make another (until then closes are made here).
+ * A process that cannot make one (a sandboxed worker) need not call this.
+ */
+bool fdh_closer_reaped(pid_t pid);
 
 /*
  * Consumes fd.  A pipe, a memfd, an eventfd, a pidfd or another anonymous

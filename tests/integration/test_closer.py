@@ -156,19 +156,23 @@ class CloserTest(unittest.TestCase):
         self.assertEqual(rc, 0)
         self.assertLess(time.monotonic() - t0, PROMPT_S)
 
-    def test_refused_client_cannot_freeze_the_supervisor(self):
-        root = os.geteuid() == 0
-        d = self.start("--allow-uid", str(OTHER_UID), *(["--mode", "0666"] if root else []))
-        base = fd_count(d.pid)
-        _, peer, cli = self.linger()
+    def refuse_with(self, d, fd):
+        """A client fdhttpd refuses sends fd with a request, its own copy
+        closed while fdhttpd is stopped, so that fdhttpd's is the last."""
         refused = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.addCleanup(refused.close)
         refused.settimeout(PROMPT_S)
         refused.connect(d.sock_path)
         self.assertIn(b" 403 ", refused.recv(4096))   # answered at accept
-        send_stopped(d.pid, refused, b"GET /health HTTP/1.1\r\nX-FD: a\r\n\r\n",
-                     cli.detach())
+        send_stopped(d.pid, refused, b"GET /health HTTP/1.1\r\nX-FD: a\r\n\r\n", fd)
         time.sleep(0.3)             # read, and its fd handed to the closer
+
+    def test_refused_client_cannot_freeze_the_supervisor(self):
+        root = os.geteuid() == 0
+        d = self.start("--allow-uid", str(OTHER_UID), *(["--mode", "0666"] if root else []))
+        base = fd_count(d.pid)
+        _, peer, cli = self.linger()
+        self.refuse_with(d, cli.detach())
 
         # Others are still answered: a refused client, and one allowed.
         with Conn(d.sock_path, timeout=PROMPT_S) as c:
@@ -198,14 +202,7 @@ class CloserTest(unittest.TestCase):
         """SIGTERM while the closer is still in the lingering close."""
         d = self.start("--allow-uid", str(OTHER_UID))
         _, _, cli = self.linger()
-        refused = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.addCleanup(refused.close)
-        refused.settimeout(PROMPT_S)
-        refused.connect(d.sock_path)
-        self.assertIn(b" 403 ", refused.recv(4096))
-        send_stopped(d.pid, refused, b"GET /health HTTP/1.1\r\nX-FD: a\r\n\r\n",
-                     cli.detach())
-        time.sleep(0.3)
+        self.refuse_with(d, cli.detach())
         self.assert_stops_promptly(d)
 
     def test_request_fd_cannot_freeze_a_worker(self):
@@ -318,6 +315,30 @@ class CloserTest(unittest.TestCase):
         self.assert_closed_promptly(pairs, peer)
         wait_for(lambda: fd_count(d.pid) == base, timeout=5,
                  what="fdhttpd's fds back to %d" % base)
+        self.assert_stops_promptly(d)
+
+    def test_killed_supervisor_closer_is_replaced(self):
+        """fdhttpd's closer dies before it only when killed: fdhttpd says so
+        and starts another, so that what clients send is never closed on its
+        loop.  Regression: the closer was reaped silently and every later
+        close ran inline, where a lingering socket would stop fdhttpd."""
+        d = self.start("--allow-uid", str(OTHER_UID))
+        old = closers(d.pid)
+        self.assertEqual(len(old), 1)
+        os.kill(old[0], signal.SIGKILL)
+        d.wait_log(r"warn supervisor: closer of the supervisor \(pid %d\) killed by signal 9 "
+                   r"\(SIGKILL\); starting another" % old[0])
+        new = wait_for(lambda: [p for p in closers(d.pid) if p != old[0]] or None,
+                       what="a new closer")
+        self.assertEqual(cmdline(new[0]).strip(), "fdhttpd: closer of the supervisor")
+        # It does the closer's work: a lingering socket a refused client
+        # sends does not hold fdhttpd.
+        _, peer, cli = self.linger()
+        self.refuse_with(d, cli.detach())
+        with Conn(d.sock_path, timeout=PROMPT_S) as c:
+            c.send_request("GET", "/health")
+            self.assertEqual(c.read_response().status, 403)
+        peer.close()
         self.assert_stops_promptly(d)
 
     def test_unread_fd_in_a_closed_connection(self):
