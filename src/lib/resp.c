@@ -437,16 +437,22 @@ put_xfd(char *p, const struct fdh_resp *r)
 	return put(p, "\r\n", 2);
 }
 
-/* The header lines after the handler's, in room made before. */
+/*
+ * The header lines after the handler's, in room made before.  length:
+ * false for a status that has no body (204, 304), whose head must not
+ * carry a Content-Length (RFC 9110 8.6).
+ */
 static inline int
-head_lines(struct fdh_resp *r, bool close, bool keep_alive_10, bool xfd, const char **ret_head,
-    size_t *ret_len)
+head_lines(struct fdh_resp *r, bool close, bool keep_alive_10, bool xfd, bool length,
+    const char **ret_head, size_t *ret_len)
 {
 	char *p = r->hbuf + r->hlen;
 
-	p = put(p, "Content-Length: ", 16);
-	p = put_u64(p, fdh_resp_body_len(r));
-	p = put(p, "\r\n", 2);
+	if (length) {
+		p = put(p, "Content-Length: ", 16);
+		p = put_u64(p, fdh_resp_body_len(r));
+		p = put(p, "\r\n", 2);
+	}
 	if (close)
 		p = put(p, "Connection: close\r\n", 19);
 	else if (keep_alive_10)
@@ -471,6 +477,7 @@ finish_head_slow(struct fdh_resp *r, bool close, bool keep_alive_10, const char 
     size_t *ret_len)
 {
 	size_t need = r->hlen + HEAD_ROOM + (r->nfds ? xfd_room(r) : 0);
+	bool bodiless = r->status == 204 || r->status == 304;
 	int err;
 
 	err = grow(&r->hbuf, &r->hcap, need);
@@ -478,7 +485,14 @@ finish_head_slow(struct fdh_resp *r, bool close, bool keep_alive_10, const char 
 		return err;
 	if (r->line_len == 0 || r->line_status != r->status)
 		status_line(r);
-	return head_lines(r, close, keep_alive_10, r->nfds != 0, ret_head, ret_len);
+	err = head_lines(r, close, keep_alive_10, r->nfds != 0, !bodiless, ret_head, ret_len);
+	/*
+	 * Its status line is not kept for the next head: the common way
+	 * writes a Content-Length, so a 204 or 304 always comes this way.
+	 */
+	if (bodiless)
+		r->line_len = 0;
+	return err;
 }
 
 /*
@@ -492,7 +506,7 @@ fdh_resp_finish_head(struct fdh_resp *r, bool close, bool keep_alive_10,
 	if (r->nfds != 0 || r->hlen + HEAD_ROOM > r->hcap || r->line_len == 0 ||
 	    r->line_status != r->status)
 		return finish_head_slow(r, close, keep_alive_10, ret_head, ret_len);
-	return head_lines(r, close, keep_alive_10, false, ret_head, ret_len);
+	return head_lines(r, close, keep_alive_10, false, true, ret_head, ret_len);
 }
 
 void
