@@ -276,16 +276,16 @@ manager_confine(void)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1,
-		    SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+		    SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1,
-		    SCMP_A1(SCMP_CMP_EQ, F_SETFL));
+		    SCMP_A1(SCMP_CMP_EQ, F_SETFL, 0));
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-		    SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG));
+		    SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG, 0));
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 2,
-		    SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER), SCMP_A1(SCMP_CMP_EQ, 0));
+		    SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0), SCMP_A1(SCMP_CMP_EQ, 0, 0));
 	if (r == 0)
 		r = seccomp_load(ctx);	/* no_new_privs is set already */
 	seccomp_release(ctx);
