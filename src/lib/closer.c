@@ -142,7 +142,7 @@ bool fdh_closer_owed;
  * do more with the clients' fds it holds.  send() is sendto().
  */
 static const char *const runner_allowed[] = {
-	"recvmsg", "sendto", "close", "exit", "exit_group", "rt_sigreturn",
+	"recvmsg", "sendto", "close", "exit", "exit_group", "rt_sigreturn", "restart_syscall",
 	SANITIZER_ALLOWED
 };
 
@@ -150,11 +150,14 @@ static const char *const runner_allowed[] = {
  * The manager's: it holds clients' fds for a moment too, and makes runners.
  * The rules with arguments are in manager_confine().  set_robust_list is
  * glibc's fork() in the child, and close_range the runner's, which runs
- * under this filter until its own goes on.
+ * under this filter until its own goes on.  restart_syscall: a poll() with
+ * a timeout that a SIGSTOP interrupted resumes through it at SIGCONT (one
+ * without, the runner's recvmsg(), is simply made again).
  */
 static const char *const manager_allowed[] = {
 	"poll", "ppoll", "recvmsg", "sendmsg", "sendto", "close", "close_range", "kill",
 	"wait4", "clock_gettime", "set_robust_list", "exit", "exit_group", "rt_sigreturn",
+	"restart_syscall",
 	SANITIZER_ALLOWED
 };
 
