@@ -89,6 +89,7 @@ static struct {
 	size_t cap;
 	dev_t devs[NDEVS];
 	bool have_dev[NDEVS];
+	bool *retry;		/* set when fds are left waiting (fdh_closer_notify()) */
 } closer = { .sock = -1, .pid = -1 };
 
 unsigned fdh_closer_npending;
@@ -870,6 +871,17 @@ fdh_closer_flush(void)
 fail:
 	if (!closer_retry(r))
 		closer_lose();
+	else if (closer.retry)
+		*closer.retry = true;	/* the caller's loop offers them again soon */
+}
+
+void
+fdh_closer_notify(bool *flag, bool on)
+{
+	if (on)
+		closer.retry = flag;
+	else if (closer.retry == flag)
+		closer.retry = NULL;
 }
 
 /* Keeps fd for fdh_closer_flush(); consumes fd. */

@@ -67,6 +67,15 @@ void fdh_closer_queue(int fd);
  */
 void fdh_closer_flush(void);
 
+/*
+ * With on, *flag is set whenever a handover falls short and fds are left
+ * waiting (fdh_closer_held() > 0): a loop that may sleep with nothing else
+ * to do must then call fdh_closer_flush() again soon, or they would wait
+ * for the next close, which may never come.  The dispatcher's; one flag at
+ * a time.  With !on, flag is forgotten if it is the one set.
+ */
+void fdh_closer_notify(bool *flag, bool on);
+
 /* Read with fdh_closer_held(); written by closer.c alone. */
 extern unsigned fdh_closer_npending;
 extern bool fdh_closer_owed;

@@ -127,20 +127,40 @@ watch_sync(struct fdh_dispatch *d, unsigned i)
 		return;
 	if (epoll_ctl(d->epfd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, w->fd, &ev) == -1 &&
 	    (want || errno != ENOENT)) {
-		d->watch_retry = true;
+		d->retry = true;
 		return;
 	}
 	w->armed = want;
 }
 
-static void
+/*
+ * Also what retry stands for besides the watches: fds waiting for the
+ * closer.  Out of line: it runs when starvation begins or ends, or on a
+ * retry, and inlined it would cost fdh_dispatch_fd_room() an instruction
+ * on every read.
+ */
+static __attribute__((noinline)) void
 watches_sync(struct fdh_dispatch *d)
 {
 	unsigned i;
 
-	d->watch_retry = false;
+	d->retry = fdh_closer_held() > 0;
 	for (i = 0; i < FDH_DISPATCH_MAX_WATCH; i++)
 		watch_sync(d, i);
+}
+
+/*
+ * What failed before, tried again: fds the closer could not take (its
+ * socket full while its runner caught up), which would otherwise wait in
+ * an idle loop until the next close, and their clients for an EOF; then
+ * the watches, which set retry again for whatever still fails.
+ */
+static __attribute__((noinline, cold)) void
+retry_now(struct fdh_dispatch *d)
+{
+	if (fdh_closer_held() > 0)
+		fdh_closer_flush();
+	watches_sync(d);
 }
 
 void
@@ -346,6 +366,7 @@ fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
 
 	/* Opened now, before any sandbox forbids opens, and kept for counting. */
 	d->fddir = opendir("/proc/self/fd");
+	fdh_closer_notify(&d->retry, true);
 	d->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : RLIM_INFINITY;
 	d->fd_reserve = fd_reserve(d->nofile, d->lim.max_fds);
 	d->fd_estimate_max = fd_estimate_max(d->nofile, d->fd_reserve);
@@ -365,6 +386,7 @@ fdh_dispatch_free(struct fdh_dispatch *d)
 	if (!d)
 		return;
 	d->hooks = (struct fdh_dispatch_hooks){ 0 };	/* the owner is going away too */
+	fdh_closer_notify(&d->retry, false);
 	while (d->conns)
 		fdh_conn_close(d, d->conns);
 	free_closed(d);
@@ -588,7 +610,7 @@ expire_timers(struct fdh_dispatch *d)
 		if (c && c->deadline < next)
 			next = c->deadline;
 	}
-	if ((d->starved || d->watch_retry) && next > d->now + STARVED_RETRY_MS)
+	if ((d->starved || d->retry) && next > d->now + STARVED_RETRY_MS)
 		next = d->now + STARVED_RETRY_MS;
 	if (next == UINT64_MAX)
 		return -1;
@@ -636,8 +658,8 @@ turn(struct fdh_dispatch *d, int timeout_ms, bool clock_fresh)
 	free_closed(d);
 	if (d->starved)
 		(void)fdh_dispatch_fd_room(d);
-	if (d->watch_retry)
-		watches_sync(d);
+	if (d->retry)
+		retry_now(d);
 	if (d->stopped || (d->draining && d->nconns == 0))
 		return 1;
 	if (timeout_ms >= 0 && (t < 0 || t > timeout_ms))

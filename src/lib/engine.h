@@ -125,7 +125,11 @@ struct fdh_dispatch {
 	struct fdh_conn *closed;	/* freed once no event of the batch can name them */
 	struct fdh_conn *fresh;		/* added since the last turn: read at once */
 	unsigned nconns;
-	bool watch_retry;		/* a watch could not be added to the set */
+	/*
+	 * Something to try again within STARVED_RETRY_MS: a watch could not
+	 * be added to the set, or fds wait for the closer (fdh_closer_notify()).
+	 */
+	bool retry;
 
 	struct fdh_timer_list timers[TIMER_KINDS];
 	uint64_t now;

@@ -33,6 +33,7 @@
 
 /* The module itself, statics and all (STYLE.md, point 10). */
 #include "../../src/lib/closer.c"	/* NOLINT(bugprone-suspicious-include) */
+#include "dispatch.h"
 #include "harness.h"
 
 /* Seconds the lingering socket below holds its closer. */
@@ -486,6 +487,56 @@ test_closer_survives_stop_and_continue(void **state)
 	close(p[0]);
 }
 
+static int
+h_none(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)req;
+	(void)resp;
+	(void)ud;
+	return 0;
+}
+
+/*
+ * fds the closer could not take while its manager was busy (here:
+ * stopped) leave an idle dispatcher once it can: the loop offers them
+ * again on its own, with nothing else to do.  Regression: they waited for
+ * the next close, which an idle worker never makes, and the clients of the
+ * connections among them for an EOF that never came.
+ */
+static void
+test_closer_waiting_fds_leave_an_idle_loop(void **state)
+{
+	static const struct fdh_route routes[] = { { "GET", "/", h_none, NULL } };
+	static const struct fdh_service svc = { .name = "t", .routes = routes, .nroutes = 1 };
+	int small = 1, (*pairs)[2], i, n, max = 2048;
+	struct fdh_dispatch *d;
+	struct fdh_limits lim;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
+	assert_int_equal(setsockopt(closer.sock, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	pairs = calloc((size_t)max, sizeof(*pairs));
+	assert_non_null(pairs);
+	assert_int_equal(kill(closer.pid, SIGSTOP), 0);
+	for (n = 0; n < max && fdh_closer_held() == 0; n++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pairs[n]), 0);
+		fdh_closer_queue(pairs[n][1]);
+	}
+	assert_true(fdh_closer_held() > 0);
+	assert_int_equal(kill(closer.pid, SIGCONT), 0);
+	/* Turns with nothing to do: no connection, no timer but the retry. */
+	for (i = 0; i < 40 && fdh_closer_held() > 0; i++)
+		assert_true(fdh_dispatch_run_once(d, 1000) >= 0);
+	assert_int_equal(fdh_closer_held(), 0);
+	for (i = 0; i < n; i++) {
+		assert_true(peer_closed(pairs[i][0], 2000));
+		close(pairs[i][0]);
+	}
+	free(pairs);
+	fdh_dispatch_free(d);
+}
+
 /* Whether pid is gone (exited and reaped) within ms. */
 static bool
 gone(pid_t pid, long ms)
@@ -628,6 +679,7 @@ main(void)
 		cmocka_unit_test(test_closer_stuck_queues),
 		cmocka_unit_test(test_closer_stuck_is_bounded),
 		cmocka_unit_test(test_closer_survives_stop_and_continue),
+		cmocka_unit_test(test_closer_waiting_fds_leave_an_idle_loop),
 		cmocka_unit_test(test_closer_exits_with_parent),
 	};
 
