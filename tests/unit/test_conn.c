@@ -1042,27 +1042,38 @@ restore_nofile(void **state)
 	return setrlimit(RLIMIT_NOFILE, &saved_nofile);
 }
 
+/*
+ * req sent on a connection of a loop with the default limits, and all that
+ * came back until the server closed it, in *m.
+ */
 static void
-test_surplus_bytes_answered_with_close(void **state)
+answered_then_closed(const char *req, struct fdh_test_msg *m)
 {
 	struct fdh_limits lim;
-	struct fdh_test_msg m;
 	struct loop l;
 	int c;
 
-	(void)state;
 	fdh_limits_default(&lim);
 	loop_start(&l, &lim);
 	c = loop_connect(&l);
-	fdh_test_sends(c, "GET /hello/1 HTTP/1.1\r\n\r\nGET /hello/2 HTTP/1.1\r\n\r\n", NULL, 0);
-	assert_int_equal(fdh_test_read_all(c, 2000, &m), 0);
-	assert_true(m.eof);
+	fdh_test_sends(c, req, NULL, 0);
+	assert_int_equal(fdh_test_read_all(c, 2000, m), 0);
+	assert_true(m->eof);
+	close(c);
+	loop_stop(&l);
+}
+
+static void
+test_surplus_bytes_answered_with_close(void **state)
+{
+	struct fdh_test_msg m;
+
+	(void)state;
+	answered_then_closed("GET /hello/1 HTTP/1.1\r\n\r\nGET /hello/2 HTTP/1.1\r\n\r\n", &m);
 	assert_non_null(strstr(m.data, "/hello/1"));
 	assert_null(strstr(m.data, "/hello/2"));
 	assert_non_null(strstr(m.data, "Connection: close\r\n"));
 	fdh_test_msg_free(&m);
-	close(c);
-	loop_stop(&l);
 }
 
 /* Reads all c has until its end, which may be a reset: what came before it is in m. */
@@ -1168,26 +1179,16 @@ test_fds_with_end_of_request_and_next_refused(void **state)
 static void
 test_refused_head_request_has_no_body(void **state)
 {
-	struct fdh_limits lim;
 	struct fdh_test_msg m;
-	struct loop l;
-	int c;
 
 	(void)state;
-	fdh_limits_default(&lim);
-	loop_start(&l, &lim);
-	c = loop_connect(&l);
-	fdh_test_sends(c, "HEAD /hello/x HTTP/1.1\r\nExpect: nothing\r\n\r\n", NULL, 0);
-	assert_int_equal(fdh_test_read_all(c, 2000, &m), 0);
-	assert_true(m.eof);
+	answered_then_closed("HEAD /hello/x HTTP/1.1\r\nExpect: nothing\r\n\r\n", &m);
 	assert_non_null(strstr(m.data, "HTTP/1.1 417 "));
 	/* The length a GET would have had, and not one byte of it. */
 	assert_null(strstr(m.data, "Content-Length: 0\r\n"));
 	assert_non_null(strstr(m.data, "Content-Length: "));
 	assert_int_equal(strstr(m.data, "\r\n\r\n") + 4 - m.data, (long)m.len);
 	fdh_test_msg_free(&m);
-	close(c);
-	loop_stop(&l);
 }
 
 /* One request on c and its answer: 200, kept alive, and a body that names path. */
