@@ -41,58 +41,6 @@ text(struct fdh_resp *resp, int status, const char *msg)
 	return fdh_resp_printf(resp, "%s\n", msg);
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/*
- * The percent-decoded value of "path=" in the query: 1 found, 0 absent,
- * -EINVAL for a bad escape or a NUL, -ENAMETOOLONG past len.
- */
-static int
-query_path(const char *q, char *buf, size_t len)
-{
-	while (*q != '\0') {
-		size_t n = strcspn(q, "&"), i, k = 0;
-
-		if (n >= 5 && strncmp(q, "path=", 5) == 0) {
-			for (i = 5; i < n; i++) {
-				int c = (unsigned char)q[i], hi, lo;
-
-				if (c == '%') {
-					if (i + 2 >= n || (hi = hexval(q[i + 1])) < 0 ||
-					    (lo = hexval(q[i + 2])) < 0)
-						return -EINVAL;
-					c = hi * 16 + lo;
-					i += 2;
-				} else if (c == '+') {
-					c = ' ';
-				}
-				/* A NUL would cut the path the broker sees short. */
-				if (c == '\0')
-					return -EINVAL;
-				if (k + 1 >= len)
-					return -ENAMETOOLONG;
-				buf[k++] = (char)c;
-			}
-			buf[k] = '\0';
-			return 1;
-		}
-		q += n;
-		if (*q == '&')
-			q++;
-	}
-	return 0;
-}
-
 /*
  * Whether rel has no "." or ".." component, no "//" and no trailing "/":
  * the broker takes only such paths (a path says by its prefix where it
@@ -149,12 +97,12 @@ open_file(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	int fd, r;
 
 	(void)ud;
-	r = query_path(fdh_req_query(req), rel, sizeof(rel));
-	if (r == -ENAMETOOLONG)
+	r = fdh_req_query_param(req, "path", rel, sizeof(rel));
+	if (r == -ERANGE)
 		return text(resp, 414, "path is too long");
-	if (r < 0)
+	if (r == -EINVAL)
 		return text(resp, 400, "path is not a valid percent-encoded path");
-	if (r == 0 || rel[0] == '\0')
+	if (r <= 0)
 		return text(resp, 400, "this route needs ?path=REL");
 	if (rel[0] == '/')
 		return text(resp, 403, "path must be relative to the root");

@@ -97,6 +97,16 @@ FDH_API int fdh_broker_open(const char *path, int flags);
 FDH_API const char *fdh_req_method(const struct fdh_req *req);
 FDH_API const char *fdh_req_path(const struct fdh_req *req);	/* without the query */
 FDH_API const char *fdh_req_query(const struct fdh_req *req);	/* after '?', "" if none */
+/*
+ * The first query parameter called name ("b" in "a=1&b=2"), its value
+ * percent-decoded ('+' is a space) into buf with a NUL: returns the value's
+ * length, 0 for a name without '=' ("?verbose").  Names are compared after
+ * decoding, case-sensitively.  -ENOENT if absent; -EINVAL for a NULL name or
+ * buf, or a value with a bad escape or a NUL (%00); -ERANGE when the value
+ * and its NUL need more than size bytes.  buf is written only on success.
+ */
+FDH_API int fdh_req_query_param(const struct fdh_req *req, const char *name, char *buf,
+    size_t size);
 /* Case-insensitive; the first field of that name, or NULL. */
 FDH_API const char *fdh_req_header(const struct fdh_req *req, const char *name);
 FDH_API size_t fdh_req_header_count(const struct fdh_req *req);

@@ -28,6 +28,90 @@ fdh_req_query(const struct fdh_req *req)
 	return req->head.query ? req->head.query : "";
 }
 
+static int
+hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * The byte that s[*i..end) starts with, percent-decoded and with '+' for a
+ * space, *i moved past it; -1 for a '%' not followed by two hex digits.
+ */
+static int
+query_byte(const char *s, size_t *i, size_t end)
+{
+	int hi, lo;
+
+	if (s[*i] == '+') {
+		(*i)++;
+		return ' ';
+	}
+	if (s[*i] != '%') {
+		return (unsigned char)s[(*i)++];
+	}
+	if (end - *i < 3 || (hi = hex_digit(s[*i + 1])) < 0 || (lo = hex_digit(s[*i + 2])) < 0)
+		return -1;
+	*i += 3;
+	return hi * 16 + lo;
+}
+
+/* Whether the encoded name s[0..len) decodes to exactly name. */
+static bool
+query_name_is(const char *s, size_t len, const char *name)
+{
+	size_t i = 0;
+	int c;
+
+	while (i < len) {
+		c = query_byte(s, &i, len);
+		/* A NUL never matches: name ends there, the encoded one does not. */
+		if (c <= 0 || c != (unsigned char)*name++)
+			return false;
+	}
+	return *name == '\0';
+}
+
+int
+fdh_req_query_param(const struct fdh_req *req, const char *name, char *buf, size_t size)
+{
+	const char *q = req->head.query, *pair, *amp, *eq;
+	size_t qlen = req->head.query_len, at = 0, n, nlen, i, vlen;
+	int c;
+
+	if (!name || !buf)
+		return -EINVAL;
+	for (; q && at < qlen; at += n + 1) {
+		pair = q + at;
+		amp = memchr(pair, '&', qlen - at);
+		n = amp ? (size_t)(amp - pair) : qlen - at;
+		eq = memchr(pair, '=', n);
+		nlen = eq ? (size_t)(eq - pair) : n;
+		if (n == 0 || !query_name_is(pair, nlen, name))
+			continue;
+		/* Decoded once to measure and check, then to copy: buf is written only on success. */
+		for (i = nlen + (eq != NULL), vlen = 0; i < n; vlen++) {
+			c = query_byte(pair, &i, n);
+			/* A NUL would cut the value a C caller sees short of what was sent. */
+			if (c <= 0)
+				return -EINVAL;
+		}
+		if (vlen >= size)
+			return -ERANGE;
+		for (i = nlen + (eq != NULL), vlen = 0; i < n; vlen++)
+			buf[vlen] = (char)query_byte(pair, &i, n);
+		buf[vlen] = '\0';
+		return (int)vlen;
+	}
+	return -ENOENT;
+}
+
 const char *
 fdh_req_header(const struct fdh_req *req, const char *name)
 {

@@ -126,17 +126,19 @@ h_big(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	return r;
 }
 
-/* GET /p/...: what the request says of itself, and the peer's pidfd. */
+/* GET /p/...: what the request says of itself, its "q" parameter and the peer's pidfd. */
 static int
 h_prefix(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 {
 	const char *x = fdh_req_header(req, "x-fuzz");
 	int pidfd = fdh_req_peer_pidfd(req);
+	char q[16];
+	int qlen = fdh_req_query_param(req, "q", q, sizeof(q));
 
 	(void)ud;
 	(void)fdh_resp_header(resp, "X-Echo", x ? x : "-");
-	return fdh_resp_printf(resp, "%s %s ?%s %d", fdh_req_method(req), fdh_req_path(req),
-	    fdh_req_query(req), pidfd >= 0);
+	return fdh_resp_printf(resp, "%s %s ?%s %d q=%d:%s", fdh_req_method(req), fdh_req_path(req),
+	    fdh_req_query(req), pidfd >= 0, qlen, qlen >= 0 ? q : "-");
 }
 
 static const struct fdh_route routes[] = {

@@ -159,7 +159,9 @@ class BrokerTest(unittest.TestCase):
                                 # paths say by their prefix where they lead
                                 ("sub/../hello.txt", 403), ("./hello.txt", 403),
                                 ("missing.txt", 404),
-                                ("sub/missing", 404), ("x" * 4100, 414)):
+                                ("sub/missing", 404), ("x" * 4100, 414),
+                                # a NUL would cut the path short of what was asked
+                                ("hello.txt%00.png", 400), ("hello%2", 400)):
                 with self.subTest(rel=rel[:40]):
                     r = c.get("/open?path=" + rel)
                     self.assertEqual(r.status, status, r.body)

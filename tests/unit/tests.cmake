@@ -1,5 +1,6 @@
 # fdh_unit_test(NAME) per tests/unit/test_NAME.c
 fdh_unit_test(conn)
+fdh_unit_test(req)
 fdh_unit_test(client)
 fdh_unit_test(xfd)
 fdh_unit_test(limits)

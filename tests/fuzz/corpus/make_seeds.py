@@ -232,6 +232,8 @@ def engine():
         "starved-hang-up": bytes([FDS_16, TIGHT_NOFILE | PAUSED]) + send(big) + op(TURN)
         + send(echo, 8) + op(TURN) + op(RECONNECT) + run,
         "absolute-form": bytes([FDS_16, 0]) + send(req(b"GET http://x/p/abs?q HTTP/1.1")) + run,
+        "query": bytes([FDS_16, 0])
+        + send(req(b"GET /p/q?a=1&q=h%C3%A9llo+x&q=2&b%zz=%00 HTTP/1.1\r\nHost: x")) + run,
         "empty-lines": bytes([FDS_16, 0]) + send(b"\r\n\r\n" + get) + run + send(b"\r\n")
         + op(TURN) + send(b"\r", 1) + op(TURN) + send(b"\n" + echo, 1) + run,
         "expect-no-room": bytes([FDS_16, SMALL_SNDBUF | PAUSED])
