@@ -175,6 +175,13 @@ FDH_API int fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t
  * taken from it first: the request no longer has it.
  */
 FDH_API int fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd);
+/*
+ * Attaches a duplicate of fd under name (F_DUPFD_CLOEXEC): fd stays the
+ * caller's, for an fd handed out again and again, a request's borrowed
+ * one included.  The errors of fdh_resp_fd(), and -EBADF for an fd that
+ * is not open or -EMFILE when no duplicate can be made.
+ */
+FDH_API int fdh_resp_fd_dup(struct fdh_resp *resp, const char *name, int fd);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /* Responses: headers, bodies, fds and the head that frames them. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,11 +297,33 @@ fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t len,
 	return set_borrow(resp, data, len, release, ctx);
 }
 
+/* Whether an fd may join the response under name: 0, -EINVAL or -E2BIG. */
+static int
+fd_slot_check(const struct fdh_resp *resp, const char *name)
+{
+	unsigned i;
+
+	if (!name || !fdh_fd_name_valid(name, strlen(name)))
+		return -EINVAL;	/* NULL: fdh_req_fd_name() past the end */
+	for (i = 0; i < resp->nfds; i++)
+		if (strcmp(resp->fd_names[i], name) == 0)
+			return -EINVAL;
+	return resp->nfds == resp->max_fds ? -E2BIG : 0;
+}
+
+/* Consumes fd, which fd_slot_check() let in. */
+static void
+fd_slot_fill(struct fdh_resp *resp, const char *name, int fd)
+{
+	memcpy(resp->fd_names[resp->nfds], name, strlen(name) + 1);
+	resp->fds[resp->nfds++] = fd;
+	(*resp->open_fds)++;
+}
+
 int
 fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd)
 {
-	size_t len;
-	unsigned i;
+	int r;
 
 	if (fd < 0)
 		return -EBADF;
@@ -311,25 +334,30 @@ fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd)
 	 */
 	if (resp->req)
 		fdh_req_release_fd(resp->req, fd);
-	if (!name)
-		goto invalid;	/* fdh_req_fd_name() past the end */
-	len = strlen(name);
-	if (!fdh_fd_name_valid(name, len))
-		goto invalid;
-	for (i = 0; i < resp->nfds; i++)
-		if (strcmp(resp->fd_names[i], name) == 0)
-			goto invalid;
-	if (resp->nfds == resp->max_fds) {
+	r = fd_slot_check(resp, name);
+	if (r < 0) {
 		fdh_closer_close(fd);	/* it may be a client's */
-		return -E2BIG;
+		return r;
 	}
-	memcpy(resp->fd_names[resp->nfds], name, len + 1);
-	resp->fds[resp->nfds++] = fd;
-	(*resp->open_fds)++;
+	fd_slot_fill(resp, name, fd);
 	return 0;
-invalid:
-	fdh_closer_close(fd);
-	return -EINVAL;
+}
+
+int
+fdh_resp_fd_dup(struct fdh_resp *resp, const char *name, int fd)
+{
+	int r, copy;
+
+	if (fd < 0)
+		return -EBADF;
+	r = fd_slot_check(resp, name);
+	if (r < 0)
+		return r;
+	copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (copy < 0)
+		return -errno;
+	fd_slot_fill(resp, name, copy);
+	return 0;
 }
 
 static char *

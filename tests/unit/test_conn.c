@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <linux/sockios.h>
 #include <time.h>
 #include <unistd.h>
@@ -165,8 +166,36 @@ h_watched(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	return fdh_resp_body(resp, "ok", 2);
 }
 
+/* A long-lived fd the /dup handler hands out again and again. */
+static int shared_fd = -1;
+
+/*
+ * Attaches a duplicate of shared_fd, and of the request's fd "x" when it
+ * has one; with "?bad" under a name no response may carry.  Says whether
+ * each stayed its owner's.
+ */
+static int
+h_dup(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	int x = fdh_req_fd(req, "x"), r;
+
+	(void)ud;
+	if (strcmp(fdh_req_query(req), "bad") == 0) {
+		r = fdh_resp_fd_dup(resp, "no good", shared_fd);
+		return fdh_resp_printf(resp, "%d %d", r, fcntl(shared_fd, F_GETFD) != -1);
+	}
+	r = fdh_resp_fd_dup(resp, "shared", shared_fd);
+	if (r == 0 && x >= 0)
+		r = fdh_resp_fd_dup(resp, "again", x);
+	if (r < 0)
+		return r;
+	return fdh_resp_printf(resp, "%d %d", fcntl(shared_fd, F_GETFD) != -1,
+	    x < 0 || fdh_req_fd(req, "x") == x);
+}
+
 static const struct fdh_route routes[] = {
 	{ "GET", "/hello/*", h_hello, NULL },
+	{ "POST", "/dup", h_dup, NULL },
 	{ "GET", "/big", h_big, NULL },
 	{ "POST", "/take", h_take, NULL },
 	{ "POST", "/pass", h_pass_borrowed, NULL },
@@ -703,6 +732,64 @@ test_borrowed_fds_attached_go_with_response(void **state)
 	fdh_test_msg_free(&m);
 	close(c);
 	loop_stop(&l);
+}
+
+/*
+ * fdh_resp_fd_dup() sends a duplicate and leaves the fd with its owner: a
+ * service hands one memfd out on every request, and a request's borrowed
+ * fd stays the request's, closed with it once the answer is sent.  A
+ * refused name makes no duplicate, so nothing is left over.
+ */
+static void
+test_dup_attached_fd_stays_its_owners(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	struct stat want, got;
+	int c, p[2], i, before;
+	char ch;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	shared_fd = fdh_test_make_memfd("shared");
+	assert_int_equal(fstat(shared_fd, &want), 0);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	for (i = 0; i < 3; i++) {
+		ask(c, "POST /dup HTTP/1.1\r\n\r\n", NULL, 0, 200, &m);
+		assert_string_equal(fdh_test_msg_body(&m), "1 1");
+		assert_int_equal(m.nfds, 1);
+		assert_int_equal(fstat(m.fds[0], &got), 0);
+		assert_true(got.st_ino == want.st_ino && got.st_dev == want.st_dev);
+		fdh_test_msg_free(&m);
+	}
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	ask(c, "POST /dup HTTP/1.1\r\nX-FD: x\r\n\r\n", &p[1], 1, 200, &m);
+	close(p[1]);
+	assert_string_equal(fdh_test_msg_body(&m), "1 1");
+	assert_int_equal(m.nfds, 2);
+	assert_int_equal(write(m.fds[1], "y", 1), 1);
+	assert_int_equal(read(p[0], &ch, 1), 1);
+	assert_int_equal(ch, 'y');
+	fdh_test_msg_free(&m);
+	/* Ours gone, the request's and its duplicate were both closed. */
+	assert_int_equal(read(p[0], &ch, 1), 0);
+	close(p[0]);
+
+	/* The dispatcher is a thread of ours: its fds are in our table. */
+	before = fdh_test_count_fds(getpid());
+	ask(c, "POST /dup?bad HTTP/1.1\r\n\r\n", NULL, 0, 200, &m);
+	assert_string_equal(fdh_test_msg_body(&m), "-22 1");
+	assert_int_equal(m.nfds, 0);
+	fdh_test_msg_free(&m);
+	assert_int_equal(fdh_test_count_fds(getpid()), before);
+	close(c);
+	loop_stop(&l);
+	assert_int_not_equal(fcntl(shared_fd, F_GETFD), -1);
+	close(shared_fd);
+	shared_fd = -1;
 }
 
 /*
@@ -1651,6 +1738,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_seen_by_handler),
+		cmocka_unit_test(test_dup_attached_fd_stays_its_owners),
 		cmocka_unit_test(test_partial_write_keeps_fds_with_first_byte),
 		cmocka_unit_test(test_short_answer_waits_for_room),
 		cmocka_unit_test(test_continue_waits_for_room),
