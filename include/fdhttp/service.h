@@ -107,7 +107,7 @@ FDH_API const char *fdh_req_query(const struct fdh_req *req);	/* after '?', "" i
  */
 FDH_API int fdh_req_query_param(const struct fdh_req *req, const char *name, char *buf,
     size_t size);
-/* Case-insensitive; the first field of that name, or NULL. */
+/* Case-insensitive; the first field of that name, or NULL (for a NULL name too). */
 FDH_API const char *fdh_req_header(const struct fdh_req *req, const char *name);
 FDH_API size_t fdh_req_header_count(const struct fdh_req *req);
 /* The i-th field in arrival order; -ERANGE past the end. */
@@ -119,9 +119,12 @@ FDH_API int fdh_req_http_minor(const struct fdh_req *req);
 FDH_API size_t fdh_req_fd_count(const struct fdh_req *req);
 /* Name of the i-th fd in X-FD order, or NULL past the end. */
 FDH_API const char *fdh_req_fd_name(const struct fdh_req *req, size_t i);
-/* Borrows the fd named name: it stays the request's.  -ENOENT if absent (or taken). */
+/*
+ * Borrows the fd named name: it stays the request's.  -ENOENT if absent
+ * (or taken), -EINVAL for a NULL name.
+ */
 FDH_API int fdh_req_fd(const struct fdh_req *req, const char *name);
-/* Takes the fd named name: the caller owns it from now on.  -ENOENT if absent. */
+/* Takes the fd named name: the caller owns it from now on.  The errors of fdh_req_fd(). */
 FDH_API int fdh_req_take_fd(struct fdh_req *req, const char *name);
 
 /* The limits this service runs with, e.g. to bound what a handler reads from an fd. */

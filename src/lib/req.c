@@ -115,9 +115,12 @@ fdh_req_query_param(const struct fdh_req *req, const char *name, char *buf, size
 const char *
 fdh_req_header(const struct fdh_req *req, const char *name)
 {
-	size_t len = strlen(name);
+	size_t len;
 	unsigned i;
 
+	if (!name)
+		return NULL;
+	len = strlen(name);
 	for (i = 0; i < req->head.nhdrs; i++) {
 		const struct fdh_req_hdr *h = &req->head.hdrs[i];
 
@@ -173,6 +176,8 @@ fd_index(const struct fdh_req *req, const char *name)
 {
 	unsigned i;
 
+	if (!name)
+		return -EINVAL;	/* fdh_req_fd_name() past the end */
 	for (i = 0; i < req->nfds; i++)
 		if (strcmp(req->fd_names[i], name) == 0)
 			return req->fds[i] >= 0 ? (int)i : -ENOENT;

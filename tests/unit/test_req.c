@@ -1,6 +1,7 @@
 /*
  * What a handler reads of its request: query parameters, decoded the way
- * HTML forms and curl's --data-urlencode encode them.
+ * HTML forms and curl's --data-urlencode encode them; headers and fds by
+ * name.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -176,6 +177,34 @@ test_query_param_stays_within_query(void **state)
 	assert_int_equal(fdh_req_query_param(&req, "b", v, sizeof(v)), 0);
 }
 
+/*
+ * A NULL name, as fdh_req_fd_name() gives past the end, finds nothing
+ * and crashes nothing, in a request that has headers and fds to look at.
+ */
+static void
+test_null_name_finds_nothing(void **state)
+{
+	char hname[] = "X-A", hvalue[] = "1";
+	struct fdh_req_hdr hdr = { .name = hname, .name_len = 3, .value = hvalue, .value_len = 1 };
+	char names[1][FDH_FD_NAME_MAX + 1] = { "a" };
+	int fds[1] = { 0 };
+	struct fdh_req req = req_with_query(NULL);
+
+	(void)state;
+	req.head.hdrs = &hdr;
+	req.head.nhdrs = 1;
+	req.fds = fds;
+	req.fd_names = names;
+	req.nfds = 1;
+	assert_string_equal(fdh_req_header(&req, "x-a"), "1");
+	assert_null(fdh_req_header(&req, NULL));
+	assert_int_equal(fdh_req_fd(&req, "a"), 0);
+	assert_null(fdh_req_fd_name(&req, 1));
+	assert_int_equal(fdh_req_fd(&req, fdh_req_fd_name(&req, 1)), -EINVAL);
+	assert_int_equal(fdh_req_take_fd(&req, NULL), -EINVAL);
+	assert_int_equal(fds[0], 0);
+}
+
 int
 main(void)
 {
@@ -189,6 +218,7 @@ main(void)
 		cmocka_unit_test(test_query_param_too_long_for_buffer),
 		cmocka_unit_test(test_query_param_null_arguments),
 		cmocka_unit_test(test_query_param_stays_within_query),
+		cmocka_unit_test(test_null_name_finds_nothing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
