@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "closer.h"
+#include "ctl.h"
 #include "dispatch.h"
 #include "limit_range.h"
 #include "listen.h"
@@ -262,13 +263,14 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 		 */
 		const char *own = framework_opt(argc, argv);
 
+		fdh_worker_log_setup();
 		if (own) {
-			fprintf(stderr, "%s: %s is fdhttpd's option when the service runs under "
-			    "it: give it before the --\n", prog, own);
+			fdh_log(FDH_LOG_ERROR, "%s: %s is fdhttpd's option when the service runs "
+			    "under it: give it before the --", prog, own);
 			return 2;
 		}
 		if (fdh_worker_env_limits(&limits) < 0) {
-			fprintf(stderr, "%s: %s does not parse\n", prog, FDH_ENV_LIMITS);
+			fdh_log(FDH_LOG_ERROR, "%s: %s does not parse", prog, FDH_ENV_LIMITS);
 			return 2;
 		}
 		return fdh_worker_main(svc, &limits, argc, argv);

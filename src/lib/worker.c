@@ -613,6 +613,17 @@ env_number(const char *name, unsigned long long dflt)
 	return *end != '\0' || errno ? dflt : n;
 }
 
+void
+fdh_worker_log_setup(void)
+{
+	char role[32];
+	int level;
+
+	level = getenv(FDH_ENV_LOG_LEVEL) ? fdh_log_level_parse(getenv(FDH_ENV_LOG_LEVEL)) : -1;
+	snprintf(role, sizeof(role), "worker %u", (unsigned)env_number(FDH_ENV_WORKER_ID, 0));
+	fdh_log_setup(level < 0 ? FDH_LOG_INFO : (enum fdh_log_level)level, role);
+}
+
 int
 fdh_worker_env_limits(struct fdh_limits *l)
 {
@@ -665,16 +676,14 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 	};
 	struct fdh_ctl_msg m;
 	const char *slash, *sandbox;
-	char role[32], closer_title[64];
-	int level, r, status = 1;
+	char closer_title[64];
+	int r, status = 1;
 
 	/* First: the argument strings are about to become the title's room. */
 	fdh_title_init(argc, argv);
 	w.id = (unsigned)env_number(FDH_ENV_WORKER_ID, 0);
 	w.max_requests = env_number(FDH_ENV_MAX_REQUESTS, 0);
-	level = getenv(FDH_ENV_LOG_LEVEL) ? fdh_log_level_parse(getenv(FDH_ENV_LOG_LEVEL)) : -1;
-	snprintf(role, sizeof(role), "worker %u", w.id);
-	fdh_log_setup(level < 0 ? FDH_LOG_INFO : (enum fdh_log_level)level, role);
+	fdh_worker_log_setup();
 	w.name = svc->name;
 	if (w.name == NULL) {
 		w.name = argc > 0 && argv[0] ? argv[0] : "service";

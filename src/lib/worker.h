@@ -29,6 +29,13 @@
 int fdh_worker_env_limits(struct fdh_limits *l);
 
 /*
+ * Log lines as fdhttpd's other lines, from "worker N" at the level it
+ * passed: fdh_worker_main() does it first, and fdh_service_main() before
+ * it refuses what fdhttpd started it with.
+ */
+void fdh_worker_log_setup(void);
+
+/*
  * Runs the service as a worker of fdhttpd over the control socket named in
  * the environment.  limits already hold the values fdhttpd passed.  Returns
  * the process exit status.

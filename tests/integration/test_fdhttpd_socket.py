@@ -4,6 +4,7 @@ activation, the readiness protocol, the pidfile and refusals to start
 (CONTRACT section 5)."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -305,8 +306,10 @@ class SocketTest(unittest.TestCase):
                     ["-s", "/tmp/elsewhere.sock"]):
             rc, err = run_fdhttpd("--socket", self.path, "--", echo_path(), *opt)
             self.assertEqual(rc, 2, err)
-            self.assertIn("%s is fdhttpd's option" % opt[0], err)
-            self.assertIn("give it before the --", err)
+            # In the log's own line format, from the worker, like its other lines.
+            self.assertRegex(err, r"(?m)^\S+Z fdhttpd\[\d+\] error worker 1: fdhttp-echo: "
+                             r"%s is fdhttpd's option when the service runs under it: "
+                             r"give it before the --$" % re.escape(opt[0]))
             self.assertIn("refused its arguments", err)
             self.assertEqual(os.listdir(self.dir), [])
 
