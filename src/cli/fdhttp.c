@@ -935,6 +935,21 @@ find_fd(const struct fdh_client_resp *resp, const char *name)
 	return -1;
 }
 
+/*
+ * Leaves the response's fds open for our exit to close.  The last close()
+ * of a TCP socket with SO_LINGER and unsent data waits up to its linger
+ * time, which the server chose, past --timeout; an exiting process's close
+ * does not linger.
+ */
+static void
+leave_fds_to_exit(struct fdh_client_resp *resp)
+{
+	size_t i;
+
+	for (i = 0; i < resp->nfds; i++)
+		resp->fds[i].fd = -1;
+}
+
 /* --- the request -------------------------------------------------------- */
 
 static int
@@ -1094,6 +1109,7 @@ main(int argc, char *argv[])
 		goto done;
 	}
 	status = handle_response(&o, &resp);
+	leave_fds_to_exit(&resp);
 	fdh_client_resp_release(&resp);
 done:
 	fdh_client_free(c);

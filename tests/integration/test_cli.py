@@ -10,6 +10,7 @@ Run by ctest (FDH_CLI names the executable), or by hand:
 import fcntl
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttp_testlib import SOURCE_DIR, Service, echo_path  # noqa: E402
+from test_closer import LINGER_S, lingering_tcp  # noqa: E402
 
 TIMEOUT = 20
 
@@ -391,6 +393,30 @@ class CliTests(unittest.TestCase):
                                         sock=False)
         self.assertEqual((rc, out), (0, b"hello"), err)
         self.assertLess(time.monotonic() - start, 5)
+
+    def test_lingering_fd_of_a_response_keeps_to_the_timeout(self):
+        # The last close() of this socket waits for its unsent data, up to
+        # LINGER_S; fdhttp leaves it to its exit, which does not linger.
+        lsrv, peer, tcp = lingering_tcp(LINGER_S)
+
+        def serve(conn):
+            read_head(conn)
+            conn.sendmsg([b"HTTP/1.1 200 OK\r\nX-FD: t\r\nContent-Length: 0\r\n\r\n"],
+                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", tcp.fileno()))])
+            tcp.close()             # fdhttp's copy is the last
+            conn.recv(1)
+
+        start = time.monotonic()
+        try:
+            with OneConnection(self.path("linger.sock"), serve) as srv:
+                rc, _, err = self.run_cli("-s", srv.path, "--timeout", "2", "/x", sock=False)
+            elapsed = time.monotonic() - start
+        finally:
+            peer.close()            # resets the connection: a wait would end here
+            lsrv.close()
+        self.assertEqual(rc, 0, err)
+        self.assertIn("fd t: inet stream socket", err)
+        self.assertLess(elapsed, 5)
 
     def test_usage_errors_exit_2(self):
         cases = [
