@@ -207,6 +207,27 @@ put_escaped(FILE *f, const char *s)
 	}
 }
 
+/*
+ * Fills a closed stdin, stdout or stderr with /dev/null, opened read-only.
+ * Left closed, its number would go to the next open() or socket(): the body
+ * would be written into the connection, as bytes of a next request, or our
+ * messages into a --fd file.  Writes to it fail, so a closed stdout still
+ * gets exit status 23; close-on-exec, so --exec's command finds it closed.
+ */
+static int
+fill_closed_stdio(void)
+{
+	int fd;
+
+	do {
+		fd = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd == -1)
+			return -errno;
+	} while (fd <= STDERR_FILENO);	/* held until exit */
+	close(fd);
+	return 0;
+}
+
 /* --- the command line --------------------------------------------------- */
 
 /* Splits NAME=REST; the name is checked against the X-FD grammar. */
@@ -1047,6 +1068,11 @@ main(int argc, char *argv[])
 	size_t body_len = 0, i;
 	int r, status;
 
+	if ((r = fill_closed_stdio()) < 0) {
+		errmsg("cannot open /dev/null: %s", strerror(-r));
+		status = XS_FAIL;
+		goto done;
+	}
 	status = parse_args(&o, argc, argv);
 	if (status == XS_DONE) {
 		status = XS_OK;

@@ -418,6 +418,25 @@ class CliTests(unittest.TestCase):
         self.assertIn("fd t: inet stream socket", err)
         self.assertLess(elapsed, 5)
 
+    def test_closed_stdout_exit_23(self):
+        # The connection must not take the number of a closed stdout: the
+        # body would go to the server as bytes of a next request.
+        got = []
+
+        def serve(conn):
+            read_head(conn)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+            conn.settimeout(TIMEOUT)
+            got.append(conn.recv(65536))
+
+        with OneConnection(self.path("stdout.sock"), serve) as srv:
+            p = subprocess.run([self.cli, "-s", srv.path, "--timeout", "10", "/x"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: os.close(1), timeout=TIMEOUT)
+        self.assertEqual(p.returncode, 23, p.stderr)
+        self.assertIn(b"cannot write the body to stdout", p.stderr)
+        self.assertEqual(got, [b""])
+
     def test_usage_errors_exit_2(self):
         cases = [
             (),                                     # no PATH
