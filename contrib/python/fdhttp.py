@@ -19,6 +19,13 @@ them.  Descriptors in a response belong to the response until taken with
 take_fd(); close() (or leaving a with block) closes the others.  Received
 descriptors are close-on-exec from the moment they exist.
 
+Descriptors are closed in the calling thread, and the last close of some
+waits as long as their other end likes: a TCP socket with SO_LINGER for its
+unsent data, a file on FUSE or NFS for its server.  No timeout bounds that
+wait, nor the closing of what came with a failed request.  Facing a
+service you do not trust, take every descriptor and close it where a wait
+does no harm.
+
 One request at a time per connection, each answered before the next is
 sent: the protocol has no pipelining, since descriptors could not be told
 apart between two requests in flight.  A Connection is not thread-safe.

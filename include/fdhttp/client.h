@@ -79,7 +79,9 @@ FDH_API void fdh_client_set_limits(struct fdh_client *c, size_t max_body, unsign
  * kernel will not pass more) for a request that cannot be sent as given:
  * nothing is sent then, and the client stays usable.  After any other
  * failure the connection is unusable: later calls get -ENOTCONN.  No
- * received fd outlives a failure.
+ * received fd outlives a failure: those are closed before the call returns,
+ * and their close is the one wait the timeout does not bound (see
+ * fdh_client_resp_release()).
  */
 FDH_API int fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
     struct fdh_client_resp *ret_resp);
@@ -88,7 +90,15 @@ FDH_API int fdh_client_request(struct fdh_client *c, const struct fdh_client_req
 FDH_API const char *fdh_client_resp_header(const struct fdh_client_resp *resp, const char *name);
 /* Takes the fd named name out of the response; -ENOENT if absent. */
 FDH_API int fdh_client_resp_take_fd(struct fdh_client_resp *resp, const char *name);
-/* Frees everything the response owns and closes its remaining fds; resp is zeroed. */
+/*
+ * Frees everything the response owns and closes its remaining fds, in the
+ * calling thread; resp is zeroed.  The last close() of some files waits, as
+ * long as their other end likes: a TCP socket with SO_LINGER for its unsent
+ * data, a file on FUSE or NFS for its server, an AF_UNIX socket for such
+ * files queued on it.  A caller that must not wait on a service it does not
+ * trust takes every fd first and closes it where a wait does no harm, or
+ * leaves it to the process's exit, which does not linger.
+ */
 FDH_API void fdh_client_resp_release(struct fdh_client_resp *resp);
 
 #ifdef __cplusplus
