@@ -145,10 +145,18 @@ class Response:
         return self.fds.pop(name)
 
     def close(self):
-        """Closes every descriptor not taken."""
+        """Closes every descriptor not taken.  Should a close fail (one the
+        caller closed itself: EBADF), the others are closed all the same
+        and the first error is raised after."""
         fds, self.fds = self.fds, {}
+        first = None
         for fd in fds.values():
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError as e:
+                first = first or e
+        if first is not None:
+            raise first
 
     def __enter__(self):
         return self

@@ -138,6 +138,21 @@ class EchoTests(unittest.TestCase):
         with self.assertRaises(KeyError):
             resp.take_fd("w")
 
+    def test_close_closes_the_rest_after_a_failed_close(self):
+        ra, wa = os.pipe2(os.O_CLOEXEC)
+        rb, wb = os.pipe2(os.O_CLOEXEC)
+        self.addCleanup(os.close, ra)
+        self.addCleanup(os.close, rb)
+        resp = self.conn.request("POST", "/echo", fds={"a": wa, "b": wb})
+        os.close(wa)
+        os.close(wb)
+        os.close(resp.fds["a"])         # behind the response's back
+        with self.assertRaises(OSError):
+            resp.close()
+        self.assertEqual(resp.fds, {})
+        # b's last write end went with the response: its reader sees the end.
+        self.assertEqual(os.read(rb, 10), b"")
+
     def test_sixteen_fds_and_file_objects(self):
         pipes = [self.pipe() for _ in range(15)]
         fds = {"p%d" % i: w for i, (_, w) in enumerate(pipes)}
