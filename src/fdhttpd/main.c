@@ -59,6 +59,27 @@ pidfile_put(struct pidfh *pfh)
 	return 0;
 }
 
+/* What fdhttpd made and must remove as it exits, cleanly or not. */
+struct made {
+	struct sockfile sock;
+	struct pidfh *pfh;	/* NULL: no --pidfile */
+};
+
+/*
+ * Closes the listening socket, removes its file and lock if we created
+ * them (not a socket passed in, nor an abstract one) and the pidfile.
+ */
+static void
+remove_made(void *arg)
+{
+	struct made *m = arg;
+
+	sockfile_stop(&m->sock, !m->sock.activated);
+	sockfile_free(&m->sock);
+	if (m->pfh)
+		pidfile_remove(m->pfh);
+}
+
 /*
  * A socket passed in is its maker's: its path, mode and owner are set
  * there.  Said at start, so that whoever gave them does not take the
@@ -79,8 +100,9 @@ int
 main(int argc, char *argv[])
 {
 	struct options o;
-	struct sockfile sock;
-	struct pidfh *pfh = NULL;
+	struct made made = { .pfh = NULL };
+	struct sockfile *sock = &made.sock;
+	struct fatal_undo undo;
 	pid_t other;
 	int r, err, sigfd;
 
@@ -95,7 +117,7 @@ main(int argc, char *argv[])
 	fdh_title_init(argc, argv);
 	notify_init();
 
-	r = sockfile_activated(&sock);
+	r = sockfile_activated(sock);
 	if (r < 0)
 		exit(1);
 	if (r == 0 && o.socket_path == NULL) {
@@ -115,27 +137,27 @@ main(int argc, char *argv[])
 	if (err < 0)
 		fatal("closer: %s", strerror(-err));
 	if (o.pidfile) {
-		pfh = pidfile_open(o.pidfile, 0644, &other);
-		if (pfh == NULL) {
+		made.pfh = pidfile_open(o.pidfile, 0644, &other);
+		if (made.pfh == NULL) {
 			if (errno == EEXIST)
 				fatal("%s: fdhttpd is already running as pid %ld; refusing to start",
 				    o.pidfile, (long)other);
 			fatal("%s: %s", o.pidfile, strerror(errno));
 		}
-		fcntl(pidfile_fileno(pfh), F_SETFD, FD_CLOEXEC);
+		fcntl(pidfile_fileno(made.pfh), F_SETFD, FD_CLOEXEC);
 		/*
 		 * Now, before the socket exists: a pidfile that cannot be
 		 * written (a full disk) refuses the start with nothing to undo,
 		 * rather than leave a server running that no pidfile names.
 		 */
-		if ((err = pidfile_put(pfh)) < 0) {
-			pidfile_remove(pfh);
+		if ((err = pidfile_put(made.pfh)) < 0) {
+			pidfile_remove(made.pfh);
 			fatal("%s: %s; refusing to start", o.pidfile, strerror(-err));
 		}
 	}
-	if (r == 0 && sockfile_listen(o.socket_path, o.mode, o.owner_uid, o.owner_gid, &sock) < 0) {
-		if (pfh)
-			pidfile_remove(pfh);
+	if (r == 0 && sockfile_listen(o.socket_path, o.mode, o.owner_uid, o.owner_gid, sock) < 0) {
+		if (made.pfh)
+			pidfile_remove(made.pfh);
 		exit(1);
 	}
 	r = spawn_setup(&o);
@@ -144,28 +166,25 @@ main(int argc, char *argv[])
 	if (r < 0) {
 		if (r == -ENOMEM || r == -ENOBUFS)	/* the others name what is at fault */
 			log_error("preparing workers: %s", strerror(-r));
-		sockfile_stop(&sock, !sock.activated);
-		sockfile_free(&sock);
-		if (pfh)
-			pidfile_remove(pfh);
+		remove_made(&made);
 		spawn_free();
 		exit(1);
 	}
-	fdh_title_set("fdhttpd: supervisor %s", sock.name);
+	fdh_title_set("fdhttpd: supervisor %s", sock->name);
 	log_info("fdhttpd %s on %s%s: %u worker%s of %s, %u connections each", FDH_VERSION,
-	    sock.name, sock.activated ? " (socket-activated)" : "", o.workers,
+	    sock->name, sock->activated ? " (socket-activated)" : "", o.workers,
 	    o.workers == 1 ? "" : "s", o.service, o.limits.max_conns);
-	if (sock.activated)
-		warn_unused_socket_options(&o, &sock);
+	if (sock->activated)
+		warn_unused_socket_options(&o, sock);
 	if (o.no_sandbox)
 		log_warn("--no-sandbox: workers run without the sandbox; for development only");
 
-	r = supervisor_run(&o, &sock, sigfd);
+	/* From here on a fatal error leaves nothing of ours behind either. */
+	fatal_push(&undo, remove_made, &made);
+	r = supervisor_run(&o, sock, sigfd);
+	fatal_pop(&undo);
 
-	sockfile_stop(&sock, !sock.activated);
-	sockfile_free(&sock);
-	if (pfh)
-		pidfile_remove(pfh);
+	remove_made(&made);
 	spawn_free();
 	broker_free();
 	notify_free();

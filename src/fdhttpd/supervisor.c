@@ -329,6 +329,22 @@ begin_shutdown(struct sup *s, int sig)
 	workers_shutdown(s);
 }
 
+/*
+ * A fatal error at run time (poll() failing, memory running out): the
+ * stop SIGTERM makes, without the loop.  New clients are refused at once,
+ * and every worker drains, is killed at --grace if still running, and is
+ * reaped, before main's undo removes the socket file and the pidfile.
+ */
+static void
+stop_on_fatal(void *arg)
+{
+	struct sup *s = arg;
+
+	if (!s->stopping)
+		begin_shutdown(s, 0);
+	workers_wait(s);
+}
+
 static void
 on_signals(struct sup *s)
 {
@@ -469,6 +485,7 @@ run(struct sup *s)
 int
 supervisor_run(const struct options *o, struct sockfile *sock, int sigfd)
 {
+	struct fatal_undo undo;
 	struct sup s;
 	int r;
 
@@ -481,7 +498,9 @@ supervisor_run(const struct options *o, struct sockfile *sock, int sigfd)
 	r = workers_init(&s);
 	if (r < 0)
 		fatal("starting workers: %s", strerror(-r));
+	fatal_push(&undo, stop_on_fatal, &s);
 	r = run(&s);
+	fatal_pop(&undo);
 	drop_pending(&s);
 	drop_recheck(&s);
 	reject_free(&s);

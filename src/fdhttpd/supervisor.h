@@ -239,6 +239,7 @@ int64_t workers_next_timer(const struct sup *s);
 void workers_replace_step(struct sup *s);
 void workers_restart(struct sup *s);
 void workers_shutdown(struct sup *s);
+void workers_wait(struct sup *s);
 /*
  * How long a connection at --max-conns-per-uid waits for workers' FLUSH
  * answers; accepting stops meanwhile.  A worker that has not answered in

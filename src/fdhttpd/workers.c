@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/sockios.h>
@@ -815,4 +816,49 @@ workers_shutdown(struct sup *s)
 		s->slots[i].respawn_at = 0;
 	for (k = 0; k < s->nprocs; k++)
 		proc_drain(s, s->procs[k], "shutting down");
+}
+
+/*
+ * What run() does once stopping, for a fatal exit that has no loop left:
+ * waits for every worker to exit, killing those still running at their
+ * --grace deadline.  No control socket is polled now, so a DRAIN waiting
+ * for room in one would never go: SIGTERM drains a worker the same way.
+ */
+void
+workers_wait(struct sup *s)
+{
+	sigset_t chld;
+	size_t k;
+
+	for (k = 0; k < s->nprocs; k++) {
+		struct proc *p = s->procs[k];
+
+		if (p->drain_pending && kill(p->pid, SIGTERM) == 0)
+			p->drain_pending = false;
+	}
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	for (;;) {
+		struct timespec ts;
+		int64_t now, t;
+
+		workers_reap(s);
+		if (s->nprocs == 0)
+			return;
+		now = now_ms();
+		workers_timers(s, now);
+		/*
+		 * Blocked (signals.c), SIGCHLD stays pending until taken here:
+		 * a worker that exited since the reap ends the wait at once.
+		 */
+		t = workers_next_timer(s);
+		if (t == 0) {
+			(void)sigwaitinfo(&chld, NULL);	/* only killed ones are left */
+			continue;
+		}
+		t = t > now ? t - now : 0;
+		ts.tv_sec = (time_t)(t / 1000);
+		ts.tv_nsec = (long)(t % 1000) * 1000000;
+		(void)sigtimedwait(&chld, NULL, &ts);
+	}
 }

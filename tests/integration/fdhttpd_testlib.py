@@ -7,6 +7,7 @@ Standard library only.
 
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -71,6 +72,20 @@ def wait_for(pred, timeout=TIMEOUT, interval=0.01, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for %s" % what)
         time.sleep(interval)
+
+
+def fail_poll(pid, read_log):
+    """Makes the supervisor's poll() fail, a fatal error: RLIMIT_NOFILE under
+    its number of pollfds (EINVAL), then SIGUSR1 for a turn of its loop.  The
+    limit is given back once the error is logged, for the exit to have
+    descriptors (LeakSanitizer's scan opens files): a worker kept busy past
+    that moment keeps the supervisor there."""
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (1, hard))
+    os.kill(pid, signal.SIGUSR1)
+    wait_for(lambda: "error supervisor: poll: Invalid argument" in read_log(),
+             what="poll() failing")
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def children(pid):

@@ -23,8 +23,8 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttp_testlib import build_request, echo_path  # noqa: E402
-from fdhttpd_testlib import (Fdhttpd, cmdline, needs_sandbox, run_fdhttpd,  # noqa: E402
-                             wait_for)
+from fdhttpd_testlib import (Fdhttpd, cmdline, fail_poll, needs_sandbox,  # noqa: E402
+                             run_fdhttpd, wait_for)
 from hostile_testlib import (Baseline, Canary, connect, fd_count, outcome,  # noqa: E402
                              settled_fds, worker_pids)
 from test_closer import PROMPT_S, lingering_tcp  # noqa: E402
@@ -501,6 +501,41 @@ class FaultTest(unittest.TestCase):
                 got = "closed"
             self.assertIn(got, (200, "closed"))
             c.close()
+
+    # --- a fatal error while serving ---------------------------------------
+
+    def test_fatal_error_while_serving_stops_as_sigterm_would(self):
+        """Regression: a fatal error at run time exited at once, leaving the
+        socket file, its lock and the pidfile behind, and the workers to
+        finish unwatched.  Here poll() fails (EINVAL: RLIMIT_NOFILE lowered
+        under the number of pollfds): fdhttpd exits 1, but first drains the
+        workers, kills the one still mid-request at the end of --grace and
+        removes what it created."""
+        tmp = tempfile.mkdtemp(prefix="fdh-fatal-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        pidfile = os.path.join(tmp, "fdhttpd.pid")
+        d = self.start("--grace", "1", "--pidfile", pidfile, workers=2, tmpdir=tmp)
+        busy = connect(d.sock_path)
+        self.addCleanup(busy.close)
+        busy.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe")
+        worker = wait_for(lambda: [p for p in worker_pids(d)
+                                   if re.search(r"\[1 conns?\]", cmdline(p))],
+                          what="a worker holding the request")[0]
+        idle = [p for p in worker_pids(d) if p != worker][0]
+        fail_poll(d.pid, d.read_log)
+        t0 = time.monotonic()
+        self.assertEqual(d.proc.wait(10), 1)
+        self.assertGreater(time.monotonic() - t0, 0.5)      # --grace was waited for
+        log = d.read_log()
+        self.assertRegex(log, r"worker \d \(pid %d\) exited with status 0" % idle)
+        self.assertRegex(log, r"worker \d \(pid %d\) still running 1000 ms after DRAIN "
+                              r"\(--grace\): killing it" % worker)
+        self.assertRegex(log, r"worker \d \(pid %d\) killed by signal 9" % worker)
+        self.assertEqual(outcome(busy, timeout=2), "closed")
+        for pid in (worker, idle):
+            self.assertFalse(os.path.exists("/proc/%d" % pid), "worker %d left running" % pid)
+        self.assertEqual(sorted(os.listdir(tmp)), ["fdhttpd.log", "notify"])
+        self.assert_clean_log(log)
 
     # --- the filesystem ---------------------------------------------------
 

@@ -15,9 +15,9 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fdhttpd_testlib import (Conn, Fdhttpd, cmdline, echo_path,  # noqa: E402
-                             fdhttpd_path, request, run_fdhttpd, sandbox_user,
-                             wait_for)
+from fdhttpd_testlib import (Conn, Fdhttpd, children, cmdline, echo_path,  # noqa: E402
+                             fail_poll, fdhttpd_path, request, run_fdhttpd,
+                             sandbox_user, wait_for)
 
 
 class SocketTest(unittest.TestCase):
@@ -189,6 +189,31 @@ class SocketTest(unittest.TestCase):
         self.assertEqual(rc, 0)
         # The socket belongs to whoever created it: fdhttpd leaves it.
         self.assertTrue(os.path.exists(self.path))
+
+    def test_socket_activation_fatal_error_leaves_the_socket(self):
+        """A fatal error while serving removes what fdhttpd created; a socket
+        passed in is not of them."""
+        p, _ = self.activate("--grace", "1")
+        try:
+            wait_for(lambda: cmdline(p.pid).startswith("fdhttpd: supervisor"),
+                     what="fdhttpd in the activator's process")
+            # Mid-request, a worker keeps the supervisor until --grace ends.
+            busy = Conn(self.path)
+            self.addCleanup(busy.close)
+            busy.sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe")
+            wait_for(lambda: [w for w in children(p.pid) if "[1 conn" in cmdline(w)],
+                     what="a worker holding the request")
+
+            def log():
+                with open(os.path.join(self.dir, "log")) as f:
+                    return f.read()
+            fail_poll(p.pid, log)
+            self.assertEqual(p.wait(10), 1)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertTrue(stat.S_ISSOCK(os.lstat(self.path).st_mode))
 
     def test_socket_activation_says_which_options_it_does_not_use(self):
         other = os.path.join(self.dir, "other.sock")
