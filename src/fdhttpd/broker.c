@@ -91,8 +91,6 @@ struct allowed_dir {
 
 static struct allowed_dir *dirs;
 static size_t ndirs;
-/* An answer's fd could not be sent (ctl_send_temporary()); logged once. */
-static bool answers_short;
 
 /* path[0..len) for the log, its middle cut when longer than the log keeps. */
 static const char *
@@ -580,16 +578,16 @@ broker_on_open(struct sup *s, struct proc *p, const struct fdh_ctl_open *req)
 		 * 5-second wait, and keeps its socket.  Said once a streak:
 		 * a worker can ask as fast as it likes.
 		 */
-		if (!answers_short)
+		if (!p->answers_short)
 			log_warn("worker %u (pid %ld): broker answer: %s; answering the error "
 			    "instead until an fd goes through again", p->id, (long)p->pid,
 			    strerror(-r));
-		answers_short = true;
+		p->answers_short = true;
 		m.h.flags &= ~FDH_CTL_F_FD;
 		m.u.open_reply.error = r;
 		r = workers_send(p, &m, NULL, 0);
 	} else if (fd >= 0 && r == 0) {
-		answers_short = false;
+		p->answers_short = false;
 	}
 	if (r == 0) {
 		answer_sent(p);

@@ -77,6 +77,12 @@ struct proc {
 	bool broker_held;	/* an OPEN waits in ctl, unread, until answers are */
 	bool broker_capped;	/* held since its answers were last all read; logged */
 	int64_t broker_check_at;	/* when a held worker is looked at again */
+	/*
+	 * Its broker answers go without their fd (ctl_send_temporary()) since
+	 * one last went with it: the streak is logged once, per worker, so
+	 * that another's neither hides it nor ends it.
+	 */
+	bool answers_short;
 };
 
 /* A place for one worker among --workers. */

@@ -531,6 +531,26 @@ while True:
 """
 
 
+def unprivileged(test):
+    """(prefix, python): what runs fdhttpd and our scripts as a uid of their
+    own where we are root.  Not root: no CAP_SYS_RESOURCE lifts the limit on
+    fds in flight.  A uid of its own: another test's fds in flight would
+    count too."""
+    if os.geteuid() != 0:
+        return [], sys.executable
+    uid = 61000 + os.getpid() % 4000
+    # Ours may lie where only root looks (~/.pyenv).
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if shutil.which("setpriv") is None or python is None:
+        test.skipTest("needs setpriv and /usr/bin/python3 to run fdhttpd without root")
+    return ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups"], python
+
+
+def low_limit():
+    """fdhttpd's RLIMIT_NOFILE, and so the fds it may have in flight: 96."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
+
+
 class AnswersLeftUnreadTest(unittest.TestCase):
     """A compromised worker asks the broker as fast as it can and reads no
     answer.  Each answer holds an fd in flight, which a non-root supervisor's
@@ -550,24 +570,11 @@ class AnswersLeftUnreadTest(unittest.TestCase):
         ctl = os.path.join(tmp, "ctl")
         os.mkdir(ctl)
         os.chmod(ctl, 0o777)
-        prefix, python = [], sys.executable
-        if os.geteuid() == 0:
-            # Not root: no CAP_SYS_RESOURCE lifts the limit on fds in flight.
-            # A uid of its own: another test's fds in flight would count too.
-            uid = 61000 + os.getpid() % 4000
-            prefix = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups"]
-            # Ours may lie where only root looks (~/.pyenv).
-            python = shutil.which("python3", path="/usr/bin:/bin")
-            if shutil.which("setpriv") is None or python is None:
-                self.skipTest("needs setpriv and /usr/bin/python3 to run fdhttpd without root")
+        prefix, python = unprivileged(self)
         service = os.path.join(tmp, "service")
         with open(service, "w") as f:
             f.write(HOSTILE % python)
         os.chmod(service, 0o755)
-
-        def low_limit():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
-
         hello = tree.data + "/hello.txt"
         d = Fdhttpd("--no-sandbox", *tree.allow(), workers=2, service=service,
                     service_args=[probe_path(), hello, ctl], tmpdir=tmp,
@@ -625,6 +632,83 @@ class AnswersLeftUnreadTest(unittest.TestCase):
         # Every fd the broker opened went, none stays in fdhttpd.
         wait_for(lambda: fd_count(d.pid) == before[d.pid],
                  what="fdhttpd's fds back to %d (now %d)" % (before[d.pid], fd_count(d.pid)))
+        self.assertEqual(d.stop(), 0)
+
+
+# Puts N fds in flight (sent on a socket nobody reads) as our uid until its
+# standard input closes; says "filled" once they are.
+FILL = """
+import os, socket, sys
+a, b = socket.socketpair()
+r, w = os.pipe()
+socket.send_fds(a, [b"x"], [r] * int(sys.argv[1]))
+print("filled", flush=True)
+sys.stdin.read()
+"""
+
+
+class ShortAnswersTest(unittest.TestCase):
+    """While fdhttpd's fds in flight are over its RLIMIT_NOFILE, a broker
+    answer cannot carry its fd (ETOOMANYREFS): the worker gets the error
+    instead, and that worker's streak of such answers is logged once."""
+
+    def test_each_workers_streak_is_logged_once(self):
+        """Regression: one flag for every worker, so that a second worker's
+        streak went unlogged, and one worker's answer going through made the
+        next short answer of another log again."""
+        tree = Tree()
+        self.addCleanup(tree.remove)
+        tmp = tempfile.mkdtemp(prefix="fdh-short-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o777)
+        prefix, python = unprivileged(self)
+        d = Fdhttpd("--no-sandbox", *tree.allow(), workers=2, service=probe_path(),
+                    tmpdir=tmp, prefix=prefix, preexec_fn=low_limit)
+        self.addCleanup(d.cleanup)
+        hello = tree.data + "/hello.txt"
+        # One connection held by each worker.
+        conns = [FdConn(d.sock_path, timeout=5) for _ in range(2)]
+        for c in conns:
+            self.addCleanup(c.close)
+        pids = [json.loads(c.get("/pid").body)["pid"] for c in conns]
+        self.assertNotEqual(pids[0], pids[1])
+
+        def unfill(p):
+            p.stdin.close()
+            p.stdout.close()
+            p.wait()
+
+        def fill():
+            p = subprocess.Popen([*prefix, python, "-c", FILL, "100"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+            self.addCleanup(unfill, p)
+            self.assertEqual(p.stdout.readline(), b"filled\n")
+            return p
+
+        def ask(i):
+            r = conns[i].get("/broker?flags=ro&path=" + hello)
+            got = json.loads(r.body)["errno"]
+            if got == "0":
+                self.assertEqual(read_fd(r.fds["file"]), b"hello")
+            r.close_fds()
+            return got
+
+        def logged(i):
+            return len(re.findall(r"warn supervisor: worker \d \(pid %d\): broker answer: "
+                                  r".*; answering the error instead until an fd goes "
+                                  r"through again" % pids[i], d.read_log()))
+
+        filler = fill()
+        self.assertEqual([ask(0), ask(1), ask(0)], ["ETOOMANYREFS"] * 3)
+        self.assertEqual([logged(0), logged(1)], [1, 1], d.read_log())
+        unfill(filler)
+        self.assertEqual(ask(0), "0")                   # the first one's streak ends
+        filler = fill()
+        self.assertEqual([ask(1), ask(0)], ["ETOOMANYREFS"] * 2)
+        # The second one's streak went on; the first one's is a new one.
+        self.assertEqual([logged(0), logged(1)], [2, 1], d.read_log())
+        unfill(filler)
+        self.assertEqual([ask(0), ask(1)], ["0", "0"])
         self.assertEqual(d.stop(), 0)
 
 
