@@ -173,7 +173,8 @@ conn_finish(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after)
 	c->served = true;
 	if (d->hooks.request_done)
 		d->hooks.request_done(d, d->hooks.arg);
-	if (close_after || d->draining) {
+	/* drain_soon too: a keep-alive response made before it, sent only now, ends its connection. */
+	if (close_after || d->draining || d->drain_soon) {
 		fdh_conn_close(d, c);
 		return;
 	}
@@ -408,7 +409,9 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 	conn_reset_request(d, c);		/* nothing may point into the request now */
 	/* Timers armed from here on count from now, not from before the handler. */
 	fdh_dispatch_clock(d);
-	d->nrequests++;
+	/* --max-requests: from the request that reaches it on, no connection is kept alive. */
+	if (++d->nrequests == d->retire_after)
+		fdh_dispatch_retire(d);
 	conn_respond(d, c, close_after, is_head);
 	req->conn = NULL;
 }

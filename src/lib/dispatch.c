@@ -565,18 +565,37 @@ fdh_dispatch_nrequests(const struct fdh_dispatch *d)
 	return d->nrequests;
 }
 
-void
-fdh_dispatch_drain(struct fdh_dispatch *d)
+/* Idle keep-alive connections go now; one yet to send its first request is served it. */
+static void
+close_idle(struct fdh_dispatch *d)
 {
 	struct fdh_conn *c, *next;
 
-	d->draining = true;
-	/* Idle keep-alive connections go now; one yet to send its first request is served it. */
 	for (c = d->conns; c; c = next) {
 		next = c->next;
 		if (c->state == CONN_WAIT && c->served)
 			fdh_conn_close(d, c);
 	}
+}
+
+void
+fdh_dispatch_drain(struct fdh_dispatch *d)
+{
+	d->draining = true;
+	close_idle(d);
+}
+
+void
+fdh_dispatch_retire_after(struct fdh_dispatch *d, unsigned long long n)
+{
+	d->retire_after = n;
+}
+
+void
+fdh_dispatch_retire(struct fdh_dispatch *d)
+{
+	d->drain_soon = true;
+	close_idle(d);
 }
 
 void

@@ -78,6 +78,19 @@ void fdh_dispatch_drain(struct fdh_dispatch *d);
  * under the drain itself.
  */
 void fdh_dispatch_drain_soon(struct fdh_dispatch *d);
+/*
+ * Retirement (fdhttpd's --max-requests): the response to the nth request
+ * and every later one say Connection: close and end their connection,
+ * and idle keep-alive connections close as the nth is answered
+ * (fdh_dispatch_retire()).  0, the default: never.
+ */
+void fdh_dispatch_retire_after(struct fdh_dispatch *d, unsigned long long n);
+/*
+ * Keeps no connection alive from now on: idle ones close, every response
+ * ends its connection.  Unlike a drain, connections are still added (each
+ * is served one request) and fdh_dispatch_run() goes on.
+ */
+void fdh_dispatch_retire(struct fdh_dispatch *d);
 /* Makes fdh_dispatch_run() return 0 at once (connections stay open). */
 void fdh_dispatch_stop(struct fdh_dispatch *d);
 int fdh_dispatch_run(struct fdh_dispatch *d);

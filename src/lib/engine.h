@@ -159,9 +159,10 @@ struct fdh_dispatch {
 	bool starved;
 
 	bool draining;
-	bool drain_soon;		/* fdh_dispatch_drain_soon(): responses close */
+	bool drain_soon;		/* responses close: a drain or a retirement */
 	bool stopped;
 	unsigned long long nrequests;
+	unsigned long long retire_after;	/* fdh_dispatch_retire_after(); 0: never */
 };
 
 /* dispatch.c */

@@ -730,6 +730,8 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 		goto out;
 	}
 	fdh_dispatch_set_hooks(w.d, &hooks);
+	/* Past --max-requests no connection is kept alive: the successor serves what follows. */
+	fdh_dispatch_retire_after(w.d, w.max_requests);
 	w.sfd = open_signals();
 	if (w.sfd == -1) {
 		fdh_log(FDH_LOG_ERROR, "signalfd: %s", strerror(errno));

@@ -251,6 +251,36 @@ class WorkersTest(unittest.TestCase):
                  what="a fresh worker ready")
         self.assertNotIn(first, d.wait_workers(1, exclude=[first]))
 
+    def test_max_requests_keeps_no_connection_alive_past_n(self):
+        """Regression: a worker past --max-requests went on serving its
+        keep-alive connections, as fast as they asked, until its successor
+        was ready.  The Nth request is the last its connection is kept alive
+        for; the worker's idle connections close then, one yet to send its
+        first request is served that one, and the successor serves the rest."""
+        d = self.start("--max-requests", "5", workers=1)
+        (first,) = d.wait_workers(1)
+        idle, fresh, busy = d.conn(), d.conn(), d.conn()
+        for c in (idle, fresh, busy):
+            self.addCleanup(c.close)
+        self.assertIsNone(idle.request().header("connection"))         # 1
+        wait_for(lambda: "[3 conns]" in cmdline(first), what="three connections handed over")
+        for _ in range(3):                                              # 2, 3, 4
+            self.assertIsNone(busy.request().header("connection"))
+        r = busy.request()                                              # 5
+        self.assertEqual((r.status, r.header("connection")), (200, "close"))
+        for c in (busy, idle):
+            self.assertEqual(c.sock.recv(1), b"")
+        r = fresh.request()
+        self.assertEqual((r.status, r.header("connection")), (200, "close"))
+        self.assertEqual(fresh.sock.recv(1), b"")
+        d.wait_log(r"worker 1 \(pid %d\) answered 5 requests \(--max-requests\): replacing it"
+                   % first)
+        d.wait_log(r"worker 1 \(pid %d\) draining: served --max-requests" % first)
+        d.wait_workers(1, exclude=[first])
+        with d.conn() as c:
+            for _ in range(3):
+                self.assertIsNone(c.request().header("connection"))
+
     def test_backpressure_one_worker_four_conns(self):
         d = self.start("--max-conns", "4", workers=1)
         worker = d.wait_workers(1)[0]
