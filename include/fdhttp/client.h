@@ -66,6 +66,12 @@ FDH_API int fdh_client_connect(const char *path, int timeout_ms, struct fdh_clie
 FDH_API int fdh_client_from_fd(int fd, int timeout_ms, struct fdh_client **ret_client);
 FDH_API void fdh_client_free(struct fdh_client *c);
 FDH_API int fdh_client_fd(const struct fdh_client *c);	/* borrowed */
+/*
+ * The timeout of later requests (0: none), in place of the one given at
+ * connect: what is left of a deadline the caller keeps over several steps,
+ * for instance.  -EINVAL for a negative one.
+ */
+FDH_API int fdh_client_set_timeout(struct fdh_client *c, int timeout_ms);
 /* Largest response body accepted (default 64 MiB) and fds (default and at most 253). */
 FDH_API void fdh_client_set_limits(struct fdh_client *c, size_t max_body, unsigned max_fds);
 

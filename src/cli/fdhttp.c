@@ -73,8 +73,9 @@ static const char usage_text[] =
 "                             status\n"
 "  -i, --include              print the status line and headers before the body\n"
 "  -v, --verbose              show the request and response heads on stderr\n"
-"      --timeout SECONDS      limit on connecting, and on the whole request\n"
-"                             (fractions allowed; default: none)\n"
+"      --timeout SECONDS      limit on the whole run from connecting on: the\n"
+"                             request, its response and every --save-fd, not\n"
+"                             --exec's CMD (fractions allowed; default: none)\n"
 "  -h, --help                 print this help and exit\n"
 "  -V, --version              print the version and exit\n"
 "\n"
@@ -875,9 +876,8 @@ copy_fd(int fd, int out, int64_t deadline, int *ret_read_err)
  * put back afterwards.
  */
 static int
-save_fd(const char *name, int fd, const char *file, int timeout_ms)
+save_fd(const char *name, int fd, const char *file, int64_t deadline)
 {
-	int64_t deadline = timeout_ms ? now_ms() + timeout_ms : 0;
 	int fl, out, r, rerr;
 
 	if (strcmp(file, "-") == 0) {
@@ -1011,9 +1011,9 @@ request_error(int r)
 	}
 }
 
-/* Everything after the response arrived: output, saves, --exec. */
+/* Everything after the response arrived: output, saves (by deadline, 0: none), --exec. */
 static int
-handle_response(const struct opts *o, struct fdh_client_resp *resp)
+handle_response(const struct opts *o, struct fdh_client_resp *resp, int64_t deadline)
 {
 	size_t i;
 	int r;
@@ -1041,7 +1041,7 @@ handle_response(const struct opts *o, struct fdh_client_resp *resp)
 			errmsg("--save-fd %s: the response has no fd of that name", o->saves[i].name);
 			return XS_FAIL;
 		}
-		if ((r = save_fd(o->saves[i].name, fd, o->saves[i].file, o->timeout_ms)) != XS_OK)
+		if ((r = save_fd(o->saves[i].name, fd, o->saves[i].file, deadline)) != XS_OK)
 			return r;
 	}
 	if (o->exec_name) {
@@ -1066,6 +1066,7 @@ main(int argc, char *argv[])
 	struct fdh_client_req req = { 0 };
 	char *body = NULL, *path = NULL;
 	size_t body_len = 0, i;
+	int64_t deadline = 0;	/* of --timeout, from connecting on; 0: none */
 	int r, status;
 
 	if ((r = fill_closed_stdio()) < 0) {
@@ -1103,6 +1104,8 @@ main(int argc, char *argv[])
 		fds[i].fd = o.sends[i].fd;
 	}
 
+	if (o.timeout_ms)
+		deadline = now_ms() + o.timeout_ms;
 	r = fdh_client_connect(path, o.timeout_ms, &c);
 	if (r < 0) {
 		errmsg("cannot connect to %s: %s", path,
@@ -1121,7 +1124,15 @@ main(int argc, char *argv[])
 	req.body_len = body_len;
 	req.fds = fds;
 	req.nfds = o.nsends;
-	r = fdh_client_request(c, &req, &resp);
+	/* One --timeout for the whole run, as curl's --max-time: the request gets what is left. */
+	r = 0;
+	if (deadline) {
+		int64_t left = deadline - now_ms();
+
+		r = left > 0 ? fdh_client_set_timeout(c, (int)left) : -ETIMEDOUT;
+	}
+	if (r == 0)
+		r = fdh_client_request(c, &req, &resp);
 	/* The request held our fds only on loan; the server has its own now. */
 	for (i = 0; i < o.nsends; i++) {
 		if (o.sends[i].owned) {
@@ -1134,7 +1145,7 @@ main(int argc, char *argv[])
 		status = request_status(r);
 		goto done;
 	}
-	status = handle_response(&o, &resp);
+	status = handle_response(&o, &resp, deadline);
 	leave_fds_to_exit(&resp);
 	fdh_client_resp_release(&resp);
 done:

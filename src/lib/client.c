@@ -363,6 +363,15 @@ fdh_client_set_limits(struct fdh_client *c, size_t max_body, unsigned max_fds)
 	c->max_fds = max_fds < FDH_MAX_FDS_CEILING ? max_fds : FDH_MAX_FDS_CEILING;
 }
 
+int
+fdh_client_set_timeout(struct fdh_client *c, int timeout_ms)
+{
+	if (timeout_ms < 0)
+		return -EINVAL;
+	c->timeout_ms = timeout_ms;
+	return 0;
+}
+
 /* --- the request head ------------------------------------------------------ */
 
 static bool

@@ -1002,6 +1002,31 @@ test_timeout(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+/* A timeout set after connecting bounds the requests from then on, in place of none. */
+static void
+test_timeout_set_later(void **state)
+{
+	static const struct step silent[] = {
+		S_READ_MSG, S_WAIT_EOF, S_END,
+	};
+	struct fdh_client_req req = { .target = "/" };
+	struct fdh_client_resp resp;
+	struct fdh_client *c;
+	struct fake f;
+	int64_t t0, dt;
+
+	(void)state;
+	fake_start(&f, silent, 0, &c);
+	assert_int_equal(fdh_client_set_timeout(c, -1), -EINVAL);
+	assert_int_equal(fdh_client_set_timeout(c, 300), 0);
+	t0 = fdh_test_now_ms();
+	assert_int_equal(fdh_client_request(c, &req, &resp), -ETIMEDOUT);
+	dt = fdh_test_now_ms() - t0;
+	assert_in_range(dt, 250, 1500);
+	fake_finish(&f, c);
+	fake_free(&f);
+}
+
 static void
 test_server_vanishes(void **state)
 {
@@ -1336,6 +1361,7 @@ main(void)
 		cmocka_unit_test(test_body_limit),
 		cmocka_unit_test(test_head_limits),
 		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_timeout_set_later),
 		cmocka_unit_test(test_server_vanishes),
 		cmocka_unit_test(test_big_bodies),
 		cmocka_unit_test(test_early_answer),
