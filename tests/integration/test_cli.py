@@ -401,9 +401,12 @@ class CliTests(unittest.TestCase):
 
         def serve(conn):
             read_head(conn)
-            conn.sendmsg([b"HTTP/1.1 200 OK\r\nX-FD: t\r\nContent-Length: 0\r\n\r\n"],
+            conn.sendmsg([b"HTTP/1.1 200 OK\r\nX-FD: t\r\nContent-Length: 1\r\n\r\n"],
                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", tcp.fileno()))])
-            tcp.close()             # fdhttp's copy is the last
+            # fdhttp's copy must be the last: the response ends only after
+            # ours is closed, or fdhttp could be done and gone before it.
+            tcp.close()
+            conn.sendall(b"x")
             conn.recv(1)
 
         start = time.monotonic()
