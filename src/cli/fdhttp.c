@@ -991,7 +991,8 @@ request_status(int r)
 	case -EPROTO:
 	case -EOVERFLOW:	return XS_WEIRD_REPLY;
 	case -EMSGSIZE:		return XS_TOO_BIG;
-	case -EPIPE:		return XS_SEND;
+	case -EPIPE:
+	case -ETOOMANYREFS:	return XS_SEND;
 	default:		return XS_RECV;
 	}
 }
@@ -1007,6 +1008,8 @@ request_error(int r)
 	case -EMSGSIZE:		return "the response body is larger than the client accepts";
 	case -ECONNRESET:	return "the server closed the connection without a complete response";
 	case -EPIPE:		return "the server closed the connection while the request was sent";
+	case -ETOOMANYREFS:	return "the kernel will not pass the fds: this user has as many in "
+				    "flight as its RLIMIT_NOFILE (ETOOMANYREFS); nothing was sent";
 	default:		return strerror(-r);
 	}
 }

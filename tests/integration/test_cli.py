@@ -21,6 +21,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttp_testlib import SOURCE_DIR, Service, echo_path  # noqa: E402
+from test_broker import FILL, low_limit, unprivileged  # noqa: E402
 from test_closer import LINGER_S, lingering_tcp  # noqa: E402
 
 TIMEOUT = 20
@@ -445,6 +446,39 @@ class CliTests(unittest.TestCase):
         self.assertEqual(rc, 28, err)
         self.assertIn("--save-fd p: no end of data within the timeout", err)
         self.assertLess(elapsed, 4)
+
+    def test_fds_the_kernel_will_not_pass_exit_55(self):
+        # Past its RLIMIT_NOFILE of fds in flight, a user's sendmsg() of
+        # more fails (ETOOMANYREFS): nothing was sent, so no "closed the
+        # connection" (56), and the reason said in words.
+        prefix, python = unprivileged(self)
+        tmp = tempfile.mkdtemp(prefix="fdh-cli-refs-", dir=self.tmp.name)
+        os.chmod(self.tmp.name, 0o755)
+        os.chmod(tmp, 0o777)
+        got = []
+
+        def serve(conn):
+            conn.settimeout(TIMEOUT)
+            got.append(conn.recv(65536))
+
+        with OneConnection(os.path.join(tmp, "s.sock"), serve) as srv:
+            os.chmod(srv.path, 0o777)
+            filler = subprocess.Popen([*prefix, python, "-c", FILL, "100"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            try:
+                self.assertEqual(filler.stdout.readline(), b"filled\n")
+                p = subprocess.run([*prefix, self.cli, "-s", srv.path, "--timeout", "10",
+                                    "--fd", "x=/dev/null", "/x"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   preexec_fn=low_limit, timeout=TIMEOUT)
+            finally:
+                filler.stdin.close()
+                filler.stdout.close()
+                filler.wait()
+        err = p.stderr.decode(errors="replace")
+        self.assertEqual(p.returncode, 55, err)
+        self.assertIn("the kernel will not pass the fds", err)
+        self.assertEqual(got, [b""])
 
     def test_closed_stdout_exit_23(self):
         # The connection must not take the number of a closed stdout: the
