@@ -15,7 +15,9 @@
  * bpf, perf_event_open, keyctl, add_key, request_key, init_module,
  * finit_module, kexec_load, kexec_file_load, io_uring_setup, userfaultfd,
  * setuid and the rest of the credential calls, and whatever a later
- * kernel adds.
+ * kernel adds.  Arguments narrow a few of the allowed calls: socket I/O
+ * without MSG_OOB, some fcntl commands, some prctl options, one ioctl,
+ * signals to itself.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +28,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sandbox.h"
@@ -43,9 +46,12 @@
 
 /* Allowed whatever their arguments: they act on what the process holds. */
 static const char *const allowed[] = {
-	/* I/O on held descriptors: connections, the control socket, fds of requests */
+	/*
+	 * I/O on held descriptors: connections, the control socket, fds of
+	 * requests (recvmsg, sendmsg, recvfrom and sendto: below)
+	 */
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "lseek",
-	"recvmsg", "sendmsg", "recvfrom", "sendto", "shutdown", "getsockopt",
+	"shutdown", "getsockopt",
 	"getsockname", "getpeername", "poll", "ppoll", "close", "dup", "dup2", "dup3",
 	/* the dispatcher's set, made before the filter: waiting on it and changing it */
 	"epoll_wait", "epoll_pwait", "epoll_ctl",
@@ -90,6 +96,21 @@ static const int fcntl_cmds[] = {
 
 /* prctl options: the thread's name, and nothing that changes the process. */
 static const int prctl_opts[] = { PR_SET_NAME, PR_GET_NAME };
+
+/*
+ * Socket I/O, and the argument that holds its MSG_ flags: allowed without
+ * MSG_OOB.  Out-of-band data on a Unix stream socket is a corner of the
+ * kernel that nothing in a worker uses and that has held use-after-free
+ * bugs (CVE-2025-38236, reached from a browser's sandboxed renderer with
+ * send() and recv() alone); every connection a worker holds is such a
+ * socket.
+ */
+static const struct {
+	const char *name;
+	unsigned arg;
+} msg_calls[] = {
+	{ "recvmsg", 2 }, { "sendmsg", 2 }, { "recvfrom", 3 }, { "sendto", 3 },
+};
 
 /*
  * Under AddressSanitizer and UndefinedBehaviorSanitizer the list above is
@@ -169,6 +190,21 @@ add_arg_values(scmp_filter_ctx ctx, const struct extras *x, const char *name,
 	return 0;
 }
 
+/* nr allowed when its argument arg has none of the bits of mask. */
+static int
+add_arg_clear(scmp_filter_ctx ctx, const struct extras *x, const char *name, unsigned arg,
+    scmp_datum_t mask)
+{
+	int nr = seccomp_syscall_resolve_name(name);
+	struct scmp_arg_cmp cmp = {
+		.arg = arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = mask, .datum_b = 0,
+	};
+
+	if (nr == __NR_SCMP_ERROR || is_extra(x, nr))
+		return 0;
+	return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, 1, &cmp);
+}
+
 static int
 add_rules(scmp_filter_ctx ctx, const struct extras *x)
 {
@@ -187,6 +223,8 @@ add_rules(scmp_filter_ctx ctx, const struct extras *x)
 	if (r == 0)
 		r = add_arg_values(ctx, x, "prctl", 0, prctl_opts,
 		    sizeof(prctl_opts) / sizeof(prctl_opts[0]));
+	for (i = 0; r == 0 && i < sizeof(msg_calls) / sizeof(msg_calls[0]); i++)
+		r = add_arg_clear(ctx, x, msg_calls[i].name, msg_calls[i].arg, MSG_OOB);
 	/* isatty() on stdio; any other ioctl (TIOCSTI on a terminal) kills. */
 	if (r == 0)
 		r = add_arg_values(ctx, x, "ioctl", 1, tcgets, 1);

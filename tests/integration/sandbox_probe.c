@@ -7,6 +7,9 @@
  *	POST /fork		fork(): the worker is killed
  *	POST /execve		execve("/bin/true"): the worker is killed
  *	POST /socket		socket(AF_UNIX): the worker is killed
+ *	POST /oob?op=send	send() of one byte with MSG_OOB on the stream socket
+ *				the request brings as fd "sock": the worker is killed
+ *	POST /oob?op=recv	recv() with MSG_OOB on that socket: the worker is killed
  *	GET  /uname		uname(), a call the service adds: {"sysname":"Linux"}
  *	GET  /broker?flags=F&path=P	fdh_broker_open(P, F): {"errno":"0"} with fd
  *				"file", or {"errno":"EACCES"}; F is ro, wo, rw,
@@ -150,6 +153,26 @@ query_param(const struct fdh_req *req, const char *name, char *buf, size_t len)
 			q++;
 	}
 	return false;
+}
+
+static int
+try_oob(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	char op[8] = "send", byte = '!';
+	int fd = fdh_req_fd(req, "sock");
+	ssize_t n;
+
+	(void)ud;
+	if (fd < 0) {
+		fdh_resp_status(resp, 400);
+		return fdh_resp_printf(resp, "fd sock is required\n");
+	}
+	(void)query_param(req, "op", op, sizeof(op));
+	if (strcmp(op, "recv") == 0)
+		n = recv(fd, &byte, 1, MSG_OOB | MSG_DONTWAIT);
+	else
+		n = send(fd, &byte, 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL);
+	return json_errno(resp, n == -1 ? errno : 0);
 }
 
 static int
@@ -300,6 +323,7 @@ static const struct fdh_route routes[] = {
 	{ "POST", "/fork",		try_fork,	NULL },
 	{ "POST", "/execve",		try_execve,	NULL },
 	{ "POST", "/socket",		try_socket,	NULL },
+	{ "POST", "/oob",		try_oob,	NULL },
 	{ "GET",  "/uname",		try_uname,	NULL },
 	{ "GET",  "/pid",		show_pid,	NULL },
 	{ "GET",  "/broker",		broker,		NULL },

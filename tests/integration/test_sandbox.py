@@ -7,6 +7,7 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttpd_testlib import (BUILD_DIR, Fdhttpd, echo_path, run_fdhttpd,  # noqa: E402
                              wait_for)
+from hostile_testlib import connect  # noqa: E402
 
 ROOT = os.geteuid() == 0
 
@@ -108,6 +110,28 @@ class SandboxTest(unittest.TestCase):
                 # Replaced, and the replacement is ready before the next round.
                 wait_for(lambda: ready_count(d) == ready + 1, what="a replacement ready")
                 self.assertNotIn(victim, d.wait_workers(2))
+
+    def test_out_of_band_data_kills(self):
+        """MSG_OOB on a Unix stream socket the worker holds (a client's fd, or
+        its own connection): a corner of the kernel no worker needs, and one
+        with a history of use-after-free bugs, so a taken-over handler must
+        not reach it, sending or receiving."""
+        d = self.start(workers=1, service=probe_path())
+        for op in ("send", "recv"):
+            with self.subTest(op=op):
+                ready = ready_count(d)
+                mine, theirs = socket.socketpair()
+                self.addCleanup(mine.close)
+                mine.send(b"?", socket.MSG_OOB)     # for recv to find
+                c = connect(d.sock_path)
+                self.addCleanup(c.close)
+                victim = body(c.request("GET", "/pid"))["pid"]
+                with self.assertRaises((OSError, EOFError)):
+                    c.request("POST", "/oob?op=" + op, fds=[theirs.fileno()], xfd="sock")
+                theirs.close()
+                d.wait_log(r"worker 1 \(pid %d\) killed by signal 31 \(SIGSYS\): a system "
+                           r"call its sandbox forbids" % victim)
+                wait_for(lambda: ready_count(d) == ready + 1, what="a replacement ready")
 
     def test_service_syscalls_extend_the_allowlist(self):
         d = self.start(workers=1, service=probe_path())
