@@ -938,6 +938,61 @@ test_drain_serves_first_request_then_ends(void **state)
 	close(fresh);
 }
 
+/*
+ * Retirement after two requests (fdhttpd's --max-requests): the second
+ * answer says Connection: close and ends its connection, a served idle
+ * connection closes with it, and one yet to send a request is answered
+ * once, with Connection: close, where a drain would have stopped the loop.
+ */
+static void
+test_retire_after_nth_request(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int idle, nth, fresh;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	fdh_dispatch_retire_after(l.d, 2);	/* read only once a request is served */
+	idle = loop_connect(&l);
+	nth = loop_connect(&l);
+	fresh = loop_connect(&l);
+	ask(idle, "GET /hello/1 HTTP/1.1\r\n\r\n", NULL, 0, 200, &m);
+	assert_null(strstr(m.data, "Connection: close"));
+	fdh_test_msg_free(&m);
+
+	fdh_test_sends(nth, "GET /hello/2 HTTP/1.1\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_all(nth, 2000, &m), 0);
+	assert_true(m.eof);
+	assert_non_null(strstr(m.data, "/hello/2"));
+	assert_non_null(strstr(m.data, "Connection: close\r\n"));
+	fdh_test_msg_free(&m);
+	assert_int_equal(fdh_test_read_all(idle, 2000, &m), 0);
+	assert_true(m.eof);
+	assert_int_equal(m.len, 0);
+	fdh_test_msg_free(&m);
+
+	fdh_test_sends(fresh, "GET /hello/3 HTTP/1.1\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_all(fresh, 2000, &m), 0);
+	assert_true(m.eof);
+	assert_non_null(strstr(m.data, "/hello/3"));
+	assert_non_null(strstr(m.data, "Connection: close\r\n"));
+	fdh_test_msg_free(&m);
+	/* Unlike a drain, the loop goes on: it takes a connection still. */
+	close(fresh);
+	fresh = loop_connect(&l);
+	fdh_test_sends(fresh, "GET /hello/4 HTTP/1.1\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_all(fresh, 2000, &m), 0);
+	assert_non_null(strstr(m.data, "/hello/4"));
+	fdh_test_msg_free(&m);
+	close(idle);
+	close(nth);
+	close(fresh);
+	loop_stop(&l);
+}
+
 static void
 test_max_conns_refuses_and_closes(void **state)
 {
@@ -1752,6 +1807,7 @@ main(void)
 		cmocka_unit_test(test_status_without_body_sends_none),
 		cmocka_unit_test(test_handler_error_is_500_and_keeps_connection),
 		cmocka_unit_test(test_drain_serves_first_request_then_ends),
+		cmocka_unit_test(test_retire_after_nth_request),
 		cmocka_unit_test(test_max_conns_refuses_and_closes),
 		cmocka_unit_test_teardown(test_no_read_without_fd_headroom, restore_nofile),
 		cmocka_unit_test_teardown(test_watch_bringing_fds_waits_for_headroom, restore_nofile),
