@@ -96,6 +96,34 @@ peer_pidfd(struct sup *s, int fd)
 }
 
 /*
+ * Our copies of connections handed to workers go to the closer, a batch at
+ * a time.  Closed here, a copy would be the last one whenever its worker
+ * closed first, as a compromised worker can on purpose: the socket's end
+ * would then release, in our loop, the fds its client left queued on it,
+ * and a TCP socket with SO_LINGER among them would hold the loop for its
+ * linger time.  A batch, not each at once: a message to the closer and its
+ * wake-up for every connection would cost each new one 10 to 30 us.  A
+ * worker that ends a connection itself shuts it down first, so that its
+ * client sees the end without waiting for the batch.
+ */
+static void
+handed_flush(struct sup *s)
+{
+	fdh_closer_queue_all(s->handed, s->nhanded);
+	s->nhanded = 0;
+}
+
+static void
+handed_add(struct sup *s, int fd)
+{
+	if (s->nhanded == 0)
+		s->handed_since = now_ms();
+	s->handed[s->nhanded++] = fd;
+	if (s->nhanded == SUP_HANDED_BATCH)
+		handed_flush(s);
+}
+
+/*
  * Sends c to a worker.  Consumes c's fds when it returns true; when no
  * worker can take it now, returns false and c stays the caller's.
  */
@@ -123,7 +151,7 @@ hand_off(struct sup *s, struct pending_conn *c)
 		r = workers_send(p, &m, fds, c->pidfd != -1 ? 2 : 1);
 		if (r == 0) {
 			/* The worker has its own copies now. */
-			close(c->fd);
+			handed_add(s, c->fd);
 			if (c->pidfd != -1)
 				close(c->pidfd);
 			c->fd = c->pidfd = -1;
@@ -323,6 +351,7 @@ begin_shutdown(struct sup *s, int sig)
 	notify_send("STOPPING=1");
 	/* New clients are refused at once instead of waiting in a dead backlog. */
 	sockfile_stop(s->sock, !s->sock->activated);
+	handed_flush(s);
 	drop_pending(s);
 	drop_recheck(s);
 	reject_free(s);
@@ -390,6 +419,8 @@ poll_timeout(const struct sup *s, int64_t now)
 		t = s->recheck_at;
 	if (fdh_closer_held() > 0 && (t == 0 || now + SUP_CLOSER_RETRY_MS < t))
 		t = now + SUP_CLOSER_RETRY_MS;
+	if (s->nhanded > 0 && (t == 0 || s->handed_since + SUP_HANDED_MS < t))
+		t = s->handed_since + SUP_HANDED_MS;
 	if (t == 0)
 		return -1;
 	return t <= now ? 0 : (int)(t - now > 60000 ? 60000 : t - now);
@@ -417,6 +448,8 @@ run(struct sup *s)
 		if (!s->stopping && (s->have_pending || !workers_have_room(s)))
 			workers_flush(s);
 		workers_replace_step(s);
+		if (s->nhanded > 0 && now >= s->handed_since + SUP_HANDED_MS)
+			handed_flush(s);
 		/* What a stuck closer could not take waits here, in our table. */
 		if (fdh_closer_held() > 0)
 			fdh_closer_flush();
@@ -501,6 +534,7 @@ supervisor_run(const struct options *o, struct sockfile *sock, int sigfd)
 	fatal_push(&undo, stop_on_fatal, &s);
 	r = run(&s);
 	fatal_pop(&undo);
+	handed_flush(&s);
 	drop_pending(&s);
 	drop_recheck(&s);
 	reject_free(&s);

@@ -135,6 +135,9 @@ struct lingering {
 #define SUP_HANGUP_KILL_MS	1000
 /* How often fds the closer could not take (it is stuck in a close) are offered again. */
 #define SUP_CLOSER_RETRY_MS	50
+/* Our copies of handed-over connections go to the closer this many at a time, or this late. */
+#define SUP_HANDED_BATCH	32
+#define SUP_HANDED_MS		50
 
 /* Why the supervisor refused a connection itself (reject.c). */
 enum refusal {
@@ -185,6 +188,10 @@ struct sup {
 
 	bool have_pending;
 	struct pending_conn pending;
+	/* Our copies of connections handed over, for the closer (supervisor.c). */
+	int handed[SUP_HANDED_BATCH];
+	unsigned nhanded;
+	int64_t handed_since;
 	/*
 	 * After a temporary send failure (ctl_send_temporary()): no hand-off
 	 * and no accept before send_retry_at (ms); send_short until one

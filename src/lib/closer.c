@@ -921,6 +921,23 @@ fdh_closer_queue(int fd)
 }
 
 void
+fdh_closer_queue_all(const int *fds, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (fds[i] < 0)
+			continue;
+		if (closer.sock == -1)
+			close(fds[i]);
+		else
+			closer_hold(fds[i]);
+	}
+	if (closer.sock != -1)
+		fdh_closer_flush();
+}
+
+void
 fdh_closer_close(int fd)
 {
 	if (fd < 0)

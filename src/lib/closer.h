@@ -60,6 +60,12 @@ void fdh_closer_close(int fd);
 void fdh_closer_queue(int fd);
 
 /*
+ * Consumes each of the n fds as fdh_closer_queue() does, in one message:
+ * for a batch gathered over time, which one wake-up of the closer takes.
+ */
+void fdh_closer_queue_all(const int *fds, size_t n);
+
+/*
  * Tries again to hand over the fds the closer could not take (it is stuck
  * in a close and its socket is full, or the kernel refused more fds in
  * flight).  fdh_closer_queue() and fdh_closer_close() try too; a loop that

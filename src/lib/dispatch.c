@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -176,10 +177,17 @@ fdh_dispatch_close_ended(struct fdh_dispatch *d)
 			 * client that hung up, the common way out) it holds
 			 * none, and closes here without a system call more.
 			 */
-			if (c->drained)
+			if (c->drained) {
 				close(c->closing_fd);
-			else
+			} else {
+				/*
+				 * Ended from this side: the supervisor may hold a
+				 * copy a while yet (supervisor.c, handed_flush()),
+				 * and the client is to see the end now.
+				 */
+				(void)shutdown(c->closing_fd, SHUT_RDWR);
 				fdh_closer_queue(c->closing_fd);
+			}
 			c->closing_fd = -1;
 			d->open_fds--;
 		}

@@ -14,10 +14,12 @@ closer kills the process stuck in it, and another closes the rest.
 """
 
 import os
+import shutil
 import signal
 import socket
 import struct
 import sys
+import tempfile
 import time
 import types
 import unittest
@@ -92,6 +94,27 @@ def closed_within(sock, seconds):
 
 def send_fd(sock, data, fd):
     sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+
+
+# A compromised worker, or one that ends connections at once: every
+# connection it is handed, it closes on receipt and reports closed.
+CLOSE_AT_ONCE = """#!%s
+import os, socket, struct
+HDR = "=HHI"
+s = socket.socket(fileno=3)
+s.send(struct.pack(HDR, 1, 1, 0))                           # READY
+while True:
+    msg, fds, _, _ = socket.recv_fds(s, 64, 4)
+    if not msg:
+        break
+    for fd in fds:
+        os.close(fd)
+    _, type_, _ = struct.unpack_from(HDR, msg)
+    if type_ == 64:                                         # NEW_CONN: CONN_CLOSED
+        s.send(struct.pack(HDR + "Q", 1, 2, 0, struct.unpack_from("=Q", msg, 8)[0]))
+    elif type_ == 65:                                       # DRAIN
+        break
+"""
 
 
 def health_within(path, seconds):
@@ -315,6 +338,49 @@ class CloserTest(unittest.TestCase):
         self.assert_closed_promptly(pairs, peer)
         wait_for(lambda: fd_count(d.pid) == base, timeout=5,
                  what="fdhttpd's fds back to %d" % base)
+        self.assert_stops_promptly(d)
+
+    def test_worker_closing_first_cannot_freeze_the_supervisor(self):
+        """A client queues a lingering socket on its connection, and the
+        worker closes the connection as it gets it.  Had fdhttpd closed its
+        own copy after the worker's, that close would have been the last,
+        released the socket in fdhttpd's loop and lingered there; one CPU
+        for all makes the worker's close come first often.  Each connection
+        must still end within a bound: fdhttpd is free to hand the next.
+        The closer, which now makes those last closes, is held by each
+        linger until it kills the process in it (RUNNER_STUCK_S), so that
+        is the bound, and a margin."""
+        tmp = tempfile.mkdtemp(prefix="fdh-close-at-once-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o755)
+        service = os.path.join(tmp, "service")
+        with open(service, "w") as f:
+            f.write(CLOSE_AT_ONCE % shutil.which("python3", path="/usr/bin:/bin"))
+        os.chmod(service, 0o755)
+        d = Fdhttpd("--no-sandbox", workers=1, service=service, tmpdir=tmp)
+        self.addCleanup(d.cleanup)
+        worker = int(d.wait_log(r"worker 1 \(pid (\d+)\) ready").group(1))
+        me = os.sched_getaffinity(0)
+        self.addCleanup(os.sched_setaffinity, 0, me)
+        cpu = {min(me)}
+        for pid in (0, d.pid, worker):
+            os.sched_setaffinity(pid, cpu)
+        peers = []
+        for i in range(12):
+            lsrv, peer, tcp = lingering_tcp(LINGER_S)
+            peers.append(peer)
+            self.addCleanup(lsrv.close)
+            self.addCleanup(peer.close)
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.addCleanup(c.close)
+            c.connect(d.sock_path)
+            send_fd(c, b"x", tcp.fileno())
+            tcp.close()             # the connection's queue holds the last copy
+            self.assertTrue(closed_within(c, RUNNER_STUCK_S + PROMPT_S),
+                            "connection %d not ended" % i)
+            c.close()
+        for peer in peers:
+            peer.close()            # the lingers end: nothing waits at the stop
         self.assert_stops_promptly(d)
 
     def test_killed_supervisor_closer_is_replaced(self):
