@@ -92,7 +92,11 @@ spawn_nofile(const struct fdh_limits *l)
  * connection held pending and one rechecked with their pidfds (4), each
  * --allow-open directory, and 16 of its own (stdio, the listening socket
  * and its lock, the pidfile, the signalfd, the notify socket, /dev/null,
- * a connection being accepted and its pidfd, /proc reads).
+ * a connection being accepted and its pidfd, /proc reads).  Not counted:
+ * its copies of connections handed over, up to SUP_HANDED_BATCH for up to
+ * SUP_HANDED_MS, which the room for refusals lingering, seldom all in use,
+ * covers; should an accept find no descriptor meanwhile, it pauses, as for
+ * any shortage, and the copies are gone when it resumes.
  */
 #define SUP_NOFILE(workers, ndirs) \
 	(2ULL * ((unsigned long long)(workers) + 1) + SUP_MAX_LINGER + 4 + (ndirs) + 16)
