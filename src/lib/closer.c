@@ -907,20 +907,6 @@ closer_hold(int fd)
 }
 
 void
-fdh_closer_queue(int fd)
-{
-	if (fd < 0)
-		return;
-	if (closer.sock == -1) {
-		close(fd);	/* not started, or the last resort once the child is gone */
-		return;
-	}
-	/* Behind those that wait already, if any: one message takes them all. */
-	closer_hold(fd);
-	fdh_closer_flush();
-}
-
-void
 fdh_closer_queue_all(const int *fds, size_t n)
 {
 	size_t i;
@@ -929,12 +915,19 @@ fdh_closer_queue_all(const int *fds, size_t n)
 		if (fds[i] < 0)
 			continue;
 		if (closer.sock == -1)
-			close(fds[i]);
+			close(fds[i]);	/* not started, or the last resort once the child is gone */
 		else
 			closer_hold(fds[i]);
 	}
+	/* Behind those that wait already, if any: one message takes them all. */
 	if (closer.sock != -1)
 		fdh_closer_flush();
+}
+
+void
+fdh_closer_queue(int fd)
+{
+	fdh_closer_queue_all(&fd, 1);
 }
 
 void
