@@ -900,6 +900,32 @@ test_handler_error_is_500_and_keeps_connection(void **state)
 	loop_stop(&l);
 }
 
+/* c ends without a byte more. */
+static void
+assert_closed_silently(int c)
+{
+	struct fdh_test_msg m;
+
+	assert_int_equal(fdh_test_read_all(c, 2000, &m), 0);
+	assert_true(m.eof);
+	assert_int_equal(m.len, 0);
+	fdh_test_msg_free(&m);
+}
+
+/* req on c is answered with want in it and Connection: close, then c ends. */
+static void
+assert_answered_then_closed(int c, const char *req, const char *want)
+{
+	struct fdh_test_msg m;
+
+	fdh_test_sends(c, req, NULL, 0);
+	assert_int_equal(fdh_test_read_all(c, 2000, &m), 0);
+	assert_true(m.eof);
+	assert_non_null(strstr(m.data, want));
+	assert_non_null(strstr(m.data, "Connection: close\r\n"));
+	fdh_test_msg_free(&m);
+}
+
 /* Drain: a served idle connection closes, a fresh one gets its one request. */
 static void
 test_drain_serves_first_request_then_ends(void **state)
@@ -918,16 +944,8 @@ test_drain_serves_first_request_then_ends(void **state)
 	assert_int_equal(fdh_test_read_message(served, 2000, &m), 0);
 	fdh_test_msg_free(&m);
 	loop_cmd(&l, -2);
-	assert_int_equal(fdh_test_read_all(served, 2000, &m), 0);
-	assert_true(m.eof);
-	assert_int_equal(m.len, 0);
-	fdh_test_msg_free(&m);
-	fdh_test_sends(fresh, "GET /hello/y HTTP/1.1\r\n\r\n", NULL, 0);
-	assert_int_equal(fdh_test_read_all(fresh, 2000, &m), 0);
-	assert_true(m.eof);
-	assert_non_null(strstr(m.data, "HTTP/1.1 200 OK\r\n"));
-	assert_non_null(strstr(m.data, "Connection: close\r\n"));
-	fdh_test_msg_free(&m);
+	assert_closed_silently(served);
+	assert_answered_then_closed(fresh, "GET /hello/y HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK\r\n");
 	/* Nothing left: the loop ends by itself. */
 	assert_int_equal(pthread_join(l.thread, NULL), 0);
 	assert_int_equal(l.result, 0);
@@ -963,23 +981,10 @@ test_retire_after_nth_request(void **state)
 	assert_null(strstr(m.data, "Connection: close"));
 	fdh_test_msg_free(&m);
 
-	fdh_test_sends(nth, "GET /hello/2 HTTP/1.1\r\n\r\n", NULL, 0);
-	assert_int_equal(fdh_test_read_all(nth, 2000, &m), 0);
-	assert_true(m.eof);
-	assert_non_null(strstr(m.data, "/hello/2"));
-	assert_non_null(strstr(m.data, "Connection: close\r\n"));
-	fdh_test_msg_free(&m);
-	assert_int_equal(fdh_test_read_all(idle, 2000, &m), 0);
-	assert_true(m.eof);
-	assert_int_equal(m.len, 0);
-	fdh_test_msg_free(&m);
+	assert_answered_then_closed(nth, "GET /hello/2 HTTP/1.1\r\n\r\n", "/hello/2");
+	assert_closed_silently(idle);
 
-	fdh_test_sends(fresh, "GET /hello/3 HTTP/1.1\r\n\r\n", NULL, 0);
-	assert_int_equal(fdh_test_read_all(fresh, 2000, &m), 0);
-	assert_true(m.eof);
-	assert_non_null(strstr(m.data, "/hello/3"));
-	assert_non_null(strstr(m.data, "Connection: close\r\n"));
-	fdh_test_msg_free(&m);
+	assert_answered_then_closed(fresh, "GET /hello/3 HTTP/1.1\r\n\r\n", "/hello/3");
 	/* Unlike a drain, the loop goes on: it takes a connection still. */
 	close(fresh);
 	fresh = loop_connect(&l);
