@@ -517,6 +517,11 @@ fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *pee
 	return 0;
 fail:
 	free(c);
+	/*
+	 * The supervisor's copy may outlive ours a while: without the
+	 * shutdown, the client would wait that long for its EOF.
+	 */
+	(void)shutdown(fd, SHUT_RDWR);
 	fdh_closer_queue(fd);	/* the client may have sent fds already */
 	if (pidfd >= 0)
 		close(pidfd);
