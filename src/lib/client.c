@@ -52,6 +52,7 @@ struct fdh_client {
 	 * a response, so nothing later on it could be trusted.
 	 */
 	bool broken;
+	bool answered;		/* an exchange has ended: see stream_moved() */
 	char rbuf[CLIENT_RBUF_SIZE];
 };
 
@@ -927,6 +928,22 @@ fail:
 	return r;
 }
 
+/*
+ * Between exchanges nothing may arrive but the end of the stream: a server
+ * closing an idle connection, or bytes and fds it sent after its response
+ * (a second response to one request).  Read by the next exchange, such
+ * bytes would pass for its response.  Looked at before anything is sent,
+ * the caller learns that the request never went and may send it on a new
+ * connection.
+ */
+static bool
+stream_moved(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, 0) == 1;
+}
+
 static bool
 gone(int r)
 {
@@ -968,6 +985,11 @@ fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
 	if ((r = build_head(req, method, &head, &expect)) < 0) {
 		strbuf_free(&head);
 		return r;
+	}
+	if (c->answered && stream_moved(c->fd)) {
+		strbuf_free(&head);
+		c->broken = true;
+		return -ENOTCONN;
 	}
 	for (i = 0; i < req->nfds; i++)
 		fds[i] = req->fds[i].fd;
@@ -1041,6 +1063,7 @@ fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
 	 */
 	resp.closed = !x.keep_alive || x.eof || !sent_all || send_err != 0;
 	c->broken = resp.closed != 0;
+	c->answered = true;
 	exchange_cleanup(&x);
 	strbuf_free(&head);
 	*ret_resp = resp;

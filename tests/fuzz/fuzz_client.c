@@ -8,7 +8,9 @@
  *	u8	bits 0-1: the request: GET, HEAD, POST with a body, POST with
  *		Expect: 100-continue; bit 2: the request carries an fd;
  *		bits 3-4: requests made while the connection stays usable,
- *		less one; bit 5: the server closes its end once it has written
+ *		less one (the server's end is shut by then, so a later one is
+ *		refused, -ENOTCONN, before it is sent); bit 5: the server
+ *		closes its end once it has written
  *		(else it only shuts down writing); bit 6: small limits
  *	u8	with bit 6 only: max_body is this byte, max_fds its low 2 bits
  *	then chunks of the server's bytes, each
@@ -78,6 +80,7 @@ documented(int r)
 	case -ECONNRESET:
 	case -EPIPE:
 	case -EPROTO:
+	case -ENOTCONN:
 	case -EOVERFLOW:
 	case -EMSGSIZE:
 	case -ENOMEM:
@@ -165,6 +168,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct fdh_client_resp resp;
 
 		r = fdh_client_request(c, &req, &resp);
+		/* What is left after a response can answer no later request. */
+		if (i > 0 && r != -ENOTCONN)
+			fail("a request sent on a connection whose server had shut its end", r);
 		if (r < 0) {
 			if (r == -ETIMEDOUT)
 				fail("the client waited on a server that has said all", r);

@@ -1065,6 +1065,63 @@ test_server_vanishes(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+/*
+ * Between two requests the server closes the connection, or sends what
+ * nobody asked for (a second response, with an fd).  The next request is
+ * refused with -ENOTCONN before a byte of it goes, so that it may be sent
+ * again elsewhere, and is not answered by the late bytes.
+ */
+static void
+test_stream_moved_between_requests(void **state)
+{
+	static const struct step late[] = {
+		S_READ_MSG, S_SEND(OK_RESP), S_SLEEP(50), { .kind = STEP_SEND }, S_SILENCE(200),
+		S_END,
+	};
+	static const struct step closed[] = {
+		S_READ_MSG, S_SEND(OK_RESP), S_CLOSE, S_END,
+	};
+	struct step steps[6];
+	struct fdh_client_req req = { .target = "/" };
+	struct fdh_client_resp resp;
+	struct fdh_client *c;
+	struct pollfd pfd;
+	struct fake f;
+	int before = fdh_test_count_fds(0), fd, k;
+
+	(void)state;
+	fd = fdh_test_make_memfd("late");
+	memcpy(steps, late, sizeof(late));
+	steps[3].data = "HTTP/1.1 200 OK\r\nX-FD: late\r\nContent-Length: 4\r\n\r\nlate";
+	steps[3].fds = &fd;
+	steps[3].nfds = 1;
+	for (k = 0; k < 2; k++) {
+		fake_start(&f, k == 0 ? steps : closed, 5000, &c);
+		assert_int_equal(fdh_client_request(c, &req, &resp), 0);
+		assert_string_equal(resp.body, "ok");
+		assert_false(resp.closed);
+		fdh_client_resp_release(&resp);
+		/* Once what the server did next has arrived: */
+		pfd = (struct pollfd){ .fd = fdh_client_fd(c), .events = POLLIN };
+		assert_int_equal(poll(&pfd, 1, 5000), 1);
+		assert_int_equal(fdh_client_request(c, &req, &resp), -ENOTCONN);
+		assert_int_equal(fdh_client_request(c, &req, &resp), -ENOTCONN);
+		/*
+		 * The fake ends first: our close, with bytes unread, would reset
+		 * the connection under its silence step, which saw no byte.
+		 */
+		assert_int_equal(pthread_join(f.th, NULL), 0);
+		assert_int_equal(f.failed_step, -1);
+		assert_int_equal(f.ngot, 1);
+		fdh_client_free(c);
+		if (f.sock >= 0)
+			close(f.sock);
+		fake_free(&f);
+	}
+	close(fd);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 /* --- big bodies: partial writes, EAGAIN, many reads ------------------------ */
 
 #define BIG_REQ (4u * 1024 * 1024)
@@ -1363,6 +1420,7 @@ main(void)
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_timeout_set_later),
 		cmocka_unit_test(test_server_vanishes),
+		cmocka_unit_test(test_stream_moved_between_requests),
 		cmocka_unit_test(test_big_bodies),
 		cmocka_unit_test(test_early_answer),
 		cmocka_unit_test(test_early_answer_open),
