@@ -77,6 +77,24 @@ def worker_pids(d):
     return sorted(p for p in d.workers() if cmdline(p).startswith("fdhttpd: worker"))
 
 
+def snapshot(d):
+    """What a stalled test reports: each process's state and fds, and the
+    end of fdhttpd's log."""
+    lines = []
+    for p in [d.pid] + sorted(d.workers()):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open("/proc/%d/wchan" % p) as f:
+                wchan = f.read()
+            lines.append("  %d %s (%s) fds %d: %s" % (p, state, wchan or "-", fd_count(p),
+                                                   cmdline(p)))
+        except OSError as e:
+            lines.append("  %d: %s" % (p, e))
+    log = d.read_log().splitlines()
+    return "\n".join(lines + ["fdhttpd's log, last 20 of %d lines:" % len(log)] + log[-20:])
+
+
 def connect(path, timeout=IO_TIMEOUT):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)

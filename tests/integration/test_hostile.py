@@ -25,7 +25,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttp_testlib import build_request  # noqa: E402
 from fdhttpd_testlib import Fdhttpd, cmdline  # noqa: E402
-from hostile_testlib import (Baseline, Canary, connect, raise_nofile,  # noqa: E402
+from hostile_testlib import (Baseline, Canary, connect, raise_nofile, snapshot,  # noqa: E402
                              worker_pids)
 
 MiB = 1024 * 1024
@@ -309,9 +309,9 @@ class HostileTest(unittest.TestCase):
         self.addCleanup(done.set)
         deadline = time.monotonic() + 30
         while todo or open_:
-            self.assertLess(time.monotonic(), deadline,
-                            "%d clients still waiting, %d not connected"
-                            % (len(open_), len(todo)))
+            if time.monotonic() >= deadline:
+                self.fail("%d clients still waiting, %d not connected, %d answered\n%s"
+                          % (len(open_), len(todo), len(answers), snapshot(d)))
             while todo:
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.setblocking(False)
