@@ -518,7 +518,7 @@ broker_hold(struct proc *p)
 	if (n != (ssize_t)sizeof(h) || h.type != FDH_CTL_OPEN)
 		return false;
 	p->broker_held = true;
-	p->broker_check_at = now_ms() + BROKER_CHECK_MS;
+	p->broker_check_at = fdh_mono_ms() + BROKER_CHECK_MS;
 	if (!p->broker_capped)
 		log_warn("worker %u (pid %ld): %d broker answers unread; leaving its requests "
 		    "unread until it reads them", p->id, (long)p->pid, BROKER_MAX_UNREAD);

@@ -41,7 +41,7 @@ void
 reject_log(struct sup *s, enum refusal kind, const char *fmt, ...)
 {
 	struct refusal_log *l = &s->refusal_logs[kind];
-	int64_t now = now_ms();
+	int64_t now = fdh_mono_ms();
 	va_list ap;
 
 	if (now < l->until) {
@@ -108,7 +108,7 @@ reject_conn(struct sup *s, int fd, int status, const char *fmt, ...)
 		return;
 	}
 	s->lingers[s->nlingers].fd = fd;
-	s->lingers[s->nlingers].deadline = now_ms() + SUP_LINGER_MS;
+	s->lingers[s->nlingers].deadline = fdh_mono_ms() + SUP_LINGER_MS;
 	s->lingers[s->nlingers].nread = 0;
 	s->nlingers++;
 }

@@ -30,15 +30,6 @@
 /* Out of fds or memory: how long to leave the backlog alone. */
 #define ACCEPT_PAUSE_MS		100
 
-int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool
 gid_allowed(const struct options *o, gid_t gid)
 {
@@ -117,7 +108,7 @@ static void
 handed_add(struct sup *s, int fd)
 {
 	if (s->nhanded == 0)
-		s->handed_since = now_ms();
+		s->handed_since = fdh_mono_ms();
 	s->handed[s->nhanded++] = fd;
 	if (s->nhanded == SUP_HANDED_BATCH)
 		handed_flush(s);
@@ -132,7 +123,7 @@ hand_off(struct sup *s, struct pending_conn *c)
 {
 	struct proc *p;
 
-	if (s->send_retry_at != 0 && now_ms() < s->send_retry_at)
+	if (s->send_retry_at != 0 && fdh_mono_ms() < s->send_retry_at)
 		return false;
 	s->send_retry_at = 0;
 	while ((p = workers_pick(s)) != NULL) {
@@ -165,7 +156,7 @@ hand_off(struct sup *s, struct pending_conn *c)
 			return true;
 		}
 		if (ctl_send_temporary(r)) {
-			int64_t now = now_ms();
+			int64_t now = fdh_mono_ms();
 
 			/*
 			 * Every worker would fail alike: keep the connection,
@@ -220,7 +211,7 @@ place(struct sup *s, int fd, const struct ucred *cred, bool may_ask)
 	if (n >= s->o->max_conns_per_uid && may_ask && workers_flush(s)) {
 		s->recheck_fd = fd;
 		s->recheck_cred = *cred;
-		s->recheck_at = now_ms() + RECHECK_MS;
+		s->recheck_at = fdh_mono_ms() + RECHECK_MS;
 		return;
 	}
 	if (n >= s->o->max_conns_per_uid) {
@@ -310,7 +301,7 @@ accept_one(struct sup *s)
 {
 	int fd;
 
-	if (!can_accept(s, now_ms()))
+	if (!can_accept(s, fdh_mono_ms()))
 		return;
 	do
 		fd = accept4(s->sock->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -333,7 +324,7 @@ accept_one(struct sup *s)
 		log_error("accept: %s", strerror(errno));
 		break;
 	}
-	s->accept_pause_until = now_ms() + ACCEPT_PAUSE_MS;
+	s->accept_pause_until = fdh_mono_ms() + ACCEPT_PAUSE_MS;
 }
 
 /* sig: the signal that asked for it, or 0 when the supervisor gives up itself. */
@@ -438,7 +429,7 @@ run(struct sup *s)
 
 	while (!(s->stopping && s->nprocs == 0)) {
 		size_t n = PFD_FIXED, nworkers, k, i;
-		int64_t now = now_ms();
+		int64_t now = fdh_mono_ms();
 		int r;
 
 		if (s->have_pending && !s->stopping && hand_off(s, &s->pending))
@@ -502,7 +493,7 @@ run(struct sup *s)
 				reject_on_event(s, i - 1 - nworkers);
 		if (pfds[PFD_LISTEN].revents)
 			accept_one(s);
-		now = now_ms();
+		now = fdh_mono_ms();
 		workers_timers(s, now);
 		reject_timers(s, now);
 		if (pfds[PFD_SIGNAL].revents)

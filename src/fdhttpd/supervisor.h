@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <fdhttp/common.h>
+#include "clock.h"
 #include "ctl.h"
 #include "options.h"
 #include "sockfile.h"
@@ -213,8 +214,6 @@ struct sup {
 	size_t nlingers;
 	struct refusal_log refusal_logs[REFUSED_NKINDS];
 };
-
-int64_t now_ms(void);
 
 /*
  * Whether a failed send on a control socket (a negative errno) is the

@@ -104,7 +104,7 @@ proc_new(struct sup *s, unsigned slot)
 	p->id = slot + 1;
 	p->gen = s->gen;
 	p->state = PROC_STARTING;
-	p->started_ms = now_ms();
+	p->started_ms = fdh_mono_ms();
 	/*
 	 * A service whose init never returns would otherwise hold its slot for
 	 * good, and a rolling restart with it: killed, it is started again
@@ -153,7 +153,7 @@ slot_again(struct sup *s, unsigned i)
 			slot_start(s, i);
 		return;
 	}
-	sl->respawn_at = now_ms() + d;
+	sl->respawn_at = fdh_mono_ms() + d;
 	log_info("worker %u: starting again in %lld ms", i + 1, (long long)d);
 }
 
@@ -325,7 +325,7 @@ proc_drain(struct sup *s, struct proc *p, const char *why)
 	p->state = PROC_DRAINING;
 	p->retiring = false;
 	if (!p->killed)
-		p->kill_at = now_ms() + s->o->grace_ms;
+		p->kill_at = fdh_mono_ms() + s->o->grace_ms;
 	log_info("worker %u (pid %ld) draining: %s", p->id, (long)p->pid, why);
 	if (p->ctl != -1)
 		proc_send_drain(p);
@@ -490,7 +490,7 @@ workers_ctl_failed(struct sup *s, struct proc *p, int err)
 		log_warn("worker %u (pid %ld): control socket: %s", p->id, (long)p->pid,
 		    strerror(err));
 	/* Exiting on its own is logged when reaped; give it a moment to. */
-	p->kill_at = now_ms() + SUP_HANGUP_KILL_MS;
+	p->kill_at = fdh_mono_ms() + SUP_HANGUP_KILL_MS;
 }
 
 void
@@ -554,7 +554,7 @@ log_exit(const struct proc *p, int status)
 static void
 on_death(struct sup *s, struct proc *p, int status)
 {
-	int64_t lived = now_ms() - p->started_ms;
+	int64_t lived = fdh_mono_ms() - p->started_ms;
 	unsigned i = p->id - 1;
 	struct slot *sl = &s->slots[i];
 
@@ -778,7 +778,7 @@ workers_restart(struct sup *s)
 bool
 workers_flush(struct sup *s)
 {
-	int64_t now = now_ms();
+	int64_t now = fdh_mono_ms();
 	bool waiting = false;
 	size_t k;
 
@@ -845,7 +845,7 @@ workers_wait(struct sup *s)
 		workers_reap(s);
 		if (s->nprocs == 0)
 			return;
-		now = now_ms();
+		now = fdh_mono_ms();
 		workers_timers(s, now);
 		/*
 		 * Blocked (signals.c), SIGCHLD stays pending until taken here:

@@ -27,6 +27,7 @@
 #include <llhttp.h>
 
 #include <fdhttp/client.h>
+#include "clock.h"
 #include "fdpass.h"
 #include "xfd.h"
 
@@ -95,20 +96,12 @@ struct exchange {
 	bool eof;
 };
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* -1 for no deadline. */
 static int64_t
 deadline_after(int timeout_ms)
 {
-	return timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+	return timeout_ms > 0 ? fdh_mono_ms() + timeout_ms : -1;
 }
 
 /* The earlier of two deadlines, -1 being none. */
@@ -128,7 +121,7 @@ time_left(int64_t deadline)
 
 	if (deadline < 0)
 		return -1;
-	left = deadline - now_ms();
+	left = deadline - fdh_mono_ms();
 	if (left <= 0)
 		return -ETIMEDOUT;
 	return left > INT_MAX ? INT_MAX : (int)left;
@@ -1008,7 +1001,7 @@ fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
 		sent_all = !expect || req->body_len == 0;
 		x.want_continue = expect;
 		if (!sent_all)
-			continue_by = now_ms() + CLIENT_CONTINUE_WAIT_MS;
+			continue_by = fdh_mono_ms() + CLIENT_CONTINUE_WAIT_MS;
 	} else if (gone(r)) {
 		send_err = r;	/* the server may have answered before it left */
 	} else if (r < 0) {

@@ -71,6 +71,7 @@
 #include <unistd.h>
 
 #include <fdhttp/common.h>
+#include "clock.h"
 #include "closer.h"
 #include "ctl.h"
 #include "fdpass.h"
@@ -308,14 +309,6 @@ close_all_but(int a, int b)
 	closefrom(hi + 1);
 }
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /*
  * The runner, on sock: it greets its manager (0, or -errno when it could
@@ -578,7 +571,7 @@ manager_loop(struct mgr *m)
 	int64_t now;
 
 	for (;;) {
-		now = mono_ms();
+		now = fdh_mono_ms();
 		runner_reap(m);
 		if (m->rsock == -1 && now >= m->retry && m->dying < RUNNERS_DYING_MAX)
 			(void)runner_start(m, now);
@@ -598,7 +591,7 @@ manager_loop(struct mgr *m)
 			continue;
 		/* Answers first: a runner that just answered is not stuck. */
 		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))
-			runner_read(m, mono_ms());
+			runner_read(m, fdh_mono_ms());
 		if (pfd[0].revents != 0 && !m->fwd)
 			parent_read(m);
 	}
@@ -655,7 +648,7 @@ manager_main(int sock, int ready, pid_t parent, bool confine, const char *title)
 		r = runner_filter(&m);
 	/* The first runner, now: a runner that cannot start is an error to report. */
 	if (r == 0)
-		r = runner_start(&m, mono_ms());
+		r = runner_start(&m, fdh_mono_ms());
 	if (r == 0) {
 		pfd.fd = m.rsock;
 		pfd.events = POLLIN;

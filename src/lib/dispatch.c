@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "attr.h"
+#include "clock.h"
 #include "closer.h"
 #include "engine.h"
 #include "fdpass.h"
@@ -29,14 +30,6 @@
 /* Events taken per epoll_wait(); more stay queued for the next turn. */
 #define MAX_EVENTS 64
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static unsigned
 timeout_of(const struct fdh_dispatch *d, enum fdh_timer_kind k)
@@ -313,7 +306,7 @@ fd_estimate_max(rlim_t nofile, rlim_t reserve)
 FDH_NO_CANARY void
 fdh_dispatch_clock(struct fdh_dispatch *d)
 {
-	d->now = now_ms();
+	d->now = (uint64_t)fdh_mono_ms();
 }
 
 int
@@ -380,7 +373,7 @@ fdh_dispatch_new(const struct fdh_service *svc, const struct fdh_limits *limits,
 	d->fd_estimate_max = fd_estimate_max(d->nofile, d->fd_reserve);
 	n = count_open_fds(d);
 	d->other_fds = n > 0 ? n : 0;
-	d->now = now_ms();
+	d->now = (uint64_t)fdh_mono_ms();
 	*ret_d = d;
 	return 0;
 fail:
@@ -512,7 +505,7 @@ fdh_dispatch_add_conn(struct fdh_dispatch *d, int fd, const struct fdh_peer *pee
 	d->fresh = c;
 	d->nconns++;
 	d->open_fds += pidfd >= 0 ? 2 : 1;
-	d->now = now_ms();
+	d->now = (uint64_t)fdh_mono_ms();
 	fdh_dispatch_timer_arm(d, c, TIMER_IDLE);
 	return 0;
 fail:
@@ -684,7 +677,7 @@ turn(struct fdh_dispatch *d, int timeout_ms, bool clock_fresh)
 	int i, n, r = 0, t;
 
 	if (!clock_fresh)
-		d->now = now_ms();
+		d->now = (uint64_t)fdh_mono_ms();
 	read_fresh(d);
 	t = expire_timers(d);
 	free_closed(d);
@@ -699,7 +692,7 @@ turn(struct fdh_dispatch *d, int timeout_ms, bool clock_fresh)
 	n = epoll_wait(d->epfd, d->events, MAX_EVENTS, t);
 	if (n == -1 && errno != EINTR)
 		return -errno;
-	d->now = now_ms();	/* after every wait: the next turn starts from it */
+	d->now = (uint64_t)fdh_mono_ms();	/* after every wait: the next turn starts from it */
 	if (n <= 0)
 		return 0;
 	/*

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "closer.h"
 #include "ctl.h"
 #include "dispatch.h"
@@ -484,21 +485,13 @@ on_ctl(struct fdh_dispatch *d, int fd, void *arg)
 /* The worker while fdh_worker_main() runs; the broker's way to its socket. */
 static struct worker *current;
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Waits until the control socket has events, or the deadline: 0, -ETIMEDOUT. */
 static int
 wait_ctl(struct worker *w, short events, int64_t deadline)
 {
 	struct pollfd p = { .fd = w->ctl, .events = events };
-	int64_t left = deadline - mono_ms();
+	int64_t left = deadline - fdh_mono_ms();
 
 	if (left <= 0)
 		return -ETIMEDOUT;
@@ -571,7 +564,7 @@ fdh_broker_open(const char *path, int flags)
 	m.u.open.id = w->open_id;
 	m.u.open.flags = flags;
 	memcpy(m.u.open.path, path, len + 1);
-	deadline = mono_ms() + BROKER_TIMEOUT_MS;
+	deadline = fdh_mono_ms() + BROKER_TIMEOUT_MS;
 	while ((r = fdh_ctl_send(w->ctl, &m, NULL, 0)) == -EAGAIN) {
 		r = wait_ctl(w, POLLOUT, deadline);
 		if (r < 0)
