@@ -1,5 +1,6 @@
 /* The control channel between fdhttpd and its workers, and the shared log. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <fdhttp/common.h>
+#include "clock.h"
 #include "closer.h"
 #include "ctl.h"
 
@@ -412,6 +414,47 @@ fdh_log_enabled(enum fdh_log_level level)
 	return level >= log_min;
 }
 
+/* The longest a log line waits for room in stderr. */
+#define LOG_WAIT_MS 1000
+
+
+/*
+ * stderr is one open file that fdhttpd and its workers share, and a worker
+ * may set O_NONBLOCK on it: every line written while the reader lags would
+ * then fail with EAGAIN, the broker's decisions among them.  Such a line
+ * waits for room as it would on a blocking stderr, but LOG_WAIT_MS at most,
+ * so that a reader that stopped reading cannot stop the supervisor.
+ */
+static void
+log_write(const char *p, size_t n)
+{
+	int64_t deadline = -1;
+
+	while (n > 0) {
+		struct pollfd pfd = { .fd = STDERR_FILENO, .events = POLLOUT };
+		ssize_t w = write(STDERR_FILENO, p, n);
+		int64_t now;
+
+		if (w >= 0) {
+			/* A socket (journald's) may take part of a line. */
+			p += w;
+			n -= (size_t)w;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return;		/* nowhere left to report it */
+		now = fdh_mono_ms();
+		if (deadline == -1)
+			deadline = now + LOG_WAIT_MS;
+		if (now >= deadline)
+			return;
+		if (poll(&pfd, 1, (int)(deadline - now)) == -1 && errno != EINTR)
+			return;
+	}
+}
+
 void
 fdh_vlog(enum fdh_log_level level, const char *fmt, va_list ap)
 {
@@ -445,8 +488,7 @@ fdh_vlog(enum fdh_log_level level, const char *fmt, va_list ap)
 	}
 	line[n++] = '\n';
 	/* One write: the kernel keeps a short write to a pipe whole. */
-	if (write(STDERR_FILENO, line, n) < 0)
-		goto out;	/* nowhere left to report it */
+	log_write(line, n);
 out:
 	errno = saved;
 }

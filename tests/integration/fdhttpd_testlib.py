@@ -219,10 +219,12 @@ class Fdhttpd:
 
     def __init__(self, *opts, service_args=(), socket_path=None, service=None,
                  wait_ready=True, workers=2, tmpdir=None, env=None, prefix=(),
-                 preexec_fn=None):
+                 preexec_fn=None, stderr=None):
         """prefix is a command that runs fdhttpd (setpriv ...; then it is
         given no --user and tmpdir must be writable by whom it runs as);
-        preexec_fn runs in the child before that."""
+        preexec_fn runs in the child before that.  stderr: an fd for its
+        stdout and stderr in place of the log file (read_log() then has
+        nothing)."""
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="fdhttpd-test-")
         self.sock_path = socket_path or os.path.join(self.tmpdir, "s.sock")
         self.log_path = os.path.join(self.tmpdir, "fdhttpd.log")
@@ -238,8 +240,9 @@ class Fdhttpd:
                 *([] if prefix else sandbox_user(opts)), *opts, "--", service or echo_path(),
                 *service_args]
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=self.log, env=env, preexec_fn=preexec_fn)
+        out = self.log if stderr is None else stderr
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=out, env=env, preexec_fn=preexec_fn)
         if wait_ready:
             try:
                 self.wait_state("READY=1", timeout=10)

@@ -6,6 +6,7 @@ import os
 import pwd
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -176,6 +177,55 @@ class WorkersTest(unittest.TestCase):
         self.assertEqual(d.request().body, b"ok")
         self.assertEqual(d.workers(), pids)
         self.assertEqual(d.stop(), 0)
+
+    def test_log_lines_wait_for_room_in_a_nonblocking_stderr(self):
+        """stderr is one open file fdhttpd shares with its workers, and a
+        worker may set O_NONBLOCK on it.  A line written while it is full
+        waits for the reader, as on a blocking stderr, not dropped."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        d = self.start(workers=1, stderr=w)
+        d.wait_workers(1)
+        os.set_blocking(w, False)       # as a worker can, on the same open file
+        os.set_blocking(r, False)
+        filler = 0
+        try:
+            while True:
+                filler += os.write(w, b"x" * 4096)
+        except BlockingIOError:
+            pass
+        d.send_signal(signal.SIGUSR1)
+        # fdhttpd meets the full pipe before the reader wakes up.
+        time.sleep(0.2)
+        got = b""
+        deadline = time.monotonic() + 5
+        while b"SIGUSR1" not in got and time.monotonic() < deadline:
+            select.select([r], [], [], 0.1)
+            try:
+                got += os.read(r, 1 << 16)
+            except BlockingIOError:
+                pass
+        self.assertGreaterEqual(len(got), filler)
+        self.assertRegex(got[filler:].decode(errors="replace"),
+                         r"info supervisor: SIGUSR1: not used by fdhttpd; ignored")
+        # The lines of its stop go on to the reader too.
+        done = threading.Event()
+
+        def drain():
+            while not done.is_set():
+                select.select([r], [], [], 0.1)
+                try:
+                    os.read(r, 1 << 16)
+                except BlockingIOError:
+                    pass
+        t = threading.Thread(target=drain)
+        t.start()
+        try:
+            self.assertEqual(d.stop(), 0)
+        finally:
+            done.set()
+            t.join()
 
     def test_workers_exit_when_the_supervisor_dies(self):
         d = self.start(workers=2)
