@@ -11,7 +11,8 @@
  *				(".", "..", "//") or a refusal, 404 when absent
  *
  * Run alone (--socket) there is no broker: it opens beneath DIR itself,
- * with the same rule (openat2 and RESOLVE_BENEATH from DIR's fd).
+ * with the same rule (openat2 with RESOLVE_BENEATH and RESOLVE_NO_XDEV from
+ * DIR's fd).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,7 +70,7 @@ open_alone(const char *rel)
 {
 	struct open_how how = {
 		.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
 	};
 	int fd, fl;
 

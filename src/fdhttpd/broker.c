@@ -10,7 +10,11 @@
  * from that directory's fd with openat2() and RESOLVE_BENEATH, so neither
  * ".." nor a symlink (absolute, or relative and climbing) can lead out of
  * it, and RESOLVE_NO_MAGICLINKS keeps /proc's fd links from jumping
- * anywhere.  A directory not marked ":rw" gives read-only opens: no
+ * anywhere.  RESOLVE_NO_XDEV keeps it on the directory's own mount: a
+ * mount beneath it is a place the policy never named, a bind mount of
+ * anywhere or a FUSE mount a user made in a writable directory, whose
+ * server would hold our loop in the open for as long as it liked.  Such a
+ * mount is allowed by naming it in an --allow-open of its own.  A directory not marked ":rw" gives read-only opens: no
  * O_WRONLY, O_RDWR, O_CREAT, O_TRUNC (which truncates even read-only),
  * O_APPEND or O_TMPFILE.
  *
@@ -341,7 +345,8 @@ open_walk(const struct allowed_dir *d, const char *rest, const struct open_how *
 {
 	struct open_how step = {
 		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+		    RESOLVE_NO_XDEV,
 	};
 	struct open_how last = *how;
 	const struct allowed_dir *ro;
@@ -436,7 +441,7 @@ decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 	how.flags = (uint64_t)(unsigned)(req->flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	how.mode = (req->flags & O_CREAT) || (req->flags & O_TMPFILE) == O_TMPFILE ?
 	    BROKER_CREATE_MODE : 0;
-	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
 	if (d->holds_ro && wants_write(req->flags))
 		fd = open_walk(d, rest, &how, &ro);
 	else
@@ -453,8 +458,12 @@ decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 	}
 	if (fd < 0) {
 		if (fd == -EXDEV) {
-			/* RESOLVE_BENEATH: ".." or a symlink on the way led out. */
-			snprintf(why, len, "refused: leads out of %s", d->name);
+			/*
+			 * RESOLVE_BENEATH: ".." or a symlink on the way led
+			 * out; RESOLVE_NO_XDEV: the path crossed a mount.
+			 */
+			snprintf(why, len, "refused: leads out of %s or into a mount beneath it",
+			    d->name);
 			return -EACCES;
 		}
 		snprintf(why, len, "%s", strerror(-fd));

@@ -63,6 +63,16 @@ def needs_sandbox(test):
         test.skipTest("workers run without the sandbox in the leak-check pass")
 
 
+def mount_tmpfs(test, path, size="64k"):
+    """Mounts a tmpfs of size on path (an empty directory) until test ends;
+    skips test where mounting is not allowed."""
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0755" % size, "tmpfs",
+                        path], capture_output=True)
+    if r.returncode != 0:
+        test.skipTest("cannot mount a tmpfs (%s)" % r.stderr.decode().strip())
+    test.addCleanup(subprocess.run, ["umount", "-l", path])
+
+
 def wait_for(pred, timeout=TIMEOUT, interval=0.01, what="condition"):
     deadline = time.monotonic() + timeout
     while True:

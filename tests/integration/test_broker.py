@@ -20,7 +20,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fdhttpd_testlib import BUILD_DIR, Fdhttpd, fd_count, run_fdhttpd, wait_for  # noqa: E402
+from fdhttpd_testlib import (BUILD_DIR, Fdhttpd, fd_count, mount_tmpfs, run_fdhttpd,  # noqa: E402
+                             wait_for)
 from hostile_testlib import settled_fds  # noqa: E402
 import fdhttp_testlib  # noqa: E402
 
@@ -120,6 +121,17 @@ class BrokerTest(unittest.TestCase):
     def files(self):
         return self.start(files_path(), "--root", self.tree.data)
 
+    def files_alone(self):
+        """fdhttp-files run alone on the tree's data: its socket's path."""
+        sock = os.path.join(self.tree.top, "alone.sock")
+        p = subprocess.Popen([files_path(), "--socket", sock, "--root", self.tree.data],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.addCleanup(p.wait, 5)
+        self.addCleanup(p.terminate)
+        wait_for(lambda: os.path.exists(sock), what="fdhttp-files listening")
+        return sock
+
     def test_files_hands_out_a_read_only_fd(self):
         d = self.files()
         with FdConn(d.sock_path) as c:
@@ -169,21 +181,15 @@ class BrokerTest(unittest.TestCase):
         log = d.read_log()
         self.assertRegex(log, r"open O_RDONLY: refused: not a canonical path .*: "
                               r"\"%s/\.\./secret\.txt\"" % re.escape(self.tree.data))
-        self.assertRegex(log, r"open O_RDONLY: refused: leads out of %s: \"%s/link-out\""
+        self.assertRegex(log, r"open O_RDONLY: refused: leads out of %s or into a mount "
+                              r"beneath it: \"%s/link-out\""
                          % (re.escape(self.tree.data), re.escape(self.tree.data)))
         self.assertRegex(log, r"open O_RDONLY: No such file or directory: \"%s/missing.txt\""
                          % re.escape(self.tree.data))
 
     def test_files_alone_applies_the_same_rule(self):
         """Run alone there is no broker: fdhttp-files opens beneath --root itself."""
-        sock = os.path.join(self.tree.top, "alone.sock")
-        p = subprocess.Popen([files_path(), "--socket", sock, "--root", self.tree.data],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        self.addCleanup(p.wait, 5)
-        self.addCleanup(p.terminate)
-        wait_for(lambda: os.path.exists(sock), what="fdhttp-files listening")
-        with FdConn(sock) as c:
+        with FdConn(self.files_alone()) as c:
             r = c.get("/open?path=sub-link/inner.txt")
             self.assertEqual((r.status, read_fd(r.fds["file"])), (200, b"inner"))
             r.close_fds()
@@ -254,6 +260,41 @@ class BrokerTest(unittest.TestCase):
                          % (re.escape(t.rw), re.escape(t.rw)))
         self.assertRegex(log, r"open O_RDONLY: refused: outside every --allow-open directory: "
                               r"\"/etc/hostname\"")
+
+    def test_mounts_beneath_an_allowed_directory_are_not_crossed(self):
+        """A mount inside an allowed directory (a bind mount of anywhere, a
+        FUSE mount a user made in a writable one) is a place the policy did
+        not name: the broker does not enter it, nor fdhttp-files run alone,
+        unless it is allowed in its own right."""
+        t = self.tree
+        mnt = os.path.join(t.rw, "mnt")
+        os.mkdir(mnt)
+        mount_tmpfs(self, mnt)
+        with open(os.path.join(mnt, "f"), "w") as f:
+            f.write("mounted")
+        d = self.probe()
+        with FdConn(d.sock_path) as c:
+            for path, flags, want in ((mnt + "/f", "ro", "EACCES"),
+                                      (mnt + "/new", "creat", "EACCES"),
+                                      (t.rw + "/old.txt", "ro", "0")):
+                with self.subTest(path=path, flags=flags):
+                    err, r = self.ask(c, path, flags)
+                    self.assertEqual(err, want)
+                    r.close_fds()
+        self.assertFalse(os.path.exists(mnt + "/new"))
+        d.wait_log(r"open O_RDONLY: refused: leads out of %s or into a mount beneath it: "
+                   r"\"%s/f\"" % (re.escape(t.rw), re.escape(mnt)))
+
+        with FdConn(self.files_alone()) as c:
+            self.assertEqual(c.get("/open?path=rw/mnt/f").status, 403)
+
+        # Named in an --allow-open of its own, it is allowed.
+        d2 = self.start(probe_path(), opts=("--allow-open", mnt + ":ro"))
+        with FdConn(d2.sock_path) as c:
+            err, r = self.ask(c, mnt + "/f")
+            self.assertEqual(err, "0")
+            self.assertEqual(read_fd(r.fds["file"]), b"mounted")
+            r.close_fds()
 
     def test_read_only_directory_inside_a_writable_one(self):
         """--allow-open W:rw --allow-open W/private:ro: no other spelling of a

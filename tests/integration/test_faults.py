@@ -23,7 +23,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttp_testlib import build_request, echo_path  # noqa: E402
-from fdhttpd_testlib import (Fdhttpd, cmdline, fail_poll, needs_sandbox,  # noqa: E402
+from fdhttpd_testlib import (Fdhttpd, cmdline, fail_poll, mount_tmpfs, needs_sandbox,  # noqa: E402
                              run_fdhttpd, wait_for)
 from hostile_testlib import (Baseline, Canary, connect, fd_count, outcome,  # noqa: E402
                              settled_fds, worker_pids)
@@ -548,11 +548,7 @@ class FaultTest(unittest.TestCase):
         sockdir = os.path.join(tmp, "sock")
         os.mkdir(mnt)
         os.mkdir(sockdir)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k,mode=0755", "tmpfs", mnt],
-                           capture_output=True)
-        if r.returncode != 0:
-            self.skipTest("cannot mount a tmpfs to fill (%s)" % r.stderr.decode().strip())
-        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        mount_tmpfs(self, mnt, "4k")
         fd = os.open(os.path.join(mnt, "fill"), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC)
         try:
             while os.write(fd, b"\0" * 1024) > 0:
