@@ -166,6 +166,20 @@ conn_failf(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, 
 	conn_fail(d, c, fds, nfds, is_head, status, text);
 }
 
+/*
+ * A drain (or drain_soon) began after c's response said keep-alive: its
+ * client may send one more request, as in close_idle().  Out of line, as
+ * the path is rare and conn_finish() is inlined where every request goes.
+ */
+static __attribute__((noinline, cold)) void
+conn_last_call(struct fdh_dispatch *d, struct fdh_conn *c)
+{
+	c->state = CONN_WAIT;
+	fdh_dispatch_timer_arm(d, c, TIMER_LAST);
+	if (c->events != fdh_conn_wanted(d, c))
+		fdh_dispatch_conn_events(d, c, fdh_conn_wanted(d, c));
+}
+
 /* Inlined in both callers: a call here costs every request a frame. */
 static inline __attribute__((always_inline)) void
 conn_finish(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after)
@@ -173,9 +187,11 @@ conn_finish(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after)
 	c->served = true;
 	if (d->hooks.request_done)
 		d->hooks.request_done(d, d->hooks.arg);
-	/* drain_soon too: a keep-alive response made before it, sent only now, ends its connection. */
 	if (close_after || d->draining || d->drain_soon) {
-		fdh_conn_close(d, c);
+		if (close_after)
+			fdh_conn_close(d, c);
+		else
+			conn_last_call(d, c);
 		return;
 	}
 	c->state = CONN_WAIT;
@@ -501,7 +517,9 @@ conn_head_refused(struct fdh_dispatch *d, struct fdh_conn *c, const char *buf, s
 	conn_reset_request(d, c);
 	/* Idle again, on the timer it had: empty lines buy no time. */
 	c->state = CONN_WAIT;
-	if (!fresh)
+	if (!fresh && c->served && (d->draining || d->drain_soon))
+		fdh_dispatch_timer_arm(d, c, TIMER_LAST);	/* still its last call */
+	else if (!fresh)
 		fdh_dispatch_timer_arm(d, c, TIMER_IDLE);
 	return 0;
 }

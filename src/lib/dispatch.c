@@ -29,7 +29,8 @@
 #define STARVED_RETRY_MS 50
 /* Events taken per epoll_wait(); more stay queued for the next turn. */
 #define MAX_EVENTS 64
-
+/* How long a connection answered as a drain began may take to ask again. */
+#define LAST_CALL_MS 1000
 
 static unsigned
 timeout_of(const struct fdh_dispatch *d, enum fdh_timer_kind k)
@@ -37,6 +38,7 @@ timeout_of(const struct fdh_dispatch *d, enum fdh_timer_kind k)
 	switch (k) {
 	case TIMER_IDLE:	return d->lim.idle_timeout_ms;
 	case TIMER_REQUEST:	return d->lim.request_timeout_ms;
+	case TIMER_LAST:	return LAST_CALL_MS;
 	default:		return d->lim.write_timeout_ms;
 	}
 }
@@ -571,15 +573,27 @@ fdh_dispatch_nrequests(const struct fdh_dispatch *d)
 	return d->nrequests;
 }
 
-/* Idle keep-alive connections go now; one yet to send its first request is served it. */
+/*
+ * Idle keep-alive connections go now; one yet to send its first request is
+ * served it.  One answered in this turn or the last was told it would be
+ * kept alive after the drain was asked for, as a handler ran or before
+ * this turn read the request: closed now, it would fail the request its
+ * client is about to send.  It gets LAST_CALL_MS to send one, which is
+ * answered with Connection: close.
+ */
 static void
 close_idle(struct fdh_dispatch *d)
 {
+	unsigned idle_ms = timeout_of(d, TIMER_IDLE);
 	struct fdh_conn *c, *next;
 
 	for (c = d->conns; c; c = next) {
 		next = c->next;
-		if (c->state == CONN_WAIT && c->served)
+		if (c->state != CONN_WAIT || !c->served || c->timer == TIMER_LAST)
+			continue;
+		if (c->timer == TIMER_IDLE && c->deadline - idle_ms >= d->turn_prev)
+			fdh_dispatch_timer_arm(d, c, TIMER_LAST);
+		else
 			fdh_conn_close(d, c);
 	}
 }
@@ -621,20 +635,28 @@ fdh_dispatch_stop(struct fdh_dispatch *d)
  * milliseconds to the next deadline (-1: none).  A timeout only closes
  * connections, never arms a timer, so one pass over the lists does both.
  */
+static inline void
+expire_list(struct fdh_dispatch *d, enum fdh_timer_kind k, uint64_t *next)
+{
+	struct fdh_conn *c;
+
+	while ((c = d->timers[k].head) != NULL && c->deadline <= d->now)
+		fdh_conn_timeout(d, c, k);
+	if (c && c->deadline < *next)
+		*next = c->deadline;
+}
+
 static int
 expire_timers(struct fdh_dispatch *d)
 {
 	uint64_t next = UINT64_MAX;
-	unsigned k;
 
-	for (k = 0; k < TIMER_KINDS; k++) {
-		struct fdh_conn *c;
-
-		while ((c = d->timers[k].head) != NULL && c->deadline <= d->now)
-			fdh_conn_timeout(d, c, (enum fdh_timer_kind)k);
-		if (c && c->deadline < next)
-			next = c->deadline;
-	}
+	expire_list(d, TIMER_IDLE, &next);
+	expire_list(d, TIMER_REQUEST, &next);
+	expire_list(d, TIMER_WRITE, &next);
+	/* Only a drain arms the last list: one test on every other turn. */
+	if (__builtin_expect(d->timers[TIMER_LAST].head != NULL, 0))
+		expire_list(d, TIMER_LAST, &next);
 	if ((d->starved || d->retry) && next > d->now + STARVED_RETRY_MS)
 		next = d->now + STARVED_RETRY_MS;
 	if (next == UINT64_MAX)
@@ -693,6 +715,8 @@ turn(struct fdh_dispatch *d, int timeout_ms, bool clock_fresh)
 	if (n == -1 && errno != EINTR)
 		return -errno;
 	d->now = (uint64_t)fdh_mono_ms();	/* after every wait: the next turn starts from it */
+	d->turn_prev = d->turn_start;
+	d->turn_start = d->now;
 	if (n <= 0)
 		return 0;
 	/*

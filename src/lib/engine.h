@@ -32,6 +32,7 @@ enum fdh_timer_kind {
 	TIMER_IDLE,
 	TIMER_REQUEST,
 	TIMER_WRITE,
+	TIMER_LAST,		/* answered as a drain began: see close_idle() */
 	TIMER_KINDS,
 	TIMER_NONE = TIMER_KINDS,
 };
@@ -133,6 +134,8 @@ struct fdh_dispatch {
 
 	struct fdh_timer_list timers[TIMER_KINDS];
 	uint64_t now;
+	uint64_t turn_start;		/* d->now as this turn's wait ended */
+	uint64_t turn_prev;		/* ... and the last turn's */
 
 	char *scratch;			/* where a fresh request is read */
 	size_t scratch_cap;

@@ -277,6 +277,51 @@ class WorkersTest(unittest.TestCase):
         after = set(d.wait_workers(2, exclude=before))
         self.assertFalse(before & after)
 
+    def test_a_drain_during_a_handler_leaves_its_client_one_more_request(self):
+        """A response made while the worker was being told to drain says
+        keep-alive, for the worker reads the news only after it: its client
+        may send another request, answered with Connection: close, rather
+        than find the connection closed under it (SIGHUP: no request
+        fails)."""
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            with self.subTest(sig=sig.name):
+                d = self.start(workers=1)
+                (w,) = d.wait_workers(1)
+
+                def wchan():
+                    with open("/proc/%d/wchan" % w) as f:
+                        return f.read()
+                if "epoll" not in wait_for(wchan, what="the worker's wchan"):
+                    self.skipTest("/proc/PID/wchan does not name the wait here")
+                c = Conn(d.sock_path)
+                self.addCleanup(c.close)
+                r, wr = os.pipe2(os.O_CLOEXEC)
+                socket.send_fds(c.sock, [b"POST /fd/read HTTP/1.1\r\nHost: x\r\nX-FD: input\r\n"
+                                         b"Content-Length: 0\r\n\r\n"], [r])
+                os.close(r)
+                # The handler polls the pipe until its end: the worker waits there.
+                wait_for(lambda: wchan().startswith("poll_"), what="the handler's poll()")
+                d.send_signal(sig)
+                d.wait_log(r"worker 1 \(pid %d\) draining: " % w)
+                time.sleep(0.1)         # DRAIN is in the worker's socket, unread
+                os.write(wr, b"x")
+                os.close(wr)
+                first = c.read_response()
+                self.assertEqual((first.status, first.body), (200, b"x"))
+                # One that reaches the worker with the DRAIN, in one batch of
+                # events, is answered first, keep-alive too; the next says close.
+                for _ in range(3):
+                    more = c.request()
+                    self.assertEqual((more.status, more.body), (200, b"ok"))
+                    if more.header("connection") == "close":
+                        break
+                else:
+                    self.fail("no response said Connection: close")
+                self.assertEqual(c.sock.recv(1), b"")
+                c.close()
+                if sig == signal.SIGTERM:
+                    self.assertEqual(d.proc.wait(5), 0)
+
     def test_sighup_says_when_every_worker_is_replaced(self):
         # systemctl reload returns at once: the log is how an operator learns
         # that a new build serves everywhere, or that it is still being tried.

@@ -1571,12 +1571,25 @@ drain_after_response(struct fdh_dispatch *d, void *arg)
 		fdh_dispatch_drain(d);
 }
 
+/* Turns of the loop, a few ms apart, so that earlier answers are no longer recent. */
+static void
+age_answers(struct fdh_dispatch *d)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		usleep(3000);
+		assert_int_equal(fdh_dispatch_run_once(d, 0), 0);
+	}
+}
+
 /*
  * Two idle keep-alive connections send a request each, so both are in one
  * batch of events; the first answered starts a drain (as a worker's
  * retirement does), which closes the other at once.  That one must go
  * unanswered and untouched after it is closed (ASan would see a use after
- * free), and neither may leak a descriptor.
+ * free), and neither may leak a descriptor.  The first, told it would be
+ * kept alive, may still send one more request (close_idle()).
  */
 static void
 test_conn_closed_by_earlier_event_of_batch(void **state)
@@ -1586,7 +1599,7 @@ test_conn_closed_by_earlier_event_of_batch(void **state)
 	struct fdh_limits lim;
 	struct fdh_dispatch *d;
 	struct fdh_test_msg m;
-	int sv[2][2], i, k, r, answered = 0, before = fdh_test_count_fds(0);
+	int sv[2][2], i, k, r, answered = -1, before = fdh_test_count_fds(0);
 
 	(void)state;
 	drain_armed = false;
@@ -1603,29 +1616,110 @@ test_conn_closed_by_earlier_event_of_batch(void **state)
 		assert_int_equal(m.status, 200);
 		fdh_test_msg_free(&m);
 	}
+	age_answers(d);
 	drain_armed = true;
 	for (k = 0; k < 2; k++)
 		assert_true(fdh_test_sends(sv[k][0], "GET /hello/b HTTP/1.1\r\n\r\n", NULL, 0) > 0);
 	/* One turn takes both events: each socket already holds its request. */
 	assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
-	assert_int_equal(fdh_dispatch_nconns(d), 0);
+	assert_int_equal(fdh_dispatch_nconns(d), 1);
 	assert_int_equal(fdh_dispatch_nrequests(d), 3);
 	for (k = 0; k < 2; k++) {
-		/* Closed with its request unread, a Unix socket reports a reset. */
-		r = fdh_test_read_all(sv[k][0], 2000, &m);
-		assert_true(r == -ECONNRESET || (r == 0 && m.eof));
+		r = fdh_test_read_all(sv[k][0], 200, &m);
 		if (m.len > 0) {
-			/* Answered, then closed: the drain began after that response. */
+			/* Answered keep-alive before the drain began: still open. */
+			assert_int_equal(answered, -1);
+			answered = k;
 			assert_non_null(strstr(m.data, "HTTP/1.1 200 "));
 			assert_non_null(strstr(m.data, "/hello/b"));
-			assert_true(r == 0 && m.eof);
-			answered++;
+			assert_null(strstr(m.data, "Connection: close"));
+			assert_true(r == 0 && m.timed_out);
+		} else {
+			/* Closed with its request unread, a Unix socket reports a reset. */
+			assert_true(r == -ECONNRESET || (r == 0 && m.eof));
 		}
 		fdh_test_msg_free(&m);
-		close(sv[k][0]);
 	}
-	assert_int_equal(answered, 1);
+	assert_true(answered >= 0);
+	assert_true(fdh_test_sends(sv[answered][0], "GET /hello/c HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	assert_int_equal(fdh_dispatch_run_once(d, 1000), 0);
+	assert_int_equal(fdh_test_read_all(sv[answered][0], 2000, &m), 0);
+	assert_non_null(strstr(m.data, "/hello/c"));
+	assert_non_null(strstr(m.data, "Connection: close"));
+	assert_true(m.eof);
+	fdh_test_msg_free(&m);
+	for (k = 0; k < 2; k++)
+		close(sv[k][0]);
 	assert_int_equal(fdh_dispatch_run_once(d, 0), 1);	/* drained, nobody left */
+	fdh_dispatch_free(d);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
+/*
+ * A drain closes idle keep-alive connections, but not one answered in this
+ * turn of the loop or the last: its response said keep-alive after the
+ * drain was asked for (a handler was running), and its client may already
+ * be sending the next request.  That one is answered with Connection:
+ * close; a connection that sends nothing is closed LAST_CALL_MS later.
+ */
+static void
+test_drain_gives_the_just_answered_a_last_request(void **state)
+{
+	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+	struct fdh_limits lim;
+	struct fdh_dispatch *d;
+	struct fdh_test_msg m;
+	int old[2], late[2], quiet[2], *sv[] = { old, late, quiet }, i, k;
+	int before = fdh_test_count_fds(0);
+	int64_t t0;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
+	for (k = 0; k < 3; k++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[k]), 0);
+		assert_int_equal(fdh_dispatch_add_conn(d, sv[k][1], &peer, -1, (uint64_t)k), 0);
+	}
+	/* old is answered, then turns go by; late and quiet are answered last. */
+	for (k = 0; k < 3; k++) {
+		assert_true(fdh_test_sends(sv[k][0], "GET /hello/a HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+		for (i = 0; i < 20 && fdh_dispatch_nrequests(d) == (unsigned)k; i++)
+			assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
+		assert_int_equal(fdh_test_read_message(sv[k][0], 2000, &m), 0);
+		assert_null(strstr(m.data, "Connection: close"));
+		fdh_test_msg_free(&m);
+		if (k == 0)
+			age_answers(d);
+	}
+	fdh_dispatch_drain(d);
+	assert_int_equal(fdh_dispatch_nconns(d), 2);
+	assert_int_equal(fdh_dispatch_run_once(d, 0), 0);	/* a closed socket goes at a turn's end */
+	assert_int_equal(fdh_test_read_all(old[0], 2000, &m), 0);
+	assert_true(m.eof && m.len == 0);	/* closed silently, at once */
+	fdh_test_msg_free(&m);
+
+	assert_true(fdh_test_sends(late[0], "GET /hello/last HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	assert_int_equal(fdh_dispatch_run_once(d, 1000), 0);
+	assert_int_equal(fdh_test_read_all(late[0], 2000, &m), 0);
+	assert_non_null(strstr(m.data, "HTTP/1.1 200 "));
+	assert_non_null(strstr(m.data, "/hello/last"));
+	assert_non_null(strstr(m.data, "Connection: close"));
+	assert_true(m.eof);
+	fdh_test_msg_free(&m);
+	assert_int_equal(fdh_dispatch_nconns(d), 1);
+
+	/* quiet sent nothing: closed after its last call, the drain then done. */
+	t0 = fdh_test_now_ms();
+	for (i = 0; i < 50 && fdh_dispatch_nconns(d) > 0; i++)
+		assert_true(fdh_dispatch_run_once(d, 100) >= 0);
+	assert_int_equal(fdh_dispatch_nconns(d), 0);
+	assert_true(fdh_test_now_ms() - t0 >= 900);
+	assert_int_equal(fdh_test_read_all(quiet[0], 2000, &m), 0);
+	assert_true(m.eof && m.len == 0);
+	fdh_test_msg_free(&m);
+	assert_int_equal(fdh_dispatch_run_once(d, 0), 1);
+	for (k = 0; k < 3; k++)
+		close(sv[k][0]);
 	fdh_dispatch_free(d);
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
@@ -1836,6 +1930,7 @@ main(void)
 		cmocka_unit_test(test_refused_head_request_has_no_body),
 		cmocka_unit_test(test_run_once_on_callers_thread),
 		cmocka_unit_test(test_conn_closed_by_earlier_event_of_batch),
+		cmocka_unit_test(test_drain_gives_the_just_answered_a_last_request),
 		cmocka_unit_test(test_request_queued_at_hand_over_answered_at_once),
 		cmocka_unit_test(test_ended_socket_closes_after_watches_read),
 		cmocka_unit_test(test_ended_socket_closes_before_a_handler_runs),
