@@ -229,7 +229,7 @@ init(int argc, char **argv, void *ud)
 		if (strcmp(argv[i], "--enable-crash") == 0) {
 			echo.enable_crash = true;
 		} else {
-			fprintf(stderr, "fdhttp-echo: unknown option %s (see --help)\n", argv[i]);
+			fdh_service_log(FDH_LOG_ERROR, "unknown option %s (see --help)", argv[i]);
 			return -EINVAL;
 		}
 	}

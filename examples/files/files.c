@@ -145,19 +145,19 @@ init(int argc, char **argv, void *ud)
 		} else if (strncmp(argv[i], "--root=", 7) == 0) {
 			root = argv[i] + 7;
 		} else {
-			fprintf(stderr, "fdhttp-files: unknown option %s (see --help)\n", argv[i]);
+			fdh_service_log(FDH_LOG_ERROR, "unknown option %s (see --help)", argv[i]);
 			return -EINVAL;
 		}
 	}
 	if (root == NULL || root[0] != '/') {
-		fprintf(stderr, "fdhttp-files: --root DIR is required, an absolute directory\n");
+		fdh_service_log(FDH_LOG_ERROR, "--root DIR is required, an absolute directory");
 		return -EINVAL;
 	}
 	len = strlen(root);
 	while (len > 1 && root[len - 1] == '/')
 		len--;
 	if (len >= sizeof(files.root)) {
-		fprintf(stderr, "fdhttp-files: --root is too long\n");
+		fdh_service_log(FDH_LOG_ERROR, "--root is too long");
 		return -EINVAL;
 	}
 	/* "/" stays "" so that "/" + REL is not "//REL". */

@@ -49,6 +49,14 @@ struct fdh_limits {
 #define FDH_MAX_HEAD_CEILING		(1024 * 1024)
 #define FDH_MAX_HEADERS_CEILING		4096
 
+/* Log levels, as fdhttpd's --log-level names them: see fdh_service_log(). */
+enum fdh_log_level {
+	FDH_LOG_DEBUG,
+	FDH_LOG_INFO,
+	FDH_LOG_WARN,
+	FDH_LOG_ERROR,
+};
+
 FDH_API void fdh_limits_default(struct fdh_limits *l);
 
 /*

@@ -46,8 +46,8 @@ struct fdh_service {
 	 * Called once with the arguments the framework did not consume, before
 	 * the first connection and, under fdhttpd, before the sandbox closes
 	 * in: the place to parse service options and open what the service
-	 * needs.  Returns 0, or a negative errno to stop; it may print its
-	 * own message to stderr first.  -EINVAL says the arguments are wrong:
+	 * needs.  Returns 0, or a negative errno to stop; it may say why first
+	 * with fdh_service_log().  -EINVAL says the arguments are wrong:
 	 * exit status 2, and fdhttpd, before the service has ever come up,
 	 * stops with it rather than start a worker that would refuse them
 	 * again.  Any other error is exit status 1: under fdhttpd the worker
@@ -72,6 +72,16 @@ struct fdh_service {
  * which it recognises from the environment.  Returns the process exit status.
  */
 FDH_API int fdh_service_main(const struct fdh_service *svc, int argc, char *argv[]);
+
+/*
+ * One line of the service's own log, such as a bad option in its init
+ * hook.  Under fdhttpd it is a line of fdhttpd's log, from the worker
+ * ("... error worker 2: echo: MESSAGE"), dropped below fdhttpd's
+ * --log-level, control bytes escaped; run alone, "PROGRAM: MESSAGE" on
+ * stderr, debug dropped.  Before fdh_service_main() it writes as alone.
+ */
+FDH_API void fdh_service_log(enum fdh_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /*
  * The fd broker: asks fdhttpd to open the file at the absolute path with

@@ -226,12 +226,7 @@ void fdh_title_put(const char *s, size_t len);
  *	2026-11-21T10:00:00.123Z fdhttpd[PID] LEVEL ROLE: message
  * Control characters in the message are escaped, so a line stays a line.
  */
-enum fdh_log_level {
-	FDH_LOG_DEBUG,
-	FDH_LOG_INFO,
-	FDH_LOG_WARN,
-	FDH_LOG_ERROR,
-};
+/* enum fdh_log_level is public: <fdhttp/common.h>. */
 
 /* The level for "debug", "info", "warn" or "error"; -EINVAL otherwise. */
 int fdh_log_level_parse(const char *name);

@@ -239,6 +239,27 @@ framework_opt(int argc, char **argv)
 	return NULL;
 }
 
+/* What fdh_service_log() writes: the name it goes by, and where to. */
+static char log_name[64] = "service";
+static bool log_to_fdhttpd;
+
+void
+fdh_service_log(enum fdh_log_level level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (level > FDH_LOG_ERROR)
+		level = FDH_LOG_ERROR;
+	if (log_to_fdhttpd)
+		fdh_log(level, "%s: %s", log_name, msg);
+	else if (level >= FDH_LOG_INFO)
+		fprintf(stderr, "%s: %s\n", log_name, msg);
+}
+
 int
 fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 {
@@ -264,6 +285,8 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 		const char *own = framework_opt(argc, argv);
 
 		fdh_worker_log_setup();
+		strlcpy(log_name, svc->name ? svc->name : prog, sizeof(log_name));
+		log_to_fdhttpd = true;
 		if (own) {
 			fdh_log(FDH_LOG_ERROR, "%s: %s is fdhttpd's option when the service runs "
 			    "under it: give it before the --", prog, own);
@@ -276,6 +299,7 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 		return fdh_worker_main(svc, &limits, argc, argv);
 	}
 
+	strlcpy(log_name, prog, sizeof(log_name));
 	sargv = calloc((size_t)argc + 1, sizeof(*sargv));
 	if (!sargv)
 		return 1;

@@ -15,8 +15,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fdhttpd_testlib import (Conn, Fdhttpd, children, cmdline, echo_path,  # noqa: E402
-                             fail_poll, fdhttpd_path, request, run_fdhttpd,
+from fdhttpd_testlib import (LOG_LINE, Conn, Fdhttpd, children, cmdline,  # noqa: E402
+                             echo_path, fail_poll, fdhttpd_path, request, run_fdhttpd,
                              sandbox_user, wait_for)
 
 
@@ -311,6 +311,17 @@ class SocketTest(unittest.TestCase):
         # Every worker refuses alike; the decision to stop is one line.
         self.assertEqual(err.count("refused its arguments; stopping"), 1, err)
         self.assertEqual(os.listdir(self.dir), [])
+        # The service says why through fdh_service_log(): a line of the log like any.
+        self.assertRegex(err, r"(?m)^\S+Z fdhttpd\[\d+\] error worker [12]: echo: unknown "
+                              r"option --no-such-echo-option \(see --help\)$")
+        for line in err.splitlines():
+            self.assertRegex(line, LOG_LINE)
+        # Alone, the same words after the program's name.
+        p = subprocess.run([echo_path(), "--socket", self.path, "--no-such-echo-option"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr,
+                         "fdhttp-echo: unknown option --no-such-echo-option (see --help)\n")
 
     def test_service_that_cannot_be_run_stops_fdhttpd_with_127(self):
         # Executable, so accepted at start, but execve() fails in every worker.
