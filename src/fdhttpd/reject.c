@@ -94,7 +94,7 @@ reject_conn(struct sup *s, int fd, int status, const char *fmt, ...)
 	body[blen++] = '\n';
 	body[blen] = '\0';
 	n = snprintf(buf, sizeof(buf),
-	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
 	    "Connection: close\r\n\r\n%s", status, reason(status), blen, body);
 	/* A fresh socket's buffer takes these few bytes whole, or nothing matters. */
 	if (n > 0 && send(fd, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1,

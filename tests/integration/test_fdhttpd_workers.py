@@ -514,7 +514,8 @@ class WorkersTest(unittest.TestCase):
         r = d.request()
         self.assertEqual(r.status, 403)
         self.assertEqual(r.header("connection"), "close")
-        self.assertEqual(r.header("content-type"), "text/plain")
+        # As the workers' own error answers say it.
+        self.assertEqual(r.header("content-type"), "text/plain; charset=utf-8")
         self.assertEqual(r.body.count(b"\n"), 1)
         self.assertIn(b"uid %d" % os.getuid(), r.body)
         d.wait_log(r"refused pid %d uid %d" % (os.getpid(), os.getuid()))
