@@ -164,12 +164,23 @@ usage_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void
 usage_msg(const char *fmt, ...)
 {
+	char msg[1024];
+	const char *p;
 	va_list ap;
 
-	fputs("fdhttp: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Arguments are quoted as given: a control byte in one is shown, not obeyed. */
+	fputs("fdhttp: ", stderr);
+	for (p = msg; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c < 0x20 || c == 0x7f)
+			fprintf(stderr, "\\x%02x", c);
+		else
+			fputc(c, stderr);
+	}
 	fputs("\nTry 'fdhttp --help'.\n", stderr);
 }
 
@@ -256,11 +267,19 @@ split_named(const char *opt, const char *arg, char name[FDH_FD_NAME_MAX + 1],
 	return 0;
 }
 
+/* RFC 9110's tchar: what a header name is made of. */
+static bool
+is_tchar(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
 static int
 parse_header(struct opts *o, const char *arg)
 {
 	const char *colon = strchr(arg, ':');
-	size_t nlen, vlen;
+	size_t nlen, vlen, i;
 	const char *v;
 	char *buf;
 
@@ -275,6 +294,15 @@ parse_header(struct opts *o, const char *arg)
 	vlen = strlen(v);
 	while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
 		vlen--;
+	/* Said here, of this header: the library would answer -EINVAL for the whole request. */
+	for (i = 0; i < nlen; i++)
+		if (!is_tchar((unsigned char)arg[i]))
+			return usage_error("-H %s: a header name is letters, digits and "
+			    "!#$%%&'*+-.^_`|~ only", arg);
+	for (i = 0; i < vlen; i++)
+		if (((unsigned char)v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
+			return usage_error("-H %s: a header value cannot hold a line break or "
+			    "another control byte (tab aside)", arg);
 	buf = malloc(nlen + vlen + 2);
 	if (!buf) {
 		errmsg("out of memory");

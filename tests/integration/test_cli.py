@@ -520,6 +520,16 @@ class CliTests(unittest.TestCase):
             self.assertIn("fdhttp --help", err)
         rc, _, err = self.run_cli("/health", sock=False)
         self.assertEqual(rc, 2, err)
+        # A bad header is named, its control bytes shown rather than obeyed.
+        for header, says in (
+                ("X-A: a\r\nX-B: b", "fdhttp: -H X-A: a\\x0d\\x0aX-B: b: a header value "
+                                     "cannot hold a line break"),
+                ("X A: a", "fdhttp: -H X A: a: a header name is letters, digits"),
+                ("X-A: \x1b[31m", "fdhttp: -H X-A: \\x1b[31m: a header value")):
+            rc, _, err = self.run_cli("-H", header, "/health")
+            self.assertEqual(rc, 2, err)
+            self.assertTrue(err.startswith(says), err)
+            self.assertEqual(err.count("\n"), 2, err)
 
     def test_help_and_version(self):
         rc, out, _ = self.run_cli("--help", sock=False)
