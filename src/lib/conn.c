@@ -374,6 +374,21 @@ is_surplus(const char *b, size_t len)
 }
 
 /*
+ * Whether bytes of a next request came while a handler ran: a look without
+ * taking them, or the fds that may ride on them.  Out of line and made
+ * only after a handler that took a millisecond or more: made on every
+ * request, it would cost each a system call.
+ */
+static __attribute__((noinline, cold)) bool
+surplus_arrived(const struct fdh_conn *c)
+{
+	char b[64];
+	ssize_t n = recv(c->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+
+	return n > 0 && is_surplus(b, (size_t)n);
+}
+
+/*
  * Hands the complete request in buf to its handler and answers it.  after
  * counts the bytes that followed it in the same read.
  */
@@ -385,6 +400,7 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 	struct fdh_head *h = &req->head;
 	const struct fdh_route *route;
 	bool is_head, close_after;
+	uint64_t began = d->now;
 	unsigned i;
 	int status, r;
 
@@ -425,6 +441,9 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 	conn_reset_request(d, c);		/* nothing may point into the request now */
 	/* Timers armed from here on count from now, not from before the handler. */
 	fdh_dispatch_clock(d);
+	/* A handler that took its time: the client may have sent its next request meanwhile. */
+	if (d->now != began && !close_after)
+		close_after = surplus_arrived(c);
 	/* --max-requests: from the request that reaches it on, no connection is kept alive. */
 	if (++d->nrequests == d->retire_after)
 		fdh_dispatch_retire(d);

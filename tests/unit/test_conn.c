@@ -193,8 +193,19 @@ h_dup(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	    x < 0 || fdh_req_fd(req, "x") == x);
 }
 
+/* A handler that takes 100 ms: time for the client to send its next request. */
+static int
+h_slow(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)req;
+	(void)ud;
+	usleep(100 * 1000);
+	return fdh_resp_body(resp, "slow", 4);
+}
+
 static const struct fdh_route routes[] = {
 	{ "GET", "/hello/*", h_hello, NULL },
+	{ "GET", "/slow", h_slow, NULL },
 	{ "POST", "/dup", h_dup, NULL },
 	{ "GET", "/big", h_big, NULL },
 	{ "POST", "/take", h_take, NULL },
@@ -1297,6 +1308,46 @@ test_surplus_after_request_of_many_reads_answered_with_close(void **state)
 }
 
 /*
+ * The next request, with an fd, sent while the handler of this one runs:
+ * the read that brought this one could not bring it, and it is still a
+ * request sent before the answer.  This one is answered with close; the
+ * next is not served and its fd is closed unread.
+ */
+static void
+test_surplus_sent_while_the_handler_runs_answered_with_close(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct pollfd pfd;
+	struct loop l;
+	int c, p[2];
+	char byte;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_true(fdh_test_sends(c, "GET /slow HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	usleep(30 * 1000);
+	assert_true(fdh_test_sends(c, "GET /hello/2 HTTP/1.1\r\nX-FD: w\r\n\r\n", &p[1], 1) > 0);
+	close(p[1]);
+	read_to_end(c, &m);
+	assert_non_null(strstr(m.data, "HTTP/1.1 200 "));
+	assert_non_null(strstr(m.data, "slow"));
+	assert_non_null(strstr(m.data, "Connection: close\r\n"));
+	assert_null(strstr(m.data, "/hello/2"));
+	fdh_test_msg_free(&m);
+	/* The pipe's last write end was the one queued on the connection. */
+	pfd = (struct pollfd){ .fd = p[0], .events = POLLIN };
+	assert_int_equal(poll(&pfd, 1, 2000), 1);
+	assert_int_equal(read(p[0], &byte, 1), 0);
+	close(p[0]);
+	close(c);
+	loop_stop(&l);
+}
+
+/*
  * A request that ends in the write that starts the next one, fds attached
  * to that write: they belong to neither with certainty, even when the
  * request's head came in an earlier read.  400, and every fd closed.
@@ -1926,6 +1977,7 @@ main(void)
 		cmocka_unit_test(test_empty_lines_do_not_keep_idle_connection),
 		cmocka_unit_test(test_split_empty_line_keeps_connection_idle),
 		cmocka_unit_test(test_surplus_after_request_of_many_reads_answered_with_close),
+		cmocka_unit_test(test_surplus_sent_while_the_handler_runs_answered_with_close),
 		cmocka_unit_test(test_fds_with_end_of_request_and_next_refused),
 		cmocka_unit_test(test_refused_head_request_has_no_body),
 		cmocka_unit_test(test_run_once_on_callers_thread),
