@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -897,15 +898,66 @@ copy_fd(int fd, int out, int64_t deadline, int *ret_read_err)
 	}
 }
 
+/* The fd whose O_NONBLOCK save_fd() set, and its flags before, for a signal to put back. */
+static volatile sig_atomic_t lent_fd = -1;
+static volatile sig_atomic_t lent_flags;
+
+/* Signals that end the process by default, meanwhile. */
+static const int ending_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
+
+static void
+on_ending_signal(int sig)
+{
+	if (lent_fd >= 0)
+		(void)fcntl(lent_fd, F_SETFL, lent_flags);
+	/* Then the end the signal would have had, status and all. */
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/*
+ * Sets (on) or takes back O_NONBLOCK on fd, whose flags were fl.  While it
+ * is set, a signal that ends the process puts the flags back first: they
+ * belong to an open file others may share, a terminal or the caller's own
+ * end of a pipe, which would be left non-blocking by a Ctrl-C.
+ */
+static void
+lend_nonblock(int fd, int fl, bool on, struct sigaction *saved)
+{
+	struct sigaction sa;
+	size_t i;
+
+	if (on) {
+		lent_flags = fl;
+		lent_fd = fd;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_ending_signal;
+		sigemptyset(&sa.sa_mask);
+		/* Only where the default would end us: an ignored SIGPIPE stays ignored. */
+		for (i = 0; i < sizeof(ending_signals) / sizeof(ending_signals[0]); i++)
+			if (sigaction(ending_signals[i], NULL, &saved[i]) == 0 &&
+			    saved[i].sa_handler == SIG_DFL)
+				sigaction(ending_signals[i], &sa, NULL);
+		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+		return;
+	}
+	(void)fcntl(fd, F_SETFL, fl);
+	lent_fd = -1;
+	for (i = 0; i < sizeof(ending_signals) / sizeof(ending_signals[0]); i++)
+		if (saved[i].sa_handler == SIG_DFL)
+			sigaction(ending_signals[i], &saved[i], NULL);
+}
+
 /*
  * A pipe from a server may be blocking: a read would then wait for its
  * writer forever, past --timeout.  Non-blocking reads plus poll keep the
  * deadline; O_NONBLOCK is a status flag of the shared open file, so it is
- * put back afterwards.
+ * put back afterwards, and on a signal that ends the process.
  */
 static int
 save_fd(const char *name, int fd, const char *file, int64_t deadline)
 {
+	struct sigaction saved[sizeof(ending_signals) / sizeof(ending_signals[0])];
 	int fl, out, r, rerr;
 
 	if (strcmp(file, "-") == 0) {
@@ -919,10 +971,10 @@ save_fd(const char *name, int fd, const char *file, int64_t deadline)
 	}
 	fl = fcntl(fd, F_GETFL);
 	if (fl != -1 && !(fl & O_NONBLOCK))
-		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+		lend_nonblock(fd, fl, true, saved);
 	r = copy_fd(fd, out, deadline, &rerr);
 	if (fl != -1 && !(fl & O_NONBLOCK))
-		(void)fcntl(fd, F_SETFL, fl);
+		lend_nonblock(fd, fl, false, saved);
 	if (out != STDOUT_FILENO && close(out) == -1 && r == 0)
 		r = -errno;
 	if (rerr == -ETIMEDOUT) {

@@ -9,6 +9,7 @@ Run by ctest (FDH_CLI names the executable), or by hand:
 
 import fcntl
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -20,7 +21,7 @@ import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fdhttp_testlib import SOURCE_DIR, Service, echo_path  # noqa: E402
+from fdhttp_testlib import SOURCE_DIR, Service, echo_path, wait_for  # noqa: E402
 from test_broker import FILL, low_limit, unprivileged  # noqa: E402
 from test_closer import LINGER_S, lingering_tcp  # noqa: E402
 
@@ -305,6 +306,27 @@ class CliTests(unittest.TestCase):
             os.close(r)
             os.close(w)
         self.assertEqual(rc, 28, err)
+
+    def test_save_fd_killed_mid_copy_gives_back_the_blocking_flag(self):
+        """O_NONBLOCK, set for the copy, is a flag of the open file the
+        caller shares: a signal that ends fdhttp puts it back first."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(sig=sig.name):
+                r, w = os.pipe()
+                self.addCleanup(os.close, w)
+                self.addCleanup(os.close, r)
+                p = subprocess.Popen([self.cli, "-s", self.service.sock_path, "-d", "",
+                                      "--fd", "r=&%d" % r, "--save-fd",
+                                      "r=" + self.path("never"), "/echo"],
+                                     pass_fds=(r,), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    # The copy has begun once the flag is set (the server sent r back).
+                    self.assertTrue(wait_for(lambda: not os.get_blocking(r)), "never set")
+                finally:
+                    p.send_signal(sig)
+                    self.assertEqual(p.wait(TIMEOUT), -sig)
+                self.assertTrue(os.get_blocking(r))
 
     def test_save_fd_of_endless_device_times_out(self):
         # /dev/zero never runs dry and never blocks: only the clock stops it.
