@@ -6,15 +6,17 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fdhttp/service.h>
 
-/* How long POST /fd/read waits for the writer of a pipe, in ms. */
+/* How long POST /fd/read waits for the writer of a pipe to finish, in ms. */
 #define FD_READ_TIMEOUT_MS 5000
 
 struct echo {
@@ -74,27 +76,45 @@ text(struct fdh_resp *resp, int status, const char *msg)
 	return fdh_resp_printf(resp, "%s\n", msg);
 }
 
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int
 fd_read(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 {
 	size_t limit = fdh_req_limits(req)->max_body, total = 0;
 	int fd = fdh_req_fd(req, "input"), r;
+	int64_t deadline;
 	char buf[16384];
 
 	(void)ud;
 	if (fd < 0)
 		return text(resp, 400, "this route needs an fd named input");
+	deadline = mono_ms() + FD_READ_TIMEOUT_MS;
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - mono_ms();
 		ssize_t n;
 
-		/* A writer that never closes must not hold the service forever. */
-		r = poll(&p, 1, FD_READ_TIMEOUT_MS);
+		/*
+		 * A writer that never closes, or trickles a byte now and then,
+		 * must not hold the service (one handler at a time) for long: the
+		 * whole read has FD_READ_TIMEOUT_MS.
+		 */
+		r = left > 0 ? poll(&p, 1, (int)left) : 0;
+		if (r == -1 && errno == EINTR)
+			continue;
 		if (r == 0) {
 			fdh_resp_body(resp, NULL, 0);
 			return text(resp, 408, "timed out reading fd input");
 		}
-		n = read(fd, buf, sizeof(buf));
+		n = r == -1 ? -1 : read(fd, buf, sizeof(buf));
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN)

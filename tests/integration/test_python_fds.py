@@ -7,6 +7,7 @@ Run by ctest (FDH_ECHO names the executable), or by hand:
 import fcntl
 import os
 import sys
+import threading
 import time
 import unittest
 
@@ -108,6 +109,31 @@ class EchoFdTests(unittest.TestCase):
         os.close(w)
         resp = self.conn.request("POST", "/fd/read", fds=[r], xfd="input")
         self.assertEqual((resp.status, resp.body), (200, b"through a pipe"))
+
+    def test_fd_read_of_a_trickling_writer_times_out_as_a_whole(self):
+        """The handler's 5 s bound the whole read: a writer that sends a byte
+        every half second cannot hold the worker (one handler at a time)."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        self.addCleanup(os.close, r)
+        stop = threading.Event()
+
+        def trickle():
+            try:
+                while not stop.wait(0.5):
+                    os.write(w, b".")
+            finally:
+                os.close(w)
+        t = threading.Thread(target=trickle)
+        t.start()
+        try:
+            start = time.monotonic()
+            resp = self.conn.request("POST", "/fd/read", fds=[r], xfd="input")
+            took = time.monotonic() - start
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(resp.status, 408, resp.body)
+        self.assertLess(took, 8)
 
     def test_fd_read_over_the_body_limit(self):
         fd = memfd_with(b"x" * (MiB + 1))
