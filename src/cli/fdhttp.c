@@ -708,6 +708,7 @@ describe_seals(int fd)
 	fputc(')', stderr);
 }
 
+/* What the fd may do with its file: O_PATH names it only, O_APPEND writes at the end. */
 static const char *
 access_mode(int fd)
 {
@@ -715,10 +716,12 @@ access_mode(int fd)
 
 	if (fl == -1)
 		return "";
+	if (fl & O_PATH)
+		return ", a path only (O_PATH: no read or write)";
 	switch (fl & O_ACCMODE) {
 	case O_RDONLY:	return ", read-only";
-	case O_WRONLY:	return ", write-only";
-	default:	return ", read-write";
+	case O_WRONLY:	return fl & O_APPEND ? ", write-only, appending" : ", write-only";
+	default:	return fl & O_APPEND ? ", read-write, appending" : ", read-write";
 	}
 }
 
@@ -760,10 +763,11 @@ describe_fd(const char *name, int fd)
 		}
 		break;
 	case S_IFIFO: {
-		int avail = 0;
+		int avail = 0, acc = fcntl(fd, F_GETFL) & O_ACCMODE;
 
-		fprintf(stderr, "pipe (%s end)", (fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY ?
-		    "write" : "read");
+		/* A FIFO opened O_RDWR is both ends at once. */
+		fprintf(stderr, "pipe (%s)", acc == O_WRONLY ? "write end" :
+		    acc == O_RDWR ? "read and write ends" : "read end");
 		if (ioctl(fd, FIONREAD, &avail) == 0)
 			fprintf(stderr, ", %d bytes buffered", avail);
 		break;

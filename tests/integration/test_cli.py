@@ -283,6 +283,29 @@ class CliTests(unittest.TestCase):
         self.assertIn("fd w: pipe (write end), 0 bytes buffered", err)
         self.assertIn("fd s: unix stream socket", err)
 
+    def test_what_an_fd_may_do_is_described(self):
+        fifo = self.path("fifo")
+        os.mkfifo(fifo)
+        plain = self.path("plain")
+        with open(plain, "w") as f:
+            f.write("abc")
+        fds = {"fifo": os.open(fifo, os.O_RDWR | os.O_CLOEXEC),
+               "path": os.open(plain, os.O_PATH | os.O_CLOEXEC),
+               "log": os.open(plain, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)}
+        try:
+            args = []
+            for name, fd in fds.items():
+                args += ["--fd", "%s=&%d" % (name, fd)]
+            rc, _, err = self.run_cli("-d", "x", *args, "/echo", pass_fds=tuple(fds.values()))
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("fd fifo: pipe (read and write ends), 0 bytes buffered", err)
+        self.assertIn("fd path: regular file \"%s\", 3 bytes, a path only (O_PATH: no read "
+                      "or write)" % plain, err)
+        self.assertIn("fd log: regular file \"%s\", 3 bytes, write-only, appending" % plain, err)
+
     def test_save_fd_of_pipe_reads_to_eof(self):
         r, w = os.pipe()
         os.write(w, b"pipe data")
