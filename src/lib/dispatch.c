@@ -630,11 +630,6 @@ fdh_dispatch_stop(struct fdh_dispatch *d)
 	d->stopped = true;
 }
 
-/*
- * Ends the connections whose deadline has passed and returns the
- * milliseconds to the next deadline (-1: none).  A timeout only closes
- * connections, never arms a timer, so one pass over the lists does both.
- */
 static inline void
 expire_list(struct fdh_dispatch *d, enum fdh_timer_kind k, uint64_t *next)
 {
@@ -646,6 +641,11 @@ expire_list(struct fdh_dispatch *d, enum fdh_timer_kind k, uint64_t *next)
 		*next = c->deadline;
 }
 
+/*
+ * Ends the connections whose deadline has passed and returns the
+ * milliseconds to the next deadline (-1: none).  A timeout only closes
+ * connections, never arms a timer, so one pass over the lists does both.
+ */
 static int
 expire_timers(struct fdh_dispatch *d)
 {
