@@ -906,8 +906,11 @@ copy_fd(int fd, int out, int64_t deadline, int *ret_read_err)
 static volatile sig_atomic_t lent_fd = -1;
 static volatile sig_atomic_t lent_flags;
 
-/* Signals that end the process by default, meanwhile. */
+/* Signals that end the process by default, meanwhile, and what they did before. */
 static const int ending_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
+#define NENDING (sizeof(ending_signals) / sizeof(ending_signals[0]))
+static struct sigaction ending_saved[NENDING];
+static bool ending_caught[NENDING];
 
 static void
 on_ending_signal(int sig)
@@ -926,7 +929,7 @@ on_ending_signal(int sig)
  * end of a pipe, which would be left non-blocking by a Ctrl-C.
  */
 static void
-lend_nonblock(int fd, int fl, bool on, struct sigaction *saved)
+lend_nonblock(int fd, int fl, bool on)
 {
 	struct sigaction sa;
 	size_t i;
@@ -938,18 +941,18 @@ lend_nonblock(int fd, int fl, bool on, struct sigaction *saved)
 		sa.sa_handler = on_ending_signal;
 		sigemptyset(&sa.sa_mask);
 		/* Only where the default would end us: an ignored SIGPIPE stays ignored. */
-		for (i = 0; i < sizeof(ending_signals) / sizeof(ending_signals[0]); i++)
-			if (sigaction(ending_signals[i], NULL, &saved[i]) == 0 &&
-			    saved[i].sa_handler == SIG_DFL)
-				sigaction(ending_signals[i], &sa, NULL);
+		for (i = 0; i < NENDING; i++)
+			ending_caught[i] = sigaction(ending_signals[i], NULL, &ending_saved[i]) == 0 &&
+			    ending_saved[i].sa_handler == SIG_DFL &&
+			    sigaction(ending_signals[i], &sa, NULL) == 0;
 		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 		return;
 	}
 	(void)fcntl(fd, F_SETFL, fl);
 	lent_fd = -1;
-	for (i = 0; i < sizeof(ending_signals) / sizeof(ending_signals[0]); i++)
-		if (saved[i].sa_handler == SIG_DFL)
-			sigaction(ending_signals[i], &saved[i], NULL);
+	for (i = 0; i < NENDING; i++)
+		if (ending_caught[i])
+			sigaction(ending_signals[i], &ending_saved[i], NULL);
 }
 
 /*
@@ -961,7 +964,6 @@ lend_nonblock(int fd, int fl, bool on, struct sigaction *saved)
 static int
 save_fd(const char *name, int fd, const char *file, int64_t deadline)
 {
-	struct sigaction saved[sizeof(ending_signals) / sizeof(ending_signals[0])];
 	int fl, out, r, rerr;
 
 	if (strcmp(file, "-") == 0) {
@@ -975,10 +977,10 @@ save_fd(const char *name, int fd, const char *file, int64_t deadline)
 	}
 	fl = fcntl(fd, F_GETFL);
 	if (fl != -1 && !(fl & O_NONBLOCK))
-		lend_nonblock(fd, fl, true, saved);
+		lend_nonblock(fd, fl, true);
 	r = copy_fd(fd, out, deadline, &rerr);
 	if (fl != -1 && !(fl & O_NONBLOCK))
-		lend_nonblock(fd, fl, false, saved);
+		lend_nonblock(fd, fl, false);
 	if (out != STDOUT_FILENO && close(out) == -1 && r == 0)
 		r = -errno;
 	if (rerr == -ETIMEDOUT) {
