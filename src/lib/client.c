@@ -96,7 +96,6 @@ struct exchange {
 	bool eof;
 };
 
-
 /* -1 for no deadline. */
 static int64_t
 deadline_after(int timeout_ms)

@@ -309,7 +309,6 @@ close_all_but(int a, int b)
 	closefrom(hi + 1);
 }
 
-
 /*
  * The runner, on sock: it greets its manager (0, or -errno when it could
  * not start), then holds the fds of each message until the next one comes,

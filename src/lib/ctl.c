@@ -417,7 +417,6 @@ fdh_log_enabled(enum fdh_log_level level)
 /* The longest a log line waits for room in stderr. */
 #define LOG_WAIT_MS 1000
 
-
 /*
  * stderr is one open file that fdhttpd and its workers share, and a worker
  * may set O_NONBLOCK on it: every line written while the reader lags would

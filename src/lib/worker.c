@@ -485,7 +485,6 @@ on_ctl(struct fdh_dispatch *d, int fd, void *arg)
 /* The worker while fdh_worker_main() runs; the broker's way to its socket. */
 static struct worker *current;
 
-
 /* Waits until the control socket has events, or the deadline: 0, -ETIMEDOUT. */
 static int
 wait_ctl(struct worker *w, short events, int64_t deadline)
