@@ -14,9 +14,10 @@
  * mount beneath it is a place the policy never named, a bind mount of
  * anywhere or a FUSE mount a user made in a writable directory, whose
  * server would hold our loop in the open for as long as it liked.  Such a
- * mount is allowed by naming it in an --allow-open of its own.  A directory not marked ":rw" gives read-only opens: no
- * O_WRONLY, O_RDWR, O_CREAT, O_TRUNC (which truncates even read-only),
- * O_APPEND or O_TMPFILE.
+ * mount is allowed by naming it in an --allow-open of its own.  A
+ * directory not marked ":rw" gives read-only opens: no O_WRONLY, O_RDWR,
+ * O_CREAT, O_TRUNC (which truncates even read-only), O_APPEND or
+ * O_TMPFILE.
  *
  * A read-only directory may lie beneath a ":rw" one.  The prefix decides by
  * spelling, and a spelling is not a place: a symlink inside the ":rw"
