@@ -125,6 +125,7 @@ conn_fail(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, b
     int status, const char *text)
 {
 	close_request_fds(d, fds, nfds);	/* every fd of a refused request */
+	c->linger = true;			/* the rest of it may be on its way */
 	fdh_resp_error(&d->resp, status, text);
 	conn_respond(d, c, true, is_head);
 }
@@ -168,16 +169,75 @@ conn_failf(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, 
 
 /*
  * A drain (or drain_soon) began after c's response said keep-alive: its
- * client may send one more request, as in close_idle().  Out of line, as
- * the path is rare and conn_finish() is inlined where every request goes.
+ * client may send one more request, as in close_idle().
  */
-static __attribute__((noinline, cold)) void
+static void
 conn_last_call(struct fdh_dispatch *d, struct fdh_conn *c)
 {
 	c->state = CONN_WAIT;
 	fdh_dispatch_timer_arm(d, c, TIMER_LAST);
 	if (c->events != fdh_conn_wanted(d, c))
 		fdh_dispatch_conn_events(d, c, fdh_conn_wanted(d, c));
+}
+
+/*
+ * A connection closing from this side while its client may still be
+ * sending: the rest of a refused request (a body over the limit, a head
+ * that never fits), or a next request behind one answered with
+ * Connection: close.  Closed at once, the client's next send() would fail
+ * with EPIPE before it read the answer (curl then reports "Send failure:
+ * Broken pipe", not the 413), and input left unread in a closing unix
+ * socket makes its next read fail with ECONNRESET.  So only the write side
+ * ends, and what comes in is read and dropped, fds included, until the
+ * client closes (it has read the answer and its EOF by then) or
+ * LAST_CALL_MS pass.  The time bounds the bytes: no more than a client
+ * could have sent as requests meanwhile.
+ */
+static __attribute__((noinline, cold)) void
+conn_linger(struct fdh_dispatch *d, struct fdh_conn *c)
+{
+	(void)shutdown(c->fd, SHUT_WR);
+	c->state = CONN_LINGER;
+	fdh_dispatch_timer_arm(d, c, TIMER_LAST);
+	if (c->events != fdh_conn_wanted(d, c))
+		fdh_dispatch_conn_events(d, c, fdh_conn_wanted(d, c));
+}
+
+static __attribute__((noinline, cold)) void
+conn_linger_read(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
+{
+	size_t nfds = 0;
+	bool truncated;
+	ssize_t n;
+
+	if (!fdh_dispatch_fd_room(d)) {
+		if (revents & (EPOLLHUP | EPOLLERR))
+			fdh_conn_close(d, c);
+		return;
+	}
+	n = fdh_recv_fds(c->fd, d->scratch, d->scratch_cap, d->rfds, d->lim.max_fds, &nfds,
+	    &truncated);
+	d->open_fds += (int)nfds;
+	close_request_fds(d, d->rfds, (unsigned)nfds);
+	if (n == -EAGAIN || n > 0)
+		return;
+	c->drained = n == 0;
+	fdh_conn_close(d, c);
+}
+
+/*
+ * The end of an exchange after which the connection is not simply kept
+ * alive.  Out of line, as conn_finish() is inlined where every request goes.
+ */
+static __attribute__((noinline, cold)) void
+conn_end(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after)
+{
+	if (!close_after)
+		conn_last_call(d, c);
+	else if (c->linger)
+		conn_linger(d, c);
+	else
+		fdh_conn_close(d, c);
 }
 
 /* Inlined in both callers: a call here costs every request a frame. */
@@ -188,10 +248,7 @@ conn_finish(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after)
 	if (d->hooks.request_done)
 		d->hooks.request_done(d, d->hooks.arg);
 	if (close_after || d->draining || d->drain_soon) {
-		if (close_after)
-			fdh_conn_close(d, c);
-		else
-			conn_last_call(d, c);
+		conn_end(d, c, close_after);
 		return;
 	}
 	c->state = CONN_WAIT;
@@ -416,8 +473,10 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 	req->fds = fds;
 	req->nfds = nfds;
 	req->conn = c;
+	close_after = !h->keep_alive;
 	/* Bytes of a next request already here: answer this one, then close. */
-	close_after = !h->keep_alive || (after > 0 && is_surplus(buf + c->need, after));
+	if (after > 0 && is_surplus(buf + c->need, after))
+		close_after = c->linger = true;
 	is_head = h->method_id == HTTP_HEAD;
 
 	route = fdh_route_find(&d->routes, h->method_id, h->path, h->path_len, d->allow,
@@ -442,8 +501,8 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 	/* Timers armed from here on count from now, not from before the handler. */
 	fdh_dispatch_clock(d);
 	/* A handler that took its time: the client may have sent its next request meanwhile. */
-	if (d->now != began && !close_after)
-		close_after = surplus_arrived(c);
+	if (d->now != began && !close_after && surplus_arrived(c))
+		close_after = c->linger = true;
 	/* --max-requests: from the request that reaches it on, no connection is kept alive. */
 	if (++d->nrequests == d->retire_after)
 		fdh_dispatch_retire(d);
@@ -710,8 +769,10 @@ nomem:
 FDH_NO_CANARY void
 fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 {
-	if (c->state == CONN_WRITE) {
-		if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+	if (c->state >= CONN_WRITE) {
+		if (c->state == CONN_LINGER)
+			conn_linger_read(d, c, revents);
+		else if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			conn_write(d, c);
 		return;
 	}

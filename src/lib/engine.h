@@ -26,13 +26,14 @@ enum fdh_conn_state {
 	CONN_WAIT,		/* no byte of a request yet (empty lines and a lone CR aside) */
 	CONN_READ,		/* a request is arriving */
 	CONN_WRITE,		/* a response is leaving */
+	CONN_LINGER,		/* refused: input read and dropped until EOF (conn.c, conn_linger()) */
 };
 
 enum fdh_timer_kind {
 	TIMER_IDLE,
 	TIMER_REQUEST,
 	TIMER_WRITE,
-	TIMER_LAST,		/* answered as a drain began: see close_idle() */
+	TIMER_LAST,		/* answered as a drain began (close_idle()), or lingering */
 	TIMER_KINDS,
 	TIMER_NONE = TIMER_KINDS,
 };
@@ -62,6 +63,7 @@ struct fdh_conn {
 	bool served;			/* at least one response sent */
 	bool continue_due;		/* a 100 Continue waits for room to go */
 	bool drained;			/* read to its end: no fd waits in the socket */
+	bool linger;			/* closing from this side while input may be coming */
 	struct fdh_conn *tprev;
 	struct fdh_conn *tnext;
 	struct fdh_conn *prev;		/* every open connection, for drain and free */

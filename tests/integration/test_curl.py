@@ -91,6 +91,21 @@ class CurlTests(unittest.TestCase):
         self.assertTrue(body.strip())
         self.assertLess(elapsed, 0.8, "curl took %.2f s: the 413 came late" % elapsed)
 
+    def test_body_over_the_limit_without_expect_gets_413(self):
+        # Without Expect, curl sends the whole body before it reads: the
+        # server must read (and drop) the rest of a body it refused, or
+        # curl fails with "Send failure: Broken pipe" and never shows the 413.
+        big = os.path.join(self.service.tmpdir, "big2")
+        with open(big, "wb") as f:
+            f.write(b"b" * (2 * 1024 * 1024))
+        # curl often sees the early answer while sending and stops, which
+        # hides the fault; enough tries make a broken pipe all but certain.
+        for _ in range(20):
+            p = self.curl("-i", "-H", "Expect:", "--data-binary", "@" + big, path="/echo")
+            heads, body = parse_heads(p.stdout)
+            self.assertEqual(heads[-1][0], 413)
+            self.assertIn(b"larger than", body)
+
     def test_head(self):
         p = self.curl("-I")
         heads, body = parse_heads(p.stdout)

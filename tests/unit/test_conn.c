@@ -1243,15 +1243,111 @@ test_surplus_bytes_answered_with_close(void **state)
 	fdh_test_msg_free(&m);
 }
 
-/* Reads all c has until its end, which may be a reset: what came before it is in m. */
+/*
+ * Reads all c has until its end: an EOF, not a reset, though the server
+ * closes with bytes of ours it never served (it reads them first).
+ */
 static void
 read_to_end(int c, struct fdh_test_msg *m)
 {
-	int r = fdh_test_read_all(c, 2000, m);
-
-	assert_true(r == 0 || r == -ECONNRESET);
-	assert_true(r == -ECONNRESET || m->eof);
+	assert_int_equal(fdh_test_read_all(c, 2000, m), 0);
+	assert_true(m->eof);
 	assert_non_null(m->data);
+}
+
+static unsigned
+closed_count(struct loop *l)
+{
+	return __atomic_load_n(&l->closed, __ATOMIC_SEQ_CST);
+}
+
+/* Waits up to ms for the dispatcher to have closed want connections in all. */
+static void
+wait_closed(struct loop *l, unsigned want, int ms)
+{
+	int64_t end = ms_now() + ms;
+
+	while (closed_count(l) < want && ms_now() < end)
+		usleep(5 * 1000);
+	assert_int_equal(closed_count(l), want);
+}
+
+/*
+ * A body over the limit, sent whole by a client that reads only once it
+ * has sent it (as curl does without Expect): the 413 goes at once, and
+ * the rest of the body, fds and all, is read and dropped until the client
+ * closes.  Closed at once, the client's send would fail with EPIPE and it
+ * would never see the 413.
+ */
+static void
+test_refused_request_read_to_its_end(void **state)
+{
+	static const char head[] = "POST /len HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n";
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	size_t half = 512 * 1024;
+	char *body;
+	int c, fd, before;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	lim.max_body = 64 * 1024;
+	loop_start(&l, &lim);
+	before = fdh_test_count_fds(0);
+	body = calloc(1, half);
+	assert_non_null(body);
+	c = loop_connect(&l);
+	assert_int_equal(fdh_test_send_all(c, head, sizeof(head) - 1, NULL, 0), 0);
+	assert_int_equal(fdh_test_send_all(c, body, half, NULL, 0), 0);
+	fd = fdh_test_make_memfd("late");
+	assert_int_equal(fdh_test_send_all(c, body, half, &fd, 1), 0);
+	close(fd);
+	read_to_end(c, &m);
+	assert_non_null(strstr(m.data, "HTTP/1.1 413 "));
+	assert_non_null(strstr(m.data, "Connection: close\r\n"));
+	fdh_test_msg_free(&m);
+	/* Still the client's to end: it may have more to send. */
+	assert_int_equal(closed_count(&l), 0);
+	close(c);
+	wait_closed(&l, 1, 2000);
+	/* The memfd that came after the refusal was closed too. */
+	assert_int_equal(fdh_test_wait_fd_count(0, before, 2000), before);
+	free(body);
+	loop_stop(&l);
+}
+
+/*
+ * A refused client that neither sends nor closes is not waited for long:
+ * the connection ends a second after the answer (LAST_CALL_MS).
+ */
+static void
+test_refused_request_lingers_a_second_at_most(void **state)
+{
+	struct fdh_limits lim;
+	struct fdh_test_msg m;
+	struct loop l;
+	int64_t t0;
+	int c;
+
+	(void)state;
+	fdh_limits_default(&lim);
+	lim.max_head = 256;
+	loop_start(&l, &lim);
+	c = loop_connect(&l);
+	t0 = ms_now();
+	assert_true(fdh_test_sends(c, "GET /hello/x HTTP/1.1\r\nX-Long: "
+	    "0123456789012345678901234567890123456789012345678901234567890123456789"
+	    "0123456789012345678901234567890123456789012345678901234567890123456789"
+	    "0123456789012345678901234567890123456789012345678901234567890123456789"
+	    "0123456789012345678901234567890123456789012345678901234567890123456789", NULL, 0) > 0);
+	read_to_end(c, &m);
+	assert_non_null(strstr(m.data, "HTTP/1.1 431 "));
+	fdh_test_msg_free(&m);
+	wait_closed(&l, 1, 3000);
+	assert_true(ms_now() - t0 >= 900);
+	close(c);
+	loop_stop(&l);
 }
 
 /*
@@ -1971,6 +2067,8 @@ main(void)
 		cmocka_unit_test_teardown(test_no_read_without_fd_headroom, restore_nofile),
 		cmocka_unit_test_teardown(test_watch_bringing_fds_waits_for_headroom, restore_nofile),
 		cmocka_unit_test(test_surplus_bytes_answered_with_close),
+		cmocka_unit_test(test_refused_request_read_to_its_end),
+		cmocka_unit_test(test_refused_request_lingers_a_second_at_most),
 		cmocka_unit_test(test_empty_lines_before_request_ignored),
 		cmocka_unit_test(test_bare_lf_before_request_refused),
 		cmocka_unit_test(test_fds_with_empty_lines_alone_refused),
