@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,41 +87,71 @@ mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * One read of at most len bytes from a client's fd, never a wait: -EAGAIN
+ * when nothing is there.  poll() then read() is not enough: the client
+ * keeps its own copy of the fd, and what poll() saw it can read away
+ * before our read(), which would then wait for its next write, holding
+ * the worker and every connection on it.  Setting O_NONBLOCK would change
+ * the client's copy too (one open file description), so the read itself
+ * is asked not to wait (RWF_NOWAIT).  A regular file or a block device
+ * never waits for a writer, and may answer EAGAIN while its data is not
+ * cached: those are read plainly.
+ */
+static ssize_t
+read_nowait(int fd, bool plain, char *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	ssize_t n;
+
+	do
+		n = plain ? read(fd, buf, len) : preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+	while (n == -1 && errno == EINTR);
+	return n == -1 ? -errno : n;
+}
+
 static int
 fd_read(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 {
 	size_t limit = fdh_req_limits(req)->max_body, total = 0;
 	int fd = fdh_req_fd(req, "input"), r;
 	int64_t deadline;
+	struct stat st;
+	bool plain;
 	char buf[16384];
 
 	(void)ud;
 	if (fd < 0)
 		return text(resp, 400, "this route needs an fd named input");
+	if (fstat(fd, &st) == -1)
+		return text(resp, 400, "fd input cannot be read");
+	plain = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
+	/*
+	 * A writer that never closes, or trickles a byte now and then, must
+	 * not hold the service (one handler at a time) for long: the whole
+	 * read has FD_READ_TIMEOUT_MS.
+	 */
 	deadline = mono_ms() + FD_READ_TIMEOUT_MS;
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int64_t left = deadline - mono_ms();
-		ssize_t n;
+		int64_t left;
+		ssize_t n = read_nowait(fd, plain, buf, sizeof(buf));
 
-		/*
-		 * A writer that never closes, or trickles a byte now and then,
-		 * must not hold the service (one handler at a time) for long: the
-		 * whole read has FD_READ_TIMEOUT_MS.
-		 */
-		r = left > 0 ? poll(&p, 1, (int)left) : 0;
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == 0) {
-			fdh_resp_body(resp, NULL, 0);
-			return text(resp, 408, "timed out reading fd input");
+		if (n == -EAGAIN) {
+			left = deadline - mono_ms();
+			r = left > 0 ? poll(&p, 1, (int)left) : 0;
+			if (r == 0) {
+				fdh_resp_body(resp, NULL, 0);
+				return text(resp, 504, "fd input did not reach its end within 5 s");
+			}
+			continue;	/* ready, or EINTR: read again */
 		}
-		n = r == -1 ? -1 : read(fd, buf, sizeof(buf));
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			continue;
-		if (n == -1) {
+		if (n == -EOPNOTSUPP) {
+			/* A terminal, say: its reads cannot be asked not to wait. */
+			fdh_resp_body(resp, NULL, 0);
+			return text(resp, 400, "fd input cannot be read without waiting");
+		}
+		if (n < 0) {
 			fdh_resp_body(resp, NULL, 0);
 			return text(resp, 400, "fd input cannot be read");
 		}

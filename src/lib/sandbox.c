@@ -51,6 +51,8 @@ static const char *const allowed[] = {
 	 * requests (recvmsg, sendmsg, recvfrom and sendto: below)
 	 */
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "lseek",
+	/* preadv2(RWF_NOWAIT): a read of a client's pipe that cannot wait */
+	"preadv", "pwritev", "preadv2", "pwritev2",
 	"shutdown", "getsockopt",
 	"getsockname", "getpeername", "poll", "ppoll", "close", "dup", "dup2", "dup3",
 	/* the dispatcher's set, made before the filter: waiting on it and changing it */

@@ -132,7 +132,43 @@ class EchoFdTests(unittest.TestCase):
         finally:
             stop.set()
             t.join()
-        self.assertEqual(resp.status, 408, resp.body)
+        self.assertEqual(resp.status, 504, resp.body)
+        self.assertLess(took, 8)
+
+    def test_fd_read_keeps_its_bound_when_the_client_reads_the_pipe_too(self):
+        """The client keeps its copy of the pipe and takes back each byte it
+        writes: the handler, woken for a byte, may find it gone.  A read that
+        then waited would hold the worker until the client's next write, past
+        the 5 s bound, every other connection of the worker waiting too."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        self.conn.send(build_request("POST", "/fd/read", fds=[r], xfd="input"), [r])
+        start = time.monotonic()
+        buf = bytearray(1)
+
+        def in_read():
+            # The handler sitting in read(2), syscall 0, is the fault itself.
+            try:
+                with open("/proc/%d/syscall" % self.service.pid) as f:
+                    return f.read().split()[0] == "0"
+            except OSError:
+                return False
+
+        while time.monotonic() - start < 1.5:
+            os.write(w, b"x")
+            try:
+                os.preadv(r, [buf], -1, os.RWF_NOWAIT)
+            except BlockingIOError:
+                pass        # the handler had it first
+            if in_read():
+                time.sleep(0.05)
+                if in_read():
+                    break
+        self.conn.sock.settimeout(10)
+        resp = self.conn.read_response()
+        took = time.monotonic() - start
+        self.assertEqual(resp.status, 504, resp.body)
         self.assertLess(took, 8)
 
     def test_fd_read_over_the_body_limit(self):
