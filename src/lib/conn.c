@@ -786,6 +786,32 @@ fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 		conn_read(d, c, revents);
 }
 
+/*
+ * A drain closes the served connections that wait for a next request.
+ * Closed as they are, one whose client has just sent that request would
+ * fail it: the request sits unread in the socket, the client reads the
+ * end instead of an answer.  So the input side is shut first, which from
+ * then on fails the client's sends with EPIPE (a request that never went,
+ * which a client may send again on a new connection); and a request
+ * already queued is read and answered, with Connection: close, within a
+ * last call.  A look with MSG_PEEK, as the sandbox allows no FIONREAD.
+ */
+void
+fdh_conn_idle_end(struct fdh_dispatch *d, struct fdh_conn *c)
+{
+	char b;
+
+	if (!c->rd_shut) {
+		c->rd_shut = true;
+		(void)shutdown(c->fd, SHUT_RD);
+		if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+			fdh_dispatch_timer_arm(d, c, TIMER_LAST);
+			return;
+		}
+	}
+	fdh_conn_close(d, c);
+}
+
 void
 fdh_conn_timeout(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind k)
 {
@@ -805,6 +831,11 @@ fdh_conn_timeout(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind
 			(void)fdh_send_fds(c->fd, iov, 2, NULL, 0);
 		}
 		fdh_resp_reset(r);
+	}
+	/* A last call that ran out: the request may have come just now. */
+	if (k == TIMER_LAST && c->state == CONN_WAIT) {
+		fdh_conn_idle_end(d, c);
+		return;
 	}
 	fdh_conn_close(d, c);
 }

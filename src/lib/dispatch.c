@@ -574,8 +574,9 @@ fdh_dispatch_nrequests(const struct fdh_dispatch *d)
 }
 
 /*
- * Idle keep-alive connections go now; one yet to send its first request is
- * served it.  One answered in this turn or the last was told it would be
+ * Idle keep-alive connections go now (a request already queued on one is
+ * answered first: fdh_conn_idle_end()); one yet to send its first request
+ * is served it.  One answered in this turn or the last was told it would be
  * kept alive after the drain was asked for, as a handler ran or before
  * this turn read the request: closed now, it would fail the request its
  * client is about to send.  It gets LAST_CALL_MS to send one, which is
@@ -594,7 +595,7 @@ close_idle(struct fdh_dispatch *d)
 		if (c->timer == TIMER_IDLE && c->deadline - idle_ms >= d->turn_prev)
 			fdh_dispatch_timer_arm(d, c, TIMER_LAST);
 		else
-			fdh_conn_close(d, c);
+			fdh_conn_idle_end(d, c);
 	}
 }
 

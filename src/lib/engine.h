@@ -64,6 +64,7 @@ struct fdh_conn {
 	bool continue_due;		/* a 100 Continue waits for room to go */
 	bool drained;			/* read to its end: no fd waits in the socket */
 	bool linger;			/* closing from this side while input may be coming */
+	bool rd_shut;			/* a drain ended its input: see fdh_conn_idle_end() */
 	struct fdh_conn *tprev;
 	struct fdh_conn *tnext;
 	struct fdh_conn *prev;		/* every open connection, for drain and free */
@@ -185,6 +186,8 @@ void fdh_dispatch_close_ended(struct fdh_dispatch *d);
 void fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents);
 void fdh_conn_timeout(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind k);
 void fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c);
+/* A drain's end of a served idle connection: closed, or its queued request served first. */
+void fdh_conn_idle_end(struct fdh_dispatch *d, struct fdh_conn *c);
 /* Events a connection in its state wants. */
 uint32_t fdh_conn_wanted(const struct fdh_dispatch *d, const struct fdh_conn *c);
 
