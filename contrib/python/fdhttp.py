@@ -274,8 +274,9 @@ class Connection:
     def _server_closed(self):
         """True when the server has closed an idle connection.  Between
         requests nothing may arrive but the end of the stream (or a reset),
-        so a readable socket is one to replace; checked before sending, so
-        no request is lost."""
+        so a readable socket is one to replace, checked before sending.  A
+        server that closes as the request goes refuses its first byte, and
+        request() sends it again on a new connection."""
         p = select.poll()
         p.register(self._sock, select.POLLIN)
         return bool(p.poll(0))
@@ -340,10 +341,19 @@ class Connection:
 
         if self._sock is not None and self._server_closed():
             self.close()
+        reused = self._sock is not None
         if self._sock is None:
             self.connect(timeout=deadline.left())
         try:
-            resp, keep = self._exchange(method, head, body, numbers, deadline)
+            try:
+                resp, keep = self._exchange(method, head, body, numbers, deadline, reused)
+            except _NotSent:
+                # The server was closing this served connection as the
+                # request went (a draining worker shuts its input first):
+                # not a byte of it arrived, so it goes again, once, anew.
+                self.close()
+                self.connect(timeout=deadline.left())
+                resp, keep = self._exchange(method, head, body, numbers, deadline, False)
         except socket.timeout:
             self.close()
             raise Timeout("%s %s: no complete response within the timeout"
@@ -363,10 +373,11 @@ class Connection:
 
     # --- the exchange -------------------------------------------------------
 
-    def _send(self, data, fds, deadline):
+    def _send(self, data, fds, deadline, reused):
         """Sends data, fds riding on the first sendmsg that moves a byte.
         Returns False when the server stopped reading (it may have answered
-        early, as with 413) and True when everything went."""
+        early, as with 413) and True when everything went.  Raises _NotSent
+        when a reused connection took not a byte."""
         view = memoryview(data)
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         while view:
@@ -374,13 +385,15 @@ class Connection:
             try:
                 n = self._sock.sendmsg([view], anc)
             except (BrokenPipeError, ConnectionResetError):
+                if reused and len(view) == len(data):
+                    raise _NotSent() from None
                 return False
             anc = []
             view = view[n:]
         return True
 
-    def _exchange(self, method, head, body, numbers, deadline):
-        sent_all = self._send(head + body, numbers, deadline)
+    def _exchange(self, method, head, body, numbers, deadline, reused):
+        sent_all = self._send(head + body, numbers, deadline, reused)
         reader = _Reader(self._sock, self.max_fds, deadline)
         try:
             resp, keep = reader.response(method == "HEAD", self.max_body)
@@ -395,6 +408,10 @@ class Connection:
             raise
         # A body left unsent would be read as the next request: start over.
         return resp, keep and sent_all
+
+
+class _NotSent(Exception):
+    """A reused connection refused a request's first byte."""
 
 
 class _Reader:

@@ -86,8 +86,9 @@ FDH_API void fdh_client_set_limits(struct fdh_client *c, size_t max_body, unsign
  * nothing is sent then, and the client stays usable.  After any other
  * failure the connection is unusable: later calls get -ENOTCONN.  So does
  * a call that finds the server closed the connection since the last
- * response, or sent something nobody asked for: nothing is sent, and the
- * request may go again on a new connection.  No
+ * response, or sent something nobody asked for, or whose first send the
+ * server refused on a connection that had served (it was closing it):
+ * nothing was sent, and the request may go again on a new connection.  No
  * received fd outlives a failure: those are closed before the call returns,
  * and their close is the one wait the timeout does not bound (see
  * fdh_client_resp_release()).

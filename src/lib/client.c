@@ -1001,6 +1001,15 @@ fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
 		x.want_continue = expect;
 		if (!sent_all)
 			continue_by = fdh_mono_ms() + CLIENT_CONTINUE_WAIT_MS;
+	} else if (gone(r) && c->answered && iov[0].iov_base == head.p) {
+		/*
+		 * Not a byte went, on a connection that has served: a drain or
+		 * the idle timeout ended it as this request was being sent (a
+		 * draining server shuts a connection's input before it looks
+		 * for a request there).  As stream_moved(): it may go again.
+		 */
+		r = -ENOTCONN;
+		goto fail;
 	} else if (gone(r)) {
 		send_err = r;	/* the server may have answered before it left */
 	} else if (r < 0) {

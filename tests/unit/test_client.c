@@ -37,6 +37,7 @@ enum step_kind {
 	STEP_SLEEP,
 	STEP_CLOSE,
 	STEP_WAIT_EOF,		/* until the client hangs up */
+	STEP_SHUT_RD,		/* no more input: the client's sends fail with EPIPE */
 };
 
 struct step {
@@ -59,6 +60,7 @@ struct step {
 #define S_SLEEP(t)		{ .kind = STEP_SLEEP, .ms = (t) }
 #define S_CLOSE			{ .kind = STEP_CLOSE }
 #define S_WAIT_EOF		{ .kind = STEP_WAIT_EOF }
+#define S_SHUT_RD		{ .kind = STEP_SHUT_RD }
 #define S_END			{ .kind = STEP_END }
 
 #define FAKE_MAX_MSGS 8
@@ -150,6 +152,9 @@ fake_run(void *arg)
 		case STEP_CLOSE:
 			close(f->sock);
 			f->sock = -1;
+			break;
+		case STEP_SHUT_RD:
+			r = shutdown(f->sock, SHUT_RD) == -1 ? -errno : 0;
 			break;
 		case STEP_WAIT_EOF: {
 			struct fdh_test_msg rest;
@@ -1122,6 +1127,42 @@ test_stream_moved_between_requests(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+/*
+ * A server that shuts its input after answering (a draining fdhttpd worker
+ * does, before it looks for a queued request): the next request's first
+ * send fails, not a byte of it gone, and is reported as -ENOTCONN, so that
+ * it may be sent again on a new connection, not as the server going away
+ * in the middle of it.
+ */
+static void
+test_input_shut_after_an_answer_is_not_connected(void **state)
+{
+	static const struct step steps[] = {
+		S_READ_MSG, S_SEND(OK_RESP), S_SHUT_RD, S_SLEEP(300), S_END,
+	};
+	struct fdh_client_req req = { .target = "/" };
+	struct fdh_client_resp resp;
+	struct fdh_client *c;
+	struct fake f;
+	int before = fdh_test_count_fds(0);
+
+	(void)state;
+	fake_start(&f, steps, 5000, &c);
+	assert_int_equal(fdh_client_request(c, &req, &resp), 0);
+	fdh_client_resp_release(&resp);
+	usleep(100 * 1000);	/* the fake has shut its input by now */
+	assert_int_equal(fdh_client_request(c, &req, &resp), -ENOTCONN);
+	assert_int_equal(fdh_client_request(c, &req, &resp), -ENOTCONN);
+	assert_int_equal(pthread_join(f.th, NULL), 0);
+	assert_int_equal(f.failed_step, -1);
+	assert_int_equal(f.ngot, 1);
+	fdh_client_free(c);
+	if (f.sock >= 0)
+		close(f.sock);
+	fake_free(&f);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 /* --- big bodies: partial writes, EAGAIN, many reads ------------------------ */
 
 #define BIG_REQ (4u * 1024 * 1024)
@@ -1421,6 +1462,7 @@ main(void)
 		cmocka_unit_test(test_timeout_set_later),
 		cmocka_unit_test(test_server_vanishes),
 		cmocka_unit_test(test_stream_moved_between_requests),
+		cmocka_unit_test(test_input_shut_after_an_answer_is_not_connected),
 		cmocka_unit_test(test_big_bodies),
 		cmocka_unit_test(test_early_answer),
 		cmocka_unit_test(test_early_answer_open),
