@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libutil.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -50,6 +52,10 @@ pidfile_put(struct pidfh *pfh)
 	char pid[32];
 	int fd = pidfile_fileno(pfh), n;
 
+	/*
+	 * No newline: pidfile_open() reads a running instance's pid back with
+	 * strtol() and takes anything after it for a malformed file.
+	 */
 	n = snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	if (ftruncate(fd, 0) == -1)
 		return -errno;
@@ -57,6 +63,36 @@ pidfile_put(struct pidfh *pfh)
 	if (pwrite(fd, pid, (size_t)n, 0) != (ssize_t)n)
 		return errno ? -errno : -EIO;	/* short: the disk filled up in between */
 	return 0;
+}
+
+/*
+ * pidfile_open() follows a symbolic link and truncates the file it names:
+ * as root, whoever may write in the pidfile's directory could have any file
+ * emptied and overwritten, and the link removed at exit.  So anything but
+ * a regular file at path is refused before the open (NULL: nothing is
+ * there, or a regular file), and after it the file opened must be the one
+ * at path still (a link put there in between has emptied its target, but
+ * no pid is written into it and no link is removed).
+ */
+static const char *
+pidfile_not_regular(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == -1)
+		return errno == ENOENT ? NULL : strerror(errno);
+	if (S_ISLNK(st.st_mode))
+		return "a symbolic link, which is not followed";
+	return S_ISREG(st.st_mode) ? NULL : "not a regular file";
+}
+
+static bool
+pidfile_is_at(struct pidfh *pfh, const char *path)
+{
+	struct stat fst, pst;
+
+	return fstat(pidfile_fileno(pfh), &fst) == 0 && lstat(path, &pst) == 0 &&
+	    S_ISREG(pst.st_mode) && fst.st_dev == pst.st_dev && fst.st_ino == pst.st_ino;
 }
 
 /* What fdhttpd made and must remove as it exits, cleanly or not. */
@@ -137,12 +173,21 @@ main(int argc, char *argv[])
 	if (err < 0)
 		fatal("closer: %s", strerror(-err));
 	if (o.pidfile) {
+		const char *why = pidfile_not_regular(o.pidfile);
+
+		if (why)
+			fatal("--pidfile %s: %s; refusing to start", o.pidfile, why);
 		made.pfh = pidfile_open(o.pidfile, 0644, &other);
 		if (made.pfh == NULL) {
 			if (errno == EEXIST)
 				fatal("%s: fdhttpd is already running as pid %ld; refusing to start",
 				    o.pidfile, (long)other);
 			fatal("%s: %s", o.pidfile, strerror(errno));
+		}
+		if (!pidfile_is_at(made.pfh, o.pidfile)) {
+			pidfile_close(made.pfh);
+			fatal("--pidfile %s: replaced while it was opened; refusing to start",
+			    o.pidfile);
 		}
 		fcntl(pidfile_fileno(made.pfh), F_SETFD, FD_CLOEXEC);
 		/*

@@ -247,6 +247,28 @@ class SocketTest(unittest.TestCase):
         self.assertEqual(d.stop(), 0)
         self.assertFalse(os.path.exists(pidfile))
 
+    def test_pidfile_that_is_a_link_is_refused_and_its_target_untouched(self):
+        """Regression: --pidfile followed a symbolic link, overwrote its
+        target with the pid and removed the link at exit."""
+        victim = os.path.join(self.dir, "victim")
+        with open(victim, "w") as f:
+            f.write("precious\n")
+        link = os.path.join(self.dir, "fdhttpd.pid")
+        os.symlink(victim, link)
+        rc, err = run_fdhttpd("--socket", self.path, "--pidfile", link, "--", echo_path())
+        self.assertEqual(rc, 1, err)
+        self.assertIn("--pidfile %s: a symbolic link, which is not followed; "
+                      "refusing to start" % link, err)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious\n")
+        self.assertTrue(os.path.islink(link))
+        self.assertFalse(os.path.exists(self.path))
+        os.mkfifo(os.path.join(self.dir, "fifo.pid"))
+        rc, err = run_fdhttpd("--socket", self.path, "--pidfile",
+                              os.path.join(self.dir, "fifo.pid"), "--", echo_path())
+        self.assertEqual(rc, 1, err)
+        self.assertIn("not a regular file; refusing to start", err)
+
     def test_bad_options_exit_2_naming_the_option(self):
         echo = echo_path()
         cases = [
