@@ -521,6 +521,10 @@ options_parse(int argc, char **argv, struct options *o)
 	if (geteuid() == 0 && !o->have_user && !o->no_sandbox)
 		usage_error("running as root: workers need --user USER[:GROUP] "
 		    "(or --no-sandbox, for development only)");
+	/* --user root would keep every capability a sandboxed worker should lack. */
+	if (o->have_user && o->user_uid == 0 && !o->no_sandbox)
+		usage_error("--user %s: workers would run as root; name an unprivileged user "
+		    "(or --no-sandbox, for development only)", o->user_name);
 	o->service_argv = xreallocarray(NULL, (size_t)argc - (size_t)optind + 1, sizeof(char *));
 	for (i = optind; i < argc; i++)
 		o->service_argv[i - optind] = xstrdup(argv[i]);

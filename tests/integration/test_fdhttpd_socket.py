@@ -283,6 +283,8 @@ class SocketTest(unittest.TestCase):
             (["--log-level", "loud"], "--log-level"),
             (["--allow-uid", "root"], "--allow-uid"),
             (["--user", "no-such-user-here"], "--user"),
+            (["--user", "root"], "--user"),
+            (["--user", "0:65534"], "--user"),
             (["--owner", "no-such-user-here:x"], "--owner"),
             (["--allow-open", "relative/dir"], "--allow-open"),
             (["--frobnicate"], "--frobnicate"),
