@@ -116,8 +116,8 @@ log_path(const char *path, size_t len, char *buf, size_t size)
  * beneath: "/D/./private/f" or "/D//private/f" cannot pass for a path in D
  * while naming one in D/private.
  */
-static bool
-canonical(const char *path, size_t len)
+bool
+broker_canonical(const char *path, size_t len)
 {
 	size_t i = 0, n;
 
@@ -200,26 +200,13 @@ broker_setup(const struct options *o)
 		while (d->len > 0 && d->path[d->len - 1] == '/')
 			d->len--;
 		d->rw = o->allow_open[i].rw;
-		for (k = 0; k < i; k++) {
-			if (dirs[k].len == d->len && strncmp(dirs[k].path, d->path, d->len) == 0) {
-				log_error("--allow-open %s: given twice", d->path);
-				ndirs = i;
-				broker_free();
-				return -EINVAL;
-			}
-		}
-		/* Worker paths must be canonical: another spelling would never match. */
-		if (!canonical(d->path, d->len)) {
-			log_error("--allow-open %s: not a canonical path (\".\", \"..\" or \"//\" in it)",
-			    d->path);
-			ndirs = i;
-			broker_free();
-			return -EINVAL;
-		}
+		/* Spelled twice, or not canonically: refused with the command line. */
 		d->fd = open(d->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (d->fd == -1 || fstat(d->fd, &st) == -1) {
 			r = -errno;
-			log_error("--allow-open %s: %s", d->path, strerror(-r));
+			log_error("--allow-open %s: %s%s", d->path, strerror(-r),
+			    r == -ENOENT && strchr(strrchr(d->path, '/'), ':') ?
+			    " (its mode, if any, is :ro or :rw)" : "");
 			if (d->fd != -1)
 				close(d->fd);
 			ndirs = i;
@@ -425,7 +412,7 @@ decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 		snprintf(why, len, "refused: flags the broker does not take");
 		return -EINVAL;
 	}
-	if (strcmp(req->path, "/") != 0 && !canonical(req->path, strlen(req->path))) {
+	if (strcmp(req->path, "/") != 0 && !broker_canonical(req->path, strlen(req->path))) {
 		snprintf(why, len, "refused: not a canonical path (\".\", \"..\", \"//\" or a "
 		    "trailing \"/\")");
 		return -EACCES;

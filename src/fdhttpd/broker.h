@@ -5,6 +5,9 @@
 #ifndef FDHTTPD_BROKER_H
 #define FDHTTPD_BROKER_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "ctl.h"
 #include "options.h"
 #include "supervisor.h"
@@ -15,6 +18,11 @@
  * Returns 0, or -errno after logging the directory at fault.
  */
 int broker_setup(const struct options *o);
+/*
+ * Whether path[0..len) has no "." or ".." component, no empty one ("//")
+ * and no trailing "/" (the empty path stands for "/").
+ */
+bool broker_canonical(const char *path, size_t len);
 void broker_free(void);
 
 /*

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "broker.h"
 #include "limit_range.h"
 #include "options.h"
 
@@ -287,8 +288,7 @@ static void
 parse_allow_open(struct options *o, const char *arg)
 {
 	struct allow_open a = { .dir = xstrdup(arg), .rw = false };
-	size_t len = strlen(a.dir);
-	struct stat st;
+	size_t len = strlen(a.dir), i;
 
 	if (len > 3 && strcmp(a.dir + len - 3, ":rw") == 0) {
 		a.rw = true;
@@ -298,10 +298,23 @@ parse_allow_open(struct options *o, const char *arg)
 	}
 	if (a.dir[0] != '/')
 		usage_error("--allow-open: '%s' is not an absolute directory", a.dir);
-	if (stat(a.dir, &st) == -1)
-		usage_error("--allow-open: %s: %s", a.dir, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		usage_error("--allow-open: %s is not a directory", a.dir);
+	len = strlen(a.dir);
+	while (len > 0 && a.dir[len - 1] == '/')
+		len--;
+	/* Worker paths must be canonical: another spelling would never match. */
+	if (!broker_canonical(a.dir, len))
+		usage_error("--allow-open %s: not a canonical path (\".\", \"..\" or \"//\" in it)",
+		    a.dir);
+	for (i = 0; i < o->nallow_open; i++) {
+		const char *other = o->allow_open[i].dir;
+		size_t olen = strlen(other);
+
+		while (olen > 0 && other[olen - 1] == '/')
+			olen--;
+		if (olen == len && strncmp(other, a.dir, len) == 0)
+			usage_error("--allow-open %s: given twice", a.dir);
+	}
+	/* Whether it exists and is a directory the broker finds as it opens it (exit 1). */
 	o->allow_open = xreallocarray(o->allow_open, o->nallow_open + 1, sizeof(*o->allow_open));
 #ifndef __clang__
 	/* GCC 12's analyzer loses a pointer stored at a computed index of a heap array. */

@@ -349,16 +349,23 @@ class BrokerTest(unittest.TestCase):
         self.assertEqual(os.listdir(private), ["f"])
 
     def test_allow_open_refuses_what_cannot_be_a_policy(self):
+        """A path spelled wrong is a bad command line (2); one the file system
+        does not back as a directory could not be set up (1)."""
         t = self.tree
-        for args, msg in (
-                (["--allow-open", t.data + "/./sub"], "not a canonical path"),
+        for args, msg, want in (
+                (["--allow-open", t.data + "/./sub"], "not a canonical path", 2),
+                (["--allow-open", t.data + "/sub", "--allow-open", t.data + "/sub/:ro"],
+                 "given twice", 2),
+                (["--allow-open", t.data + "/nothing:ro"], "No such file or directory", 1),
+                (["--allow-open", t.data + "/sub:RW"],
+                 "No such file or directory (its mode, if any, is :ro or :rw)", 1),
                 # sub-link -> sub: one directory, both writable and read-only
                 (["--allow-open", t.data + "/sub:rw", "--allow-open", t.data + "/sub-link:ro"],
-                 "the same directory as")):
+                 "the same directory as", 1)):
             with self.subTest(args=args):
                 status, err = run_fdhttpd("--socket", os.path.join(t.top, "s.sock"), *args,
                                           "--", probe_path())
-                self.assertEqual(status, 1, err)
+                self.assertEqual(status, want, err)
                 self.assertIn(msg, err)
                 self.assertFalse(os.path.exists(os.path.join(t.top, "s.sock")))
 
