@@ -81,7 +81,7 @@
  */
 #define LOG_PATH_HEAD		96
 #define LOG_PATH_TAIL		64
-#define LOG_PATH_BUF		(LOG_PATH_HEAD + LOG_PATH_TAIL + 48)
+#define LOG_PATH_BUF		(4 * (LOG_PATH_HEAD + LOG_PATH_TAIL) + 48)
 
 struct allowed_dir {
 	const char *path;	/* as given, trailing slashes not counted */
@@ -97,16 +97,51 @@ struct allowed_dir {
 static struct allowed_dir *dirs;
 static size_t ndirs;
 
-/* path[0..len) for the log, its middle cut when longer than the log keeps. */
+/*
+ * Appends p[0..len) to buf at *at, each byte that is not printable ASCII,
+ * and the backslash and the double quote, as \xNN.  The audit line then
+ * reads one way only: a file named "x\x0ay" does not log as one with a
+ * newline in its name, a quote in a name does not end the quoted path, and
+ * neither invalid UTF-8 nor a bidirectional override reaches a terminal.
+ */
+static void
+log_path_put(char *buf, size_t size, size_t *at, const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && *at + 5 < size; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (c < 0x20 || c >= 0x7f || c == '\\' || c == '"') {
+			snprintf(buf + *at, 5, "\\x%02x", c);
+			*at += 4;
+		} else {
+			buf[(*at)++] = (char)c;
+		}
+	}
+	buf[*at] = '\0';
+}
+
+/* path[0..len) for the log, escaped, its middle cut when longer than the log keeps. */
 static const char *
 log_path(const char *path, size_t len, char *buf, size_t size)
 {
-	if (len <= LOG_PATH_HEAD + LOG_PATH_TAIL)
-		snprintf(buf, size, "%.*s", (int)len, path);
-	else
-		snprintf(buf, size, "%.*s...[%zu bytes cut]...%.*s", LOG_PATH_HEAD, path,
-		    len - LOG_PATH_HEAD - LOG_PATH_TAIL, LOG_PATH_TAIL,
-		    path + len - LOG_PATH_TAIL);
+	char mark[48];
+	size_t at = 0;
+	int n;
+
+	buf[0] = '\0';
+	if (len <= LOG_PATH_HEAD + LOG_PATH_TAIL) {
+		log_path_put(buf, size, &at, path, len);
+		return buf;
+	}
+	log_path_put(buf, size, &at, path, LOG_PATH_HEAD);
+	n = snprintf(mark, sizeof(mark), "...[%zu bytes cut]...", len - LOG_PATH_HEAD - LOG_PATH_TAIL);
+	if (n > 0 && at + (size_t)n < size) {
+		memcpy(buf + at, mark, (size_t)n);
+		at += (size_t)n;
+	}
+	log_path_put(buf, size, &at, path + len - LOG_PATH_TAIL, LOG_PATH_TAIL);
 	return buf;
 }
 

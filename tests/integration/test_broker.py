@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttpd_testlib import (BUILD_DIR, Fdhttpd, fd_count, mount_tmpfs, run_fdhttpd,  # noqa: E402
@@ -159,6 +160,27 @@ class BrokerTest(unittest.TestCase):
                     self.assertEqual(r.status, 200, r.body)
                     self.assertEqual(read_fd(r.fds["file"]), want)
                     r.close_fds()
+
+    def test_paths_in_the_log_read_one_way_only(self):
+        """Regression: only control bytes were escaped in the broker's audit
+        lines, so a file named 'a\\x0ab' logged as one named a<LF>b did, a
+        quote in a name ended the quoted path early, and bytes of invalid
+        UTF-8 reached the log as they were."""
+        t = self.tree
+        names = ((b"nl\nx", r"nl\x0ax"), (b"bs\\x0ax", r"bs\x5cx0ax"),
+                 (b'q"x', r"q\x22x"), (b"hi\xffx", r"hi\xffx"))
+        for raw, _ in names:
+            with open(os.path.join(os.fsencode(t.data), raw), "wb") as f:
+                f.write(b"x")
+        d = self.files()
+        with FdConn(d.sock_path) as c:
+            for raw, _ in names:
+                r = c.get("/open?path=" + urllib.parse.quote_from_bytes(raw))
+                self.assertEqual(r.status, 200, r.body)
+                r.close_fds()
+        for _, logged in names:
+            d.wait_log(r"open O_RDONLY: opened beneath .*: \"%s/%s\"\n"
+                       % (re.escape(t.data), re.escape(logged)))
 
     def test_files_refuses_what_leads_out(self):
         d = self.files()
