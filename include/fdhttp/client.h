@@ -79,7 +79,8 @@ FDH_API void fdh_client_set_limits(struct fdh_client *c, size_t max_body, unsign
  * Sends req and waits for its response (skipping 1xx).  On success *ret_resp
  * holds what arrived and must be released with fdh_client_resp_release().
  * -ETIMEDOUT, -ECONNRESET/-EPIPE when the server went away, -EPROTO for a
- * malformed response or fds that do not match its X-FD header, -EOVERFLOW
+ * malformed response or fds that do not match its X-FD header, -EMFILE
+ * when this process had no descriptor free for the response's fds, -EOVERFLOW
  * for a response head over 1 MiB or 4096 fields, -EMSGSIZE for a body over
  * the limit, -EINVAL (-EBADF, -E2BIG for fds, and -ETOOMANYREFS when the
  * kernel will not pass more) for a request that cannot be sent as given:

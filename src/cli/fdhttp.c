@@ -81,7 +81,8 @@ static const char usage_text[] =
 "  -V, --version              print the version and exit\n"
 "\n"
 "Exit status: 0 for a 2xx or 3xx answer, 22 for 4xx and 5xx, 7 when the\n"
-"socket cannot be reached, 28 on a timeout, 2 for a bad command line.\n";
+"socket cannot be reached, 28 on a timeout, 2 for a bad command line; 8, 23,\n"
+"26, 55, 56, 63 and 1 for the other failures fdhttp(1) lists.\n";
 
 enum {
 	OPT_DATA_FILE = 256,
@@ -1090,6 +1091,8 @@ request_error(int r)
 	case -ETIMEDOUT:	return "no complete response within the timeout";
 	case -EINVAL:		return "the request cannot be sent as given (method, PATH or a header)";
 	case -EPROTO:		return "malformed response, or its fds do not match its X-FD header";
+	case -EMFILE:		return "no descriptor free here for the response's fds "
+				    "(RLIMIT_NOFILE): some were dropped";
 	case -EOVERFLOW:	return "the response head is over 1 MiB or 4096 header fields";
 	case -EMSGSIZE:		return "the response body is larger than the client accepts";
 	case -ECONNRESET:	return "the server closed the connection without a complete response";

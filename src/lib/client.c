@@ -811,7 +811,14 @@ exchange_read(struct exchange *x, int64_t deadline)
 		if (n < 0)
 			return (int)n;
 		x->nfds += got;
-		/* More fds than max_fds, or none left in our RLIMIT_NOFILE. */
+		/*
+		 * Fewer fds than we had room for, and truncated: the kernel
+		 * found no descriptor free for the rest (RLIMIT_NOFILE), our
+		 * fault and not the server's.
+		 */
+		if (truncated && got < room)
+			return -EMFILE;
+		/* More fds than max_fds. */
 		if (truncated || x->nfds > c->max_fds)
 			return -EPROTO;
 		if (n == 0) {

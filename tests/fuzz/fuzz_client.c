@@ -81,6 +81,7 @@ documented(int r)
 	case -EPIPE:
 	case -EPROTO:
 	case -ENOTCONN:
+	case -EMFILE:
 	case -EOVERFLOW:
 	case -EMSGSIZE:
 	case -ENOMEM:

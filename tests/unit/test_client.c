@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1163,6 +1164,57 @@ test_input_shut_after_an_answer_is_not_connected(void **state)
 	assert_int_equal(fdh_test_count_fds(0), before);
 }
 
+/*
+ * A response whose fds this process has no descriptors left for: the
+ * kernel drops the rest (MSG_CTRUNC).  That is -EMFILE, the client's own
+ * limit, not -EPROTO, which blames the server.
+ */
+static void
+test_response_fds_past_our_nofile_are_emfile(void **state)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\nX-FD: a,b,c,d\r\nContent-Length: 0\r\n\r\n";
+	struct step steps[] = { S_READ_MSG, { .kind = STEP_SEND }, S_END };
+	struct fdh_client_req req = { .target = "/" };
+	struct fdh_client_resp resp;
+	struct fdh_client *c;
+	struct rlimit saved, low;
+	struct fake f;
+	int before = fdh_test_count_fds(0), fds[4], fill[64], nfill = 0, i;
+
+	(void)state;
+	for (i = 0; i < 4; i++)
+		fds[i] = fdh_test_make_memfd("x");
+	steps[1].data = head;
+	steps[1].fds = fds;
+	steps[1].nfds = 4;
+	fake_start(&f, steps, 5000, &c);
+	/* Every descriptor below the limit taken, but two. */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	low.rlim_cur = (rlim_t)fcntl(0, F_DUPFD_CLOEXEC, 0);
+	close((int)low.rlim_cur);
+	low.rlim_cur += 48;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (nfill < 64 && (fill[nfill] = fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0)
+		nfill++;
+	assert_true(nfill >= 2 && nfill < 64);
+	close(fill[--nfill]);
+	close(fill[--nfill]);
+	assert_int_equal(fdh_client_request(c, &req, &resp), -EMFILE);
+	for (i = 0; i < nfill; i++)
+		close(fill[i]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	assert_int_equal(pthread_join(f.th, NULL), 0);
+	assert_int_equal(f.failed_step, -1);
+	fdh_client_free(c);
+	if (f.sock >= 0)
+		close(f.sock);
+	fake_free(&f);
+	for (i = 0; i < 4; i++)
+		close(fds[i]);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 /* --- big bodies: partial writes, EAGAIN, many reads ------------------------ */
 
 #define BIG_REQ (4u * 1024 * 1024)
@@ -1463,6 +1515,7 @@ main(void)
 		cmocka_unit_test(test_server_vanishes),
 		cmocka_unit_test(test_stream_moved_between_requests),
 		cmocka_unit_test(test_input_shut_after_an_answer_is_not_connected),
+		cmocka_unit_test(test_response_fds_past_our_nofile_are_emfile),
 		cmocka_unit_test(test_big_bodies),
 		cmocka_unit_test(test_early_answer),
 		cmocka_unit_test(test_early_answer_open),
