@@ -380,7 +380,9 @@ on_signals(struct sup *s)
 			begin_shutdown(s, (int)si.ssi_signo);
 			break;
 		case SIGHUP:
-			if (!s->stopping)
+			if (s->stopping)
+				log_info("SIGHUP: stopping; no workers are replaced");
+			else
 				workers_restart(s);
 			break;
 		case SIGUSR1:

@@ -758,7 +758,10 @@ workers_replace_step(struct sup *s)
 			return;
 	}
 	s->restarting = false;
-	log_info("SIGHUP: all %u workers replaced", s->nslots);
+	if (s->nslots == 1)
+		log_info("SIGHUP: the worker replaced");
+	else
+		log_info("SIGHUP: all %u workers replaced", s->nslots);
 }
 
 void
@@ -766,7 +769,10 @@ workers_restart(struct sup *s)
 {
 	s->gen++;
 	s->restarting = true;
-	log_info("SIGHUP: replacing all %u workers, one at a time", s->nslots);
+	if (s->nslots == 1)
+		log_info("SIGHUP: replacing the worker");
+	else
+		log_info("SIGHUP: replacing all %u workers, one at a time", s->nslots);
 }
 
 /*

@@ -174,6 +174,9 @@ class WorkersTest(unittest.TestCase):
         # Once the workers have the DRAIN, the rest of the request comes.
         wait_for(lambda: len(re.findall(r"worker \d: draining\n", d.read_log())) == 2,
                  what="both workers draining")
+        # A reload asked for now is refused, and the log says so.
+        d.send_signal(signal.SIGHUP)
+        d.wait_log(r"info supervisor: SIGHUP: stopping; no workers are replaced\n")
         busy.sock.sendall(b"llo")
         r = busy.read_response()
         self.assertEqual((r.status, r.body), (200, b"hello"))
@@ -378,6 +381,10 @@ class WorkersTest(unittest.TestCase):
         d.send_signal(signal.SIGHUP)
         wait_for(lambda: d.read_log().count("all 2 workers replaced") == 2,
                  what="the second restart's end")
+        one = self.start(workers=1)
+        one.send_signal(signal.SIGHUP)
+        one.wait_log(r"info supervisor: SIGHUP: replacing the worker\n")
+        one.wait_log(r"info supervisor: SIGHUP: the worker replaced\n")
 
     def test_max_requests_recycles(self):
         d = self.start("--max-requests", "5", workers=1)
