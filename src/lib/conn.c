@@ -787,14 +787,16 @@ fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents)
 }
 
 /*
- * A drain closes the served connections that wait for a next request.
- * Closed as they are, one whose client has just sent that request would
- * fail it: the request sits unread in the socket, the client reads the
- * end instead of an answer.  So the input side is shut first, which from
- * then on fails the client's sends with EPIPE (a request that never went,
- * which a client may send again on a new connection); and a request
- * already queued is read and answered, with Connection: close, within a
- * last call.  A look with MSG_PEEK, as the sandbox allows no FIONREAD.
+ * A drain, or the idle timeout, closes connections that wait for a
+ * request.  Closed as they are, one whose client has just sent that
+ * request would fail it: the request sits unread in the socket, the client
+ * reads the end instead of an answer.  So the input side is shut first,
+ * which from then on fails the client's sends with EPIPE (a request that
+ * never went, which a client may send again on a new connection); and a
+ * request already queued is read and answered within a last call (with
+ * Connection: close in a drain; after the idle timeout the answer may say
+ * keep-alive, and the end of input read next closes the connection).  A
+ * look with MSG_PEEK, as the sandbox allows no FIONREAD.
  */
 void
 fdh_conn_idle_end(struct fdh_dispatch *d, struct fdh_conn *c)
@@ -832,8 +834,8 @@ fdh_conn_timeout(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind
 		}
 		fdh_resp_reset(r);
 	}
-	/* A last call that ran out: the request may have come just now. */
-	if (k == TIMER_LAST && c->state == CONN_WAIT) {
+	/* An idle connection, or a last call, that ran out: a request may have come just now. */
+	if ((k == TIMER_IDLE || k == TIMER_LAST) && c->state == CONN_WAIT) {
 		fdh_conn_idle_end(d, c);
 		return;
 	}

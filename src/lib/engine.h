@@ -186,7 +186,7 @@ void fdh_dispatch_close_ended(struct fdh_dispatch *d);
 void fdh_conn_event(struct fdh_dispatch *d, struct fdh_conn *c, uint32_t revents);
 void fdh_conn_timeout(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_timer_kind k);
 void fdh_conn_close(struct fdh_dispatch *d, struct fdh_conn *c);
-/* A drain's end of a served idle connection: closed, or its queued request served first. */
+/* The end of a connection waiting for a request: closed, or its queued request served first. */
 void fdh_conn_idle_end(struct fdh_dispatch *d, struct fdh_conn *c);
 /* Events a connection in its state wants. */
 uint32_t fdh_conn_wanted(const struct fdh_dispatch *d, const struct fdh_conn *c);

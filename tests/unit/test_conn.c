@@ -1802,6 +1802,47 @@ test_conn_closed_by_earlier_event_of_batch(void **state)
 }
 
 /*
+ * The idle timeout, run out with a request already queued (its client sent
+ * it just then): the request is answered, not dropped with the connection,
+ * and the connection ends after it.
+ */
+static void
+test_idle_timeout_answers_a_request_already_queued(void **state)
+{
+	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+	struct fdh_limits lim;
+	struct fdh_dispatch *d;
+	struct fdh_test_msg m;
+	int sv[2], i, before = fdh_test_count_fds(0);
+
+	(void)state;
+	limits_short(&lim);
+	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(fdh_dispatch_add_conn(d, sv[1], &peer, -1, 0), 0);
+	assert_true(fdh_test_sends(sv[0], "GET /hello/a HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	for (i = 0; i < 20 && fdh_dispatch_nrequests(d) == 0; i++)
+		assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
+	assert_int_equal(fdh_test_read_message(sv[0], 2000, &m), 0);
+	fdh_test_msg_free(&m);
+	/* Past the idle timeout, the loop not running: the next request waits in the socket. */
+	usleep((lim.idle_timeout_ms + 100) * 1000);
+	assert_true(fdh_test_sends(sv[0], "GET /hello/late HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	for (i = 0; i < 20 && fdh_dispatch_nconns(d) == 1; i++)
+		assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
+	assert_int_equal(fdh_dispatch_nrequests(d), 2);
+	assert_int_equal(fdh_dispatch_nconns(d), 0);
+	assert_int_equal(fdh_test_read_all(sv[0], 2000, &m), 0);
+	assert_non_null(strstr(m.data, "HTTP/1.1 200 "));
+	assert_non_null(strstr(m.data, "/hello/late"));
+	assert_true(m.eof);
+	fdh_test_msg_free(&m);
+	close(sv[0]);
+	fdh_dispatch_free(d);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
+/*
  * A request that is already in the socket of an idle keep-alive connection
  * when a drain begins (its client sent it as the drain was asked for) is
  * answered, with Connection: close; closed unread, it would be a request
@@ -2136,6 +2177,7 @@ main(void)
 		cmocka_unit_test(test_conn_closed_by_earlier_event_of_batch),
 		cmocka_unit_test(test_drain_gives_the_just_answered_a_last_request),
 		cmocka_unit_test(test_drain_answers_a_request_already_queued),
+		cmocka_unit_test(test_idle_timeout_answers_a_request_already_queued),
 		cmocka_unit_test(test_request_queued_at_hand_over_answered_at_once),
 		cmocka_unit_test(test_ended_socket_closes_after_watches_read),
 		cmocka_unit_test(test_ended_socket_closes_before_a_handler_runs),
