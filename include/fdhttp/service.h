@@ -28,8 +28,16 @@ typedef int fdh_handler_fn(struct fdh_req *req, struct fdh_resp *resp, void *use
 
 /*
  * One route.  path is exact ("/echo") or a prefix: "/files/" then "*", which
- * matches every path that begins with "/files/".  A GET route also answers
- * HEAD, with the would-be Content-Length and no body.
+ * matches every path that begins with "/files/".  It is compared with the
+ * request's path as sent: not percent-decoded, and with no "." or ".."
+ * taken out, so a handler that makes a file name of a prefix route's rest
+ * must check it (or open it through the broker, which refuses "..").  A
+ * GET route also answers HEAD: its handler runs in full, with
+ * fdh_req_method() "HEAD", and the answer goes with the would-be
+ * Content-Length and no body.  A route without a method or a handler, or
+ * whose path does not start with '/' or holds '?' or '#', stops the
+ * service at start-up, before its init hook (exit status 2; fdhttpd
+ * stops too), naming the route.
  */
 struct fdh_route {
 	const char *method;

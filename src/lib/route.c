@@ -1,6 +1,7 @@
 /* Route lookup. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,20 +20,58 @@ fdh_route_method_id(const char *name)
 }
 
 int
+fdh_route_table_check(const struct fdh_route *routes, size_t n, size_t *ret_bad,
+    const char **ret_why)
+{
+	const char *why = NULL;
+	size_t i;
+
+	for (i = 0; i < n && !why; i++) {
+		const struct fdh_route *r = &routes[i];
+
+		if (!r->method || !r->method[0])
+			why = "no method";
+		else if (!r->handler)
+			why = "no handler";
+		else if (!r->path || r->path[0] != '/')
+			why = "its path does not start with '/'";
+		else if (strpbrk(r->path, "?#"))
+			why = "its path holds '?' or '#', which a request's path never does";
+		if (why)
+			*ret_bad = i;
+	}
+	if (!why)
+		return 0;
+	if (ret_why)
+		*ret_why = why;
+	return -EINVAL;
+}
+
+int
+fdh_route_table_explain(const struct fdh_route *routes, size_t n, char *buf, size_t size)
+{
+	const char *why = "";
+	size_t bad = 0;
+	int r = fdh_route_table_check(routes, n, &bad, &why);
+
+	if (r < 0)
+		(void)snprintf(buf, size, "route %zu (%s %s): %s", bad,
+		    routes[bad].method ? routes[bad].method : "(null)",
+		    routes[bad].path ? routes[bad].path : "(null)", why);
+	return r;
+}
+
+int
 fdh_route_table_init(struct fdh_route_table *t, const struct fdh_route *routes, size_t n,
     size_t *ret_bad)
 {
 	size_t i;
+	int r;
 
 	memset(t, 0, sizeof(*t));
-	for (i = 0; i < n; i++) {
-		const struct fdh_route *r = &routes[i];
-
-		if (!r->method || !r->method[0] || !r->path || r->path[0] != '/' || !r->handler) {
-			*ret_bad = i;
-			return -EINVAL;
-		}
-	}
+	r = fdh_route_table_check(routes, n, ret_bad, NULL);
+	if (r < 0)
+		return r;
 	t->match_len = calloc(n ? n : 1, sizeof(*t->match_len));
 	t->prefix = calloc(n ? n : 1, sizeof(*t->prefix));
 	t->method = calloc(n ? n : 1, sizeof(*t->method));

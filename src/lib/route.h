@@ -18,6 +18,18 @@ struct fdh_route_table {
 	uint8_t *method;		/* enum llhttp_method, or FDH_ROUTE_METHOD_UNKNOWN */
 };
 
+/*
+ * Whether every route can be served: a method, a handler, a path that
+ * starts with '/' and holds no '?' or '#'.  -EINVAL names the first that
+ * cannot in *ret_bad, and why in *ret_why (a static string; ret_why may
+ * be NULL).
+ */
+int fdh_route_table_check(const struct fdh_route *routes, size_t n, size_t *ret_bad,
+    const char **ret_why);
+
+/* fdh_route_table_check(), its refusal written to buf ("route 3 (GET health): ..."). */
+int fdh_route_table_explain(const struct fdh_route *routes, size_t n, char *buf, size_t size);
+
 /* Checks every route (-EINVAL names the index in *ret_bad) and precomputes lengths. */
 int fdh_route_table_init(struct fdh_route_table *t, const struct fdh_route *routes, size_t n,
     size_t *ret_bad);

@@ -17,6 +17,7 @@
 #include "dispatch.h"
 #include "limit_range.h"
 #include "listen.h"
+#include "route.h"
 #include "sandbox.h"
 #include "worker.h"
 
@@ -266,7 +267,7 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 	const char *prog = argc > 0 && argv[0] ? argv[0] : "service";
 	const char *socket_path = NULL;
 	struct fdh_limits limits;
-	char **sargv;
+	char **sargv, why[512];
 	int sargc = 0, i, r, status;
 
 	if (strrchr(prog, '/'))
@@ -361,6 +362,12 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 
 	if (!socket_path) {
 		fprintf(stderr, "%s: --socket PATH is required (see --help)\n", prog);
+		free(sargv);
+		return 2;
+	}
+	/* Before init: a table that cannot be served is the program's fault, whatever init does. */
+	if (fdh_route_table_explain(svc->routes, svc->nroutes, why, sizeof(why)) < 0) {
+		fprintf(stderr, "%s: %s; not starting\n", svc->name ? svc->name : prog, why);
 		free(sargv);
 		return 2;
 	}

@@ -33,6 +33,7 @@
 #include "ctl.h"
 #include "dispatch.h"
 #include "fdpass.h"
+#include "route.h"
 #include "sandbox.h"
 #include "worker.h"
 
@@ -668,7 +669,7 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 	};
 	struct fdh_ctl_msg m;
 	const char *slash, *sandbox;
-	char closer_title[64];
+	char closer_title[64], why[512];
 	int r, status = 1;
 
 	/* First: the argument strings are about to become the title's room. */
@@ -707,6 +708,12 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 	/* From here on fdh_broker_open() can reach the supervisor, init included. */
 	current = &w;
 
+	/* Exit status 2, as for arguments refused: a respawn cannot mend it, fdhttpd stops. */
+	if (fdh_route_table_explain(svc->routes, svc->nroutes, why, sizeof(why)) < 0) {
+		fdh_log(FDH_LOG_ERROR, "%s: %s; not starting", w.name, why);
+		status = 2;
+		goto out;
+	}
 	if (svc->init) {
 		r = svc->init(argc, argv, svc->userdata);
 		if (r < 0) {

@@ -332,6 +332,12 @@ static const struct fdh_route routes[] = {
 	{ "GET",  "/broker/slow",	broker_slow,	NULL },
 };
 
+/* A slip a route table may hold: a path without its leading '/'. */
+static const struct fdh_route bad_routes[] = {
+	{ "GET",  "/uname",		try_uname,	NULL },
+	{ "GET",  "health",		try_uname,	NULL },
+};
+
 static const char *const syscalls[] = { "uname", NULL };
 static const char *const bad_syscalls[] = { "uname", "no_such_call", NULL };
 
@@ -347,8 +353,13 @@ main(int argc, char *argv[])
 	};
 	int i;
 
-	for (i = 1; i < argc; i++)
+	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--bad-syscall") == 0)
 			svc.syscalls = bad_syscalls;
+		if (strcmp(argv[i], "--bad-route") == 0) {
+			svc.routes = bad_routes;
+			svc.nroutes = sizeof(bad_routes) / sizeof(bad_routes[0]);
+		}
+	}
 	return fdh_service_main(&svc, argc, argv);
 }

@@ -160,6 +160,26 @@ class SandboxTest(unittest.TestCase):
                                       r"which is not a system call here")
         self.assertFalse(os.path.exists(sock))
 
+    def test_a_route_table_that_cannot_be_served_stops_fdhttpd(self):
+        """Regression: a route path without its leading '/' made every worker
+        exit 1 ("invalid route table or limits"), and fdhttpd respawned them
+        for ever.  The route is named, before the service's init runs, and
+        fdhttpd stops; alone, the service does not start."""
+        sock = os.path.join(self.tmpdir(), "s.sock")
+        rc, err = run_fdhttpd("--socket", sock, "--workers", "2",
+                              "--", probe_path(), "--bad-route")
+        self.assertEqual(rc, 2, err)
+        self.assertRegex(err, r"error worker \d: probe: route 1 \(GET health\): its path "
+                              r"does not start with '/'; not starting")
+        self.assertRegex(err, r"refused its arguments; stopping")
+        proc = subprocess.run([probe_path(), "--socket", sock, "--bad-route"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=10)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn("probe: route 1 (GET health): its path does not start with '/'; "
+                      "not starting", proc.stderr)
+        self.assertFalse(os.path.exists(sock))
+
     def test_a_worker_without_the_sandbox_is_killed(self):
         """READY from a process with no filter: killed, never handed a connection."""
         d = self.start("--grace", "0.2", workers=1, wait_ready=False,

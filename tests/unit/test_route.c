@@ -313,6 +313,35 @@ test_invalid_tables(void **state)
 	bad = 77;
 	assert_int_equal(fdh_route_table_init(&t, bad_routes, 4, &bad), -EINVAL);
 	assert_int_equal(bad, 1);
+	bad_routes[1].method = "GET";
+}
+
+/* Why a table cannot be served, naming the route: the message a service prints. */
+static void
+test_invalid_tables_explained(void **state)
+{
+	struct fdh_route own[3] = {
+		{ "GET", "/a", h_any, NULL },
+		{ "POST", "/a", h_any, NULL },
+		{ "GET", "/b/*", h_any, NULL },
+	};
+	char why[160];
+
+	(void)state;
+	assert_int_equal(fdh_route_table_explain(own, 3, why, sizeof(why)), 0);
+	own[2].path = "/b?x=1";
+	assert_int_equal(fdh_route_table_explain(own, 3, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "route 2 (GET /b?x=1): its path holds '?' or '#', which a "
+	    "request's path never does");
+	own[2].path = "/b#x";
+	assert_int_equal(fdh_route_table_explain(own, 3, why, sizeof(why)), -EINVAL);
+	own[2].path = "/b/*";
+	own[1].path = "a";
+	assert_int_equal(fdh_route_table_explain(own, 3, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "route 1 (POST a): its path does not start with '/'");
+	own[1].path = NULL;
+	assert_int_equal(fdh_route_table_explain(own, 3, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "route 1 (POST (null)): its path does not start with '/'");
 }
 
 static void
@@ -433,6 +462,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_head_uses_get, setup, teardown),
 		cmocka_unit_test(test_head_route_of_its_own),
 		cmocka_unit_test(test_invalid_tables),
+		cmocka_unit_test(test_invalid_tables_explained),
 		cmocka_unit_test(test_empty_table),
 	};
 
