@@ -191,7 +191,9 @@ FDH_API int fdh_resp_body_borrow(struct fdh_resp *resp, const void *data, size_t
  * Attaches fd under name.  Consumes fd, on failure too (it is closed then):
  * -EINVAL for a bad, repeated or NULL name, -E2BIG past the 253 fds one
  * message can carry (max-fds bounds requests, not responses); -EBADF for a
- * negative fd, which there is nothing to close of.  An fd
+ * negative fd, which there is nothing to close of; -EEXIST for an fd this
+ * response already holds, which stays attached once (fdh_resp_fd_dup() sends
+ * one file under two names).  An fd
  * still borrowed from the request (fdh_req_fd(), fdh_req_peer_pidfd()) is
  * taken from it first: the request no longer has it.
  */

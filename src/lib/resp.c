@@ -323,10 +323,19 @@ fd_slot_fill(struct fdh_resp *resp, const char *name, int fd)
 int
 fdh_resp_fd(struct fdh_resp *resp, const char *name, int fd)
 {
+	unsigned i;
 	int r;
 
 	if (fd < 0)
 		return -EBADF;
+	/*
+	 * Already attached: the response would send it twice and close it
+	 * twice, the second close another file's that took its number.  It
+	 * stays attached once; closed here, it would not be sent at all.
+	 */
+	for (i = 0; i < resp->nfds; i++)
+		if (resp->fds[i] == fd)
+			return -EEXIST;
 	/*
 	 * Borrowed with fdh_req_fd() rather than taken: the request would
 	 * close it when the handler returns, before the response is sent, and

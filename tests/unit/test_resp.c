@@ -531,6 +531,11 @@ test_fd_consumed_on_failure(void **state)
 	assert_int_equal(fdh_resp_fd(&f->r, "err", fd), 0);
 	assert_int_equal(f->open_fds, 7);
 
+	/* The same fd again: it would go twice and be closed twice.  It stays attached once. */
+	assert_int_equal(fdh_resp_fd(&f->r, "again", fd), -EEXIST);
+	assert_false(fd_closed(fd));
+	assert_int_equal(f->open_fds, 7);
+
 	/* max_fds is 2 here. */
 	fd = new_fd();
 	assert_int_equal(fdh_resp_fd(&f->r, "third", fd), -E2BIG);
