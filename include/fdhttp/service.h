@@ -128,8 +128,13 @@ FDH_API int fdh_req_query_param(const struct fdh_req *req, const char *name, cha
 /* Case-insensitive; the first field of that name, or NULL (for a NULL name too). */
 FDH_API const char *fdh_req_header(const struct fdh_req *req, const char *name);
 FDH_API size_t fdh_req_header_count(const struct fdh_req *req);
-/* The i-th field in arrival order; -ERANGE past the end. */
+/* The i-th field in arrival order; -ERANGE past the end, -EINVAL for a NULL ret_header. */
 FDH_API int fdh_req_header_at(const struct fdh_req *req, size_t i, struct fdh_header *ret_header);
+/*
+ * The body, its length in *ret_len (ret_len may be NULL); valid until the
+ * handler returns.  Not NUL-terminated: what follows it in memory is not
+ * the body's (use the length, or a "%.*s" format).
+ */
 FDH_API const void *fdh_req_body(const struct fdh_req *req, size_t *ret_len);
 /* 1 for HTTP/1.1, 0 for HTTP/1.0. */
 FDH_API int fdh_req_http_minor(const struct fdh_req *req);
@@ -170,7 +175,7 @@ FDH_API void fdh_resp_status(struct fdh_resp *resp, int status);
  * the same name is added beside, not in place of, an earlier one.
  */
 FDH_API int fdh_resp_header(struct fdh_resp *resp, const char *name, const char *value);
-/* Sets the body to a copy of data; replaces any earlier body. */
+/* Sets the body to a copy of data; replaces any earlier body.  -EINVAL: NULL data, len > 0. */
 FDH_API int fdh_resp_body(struct fdh_resp *resp, const void *data, size_t len);
 /*
  * Appends a copy of data to the body.  -EINVAL after fdh_resp_body_borrow(),

@@ -139,6 +139,8 @@ fdh_req_header_count(const struct fdh_req *req)
 int
 fdh_req_header_at(const struct fdh_req *req, size_t i, struct fdh_header *ret_header)
 {
+	if (!ret_header)
+		return -EINVAL;
 	if (i >= req->head.nhdrs)
 		return -ERANGE;
 	ret_header->name = req->head.hdrs[i].name;
@@ -149,7 +151,8 @@ fdh_req_header_at(const struct fdh_req *req, size_t i, struct fdh_header *ret_he
 const void *
 fdh_req_body(const struct fdh_req *req, size_t *ret_len)
 {
-	*ret_len = req->body_len;
+	if (ret_len)
+		*ret_len = req->body_len;
 	return req->body;
 }
 

@@ -221,7 +221,7 @@ fdh_resp_append(struct fdh_resp *resp, const void *data, size_t len)
 {
 	int r;
 
-	if (resp->borrowed)
+	if (resp->borrowed || (!data && len > 0))
 		return -EINVAL;		/* a borrowed body cannot grow */
 	if (len == 0)
 		return 0;
@@ -236,6 +236,8 @@ fdh_resp_append(struct fdh_resp *resp, const void *data, size_t len)
 int
 fdh_resp_body(struct fdh_resp *resp, const void *data, size_t len)
 {
+	if (!data && len > 0)
+		return -EINVAL;		/* the body there stays */
 	drop_borrow(resp);
 	resp->blen = 0;
 	return fdh_resp_append(resp, data, len);

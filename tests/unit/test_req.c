@@ -205,6 +205,29 @@ test_null_name_finds_nothing(void **state)
 	assert_int_equal(fds[0], 0);
 }
 
+/* Out-parameters a handler may leave out, or get wrong, without a crash. */
+static void
+test_null_out_parameters(void **state)
+{
+	char hname[] = "X-A", hvalue[] = "1", body[] = "abc";
+	struct fdh_req_hdr hdr = { .name = hname, .name_len = 3, .value = hvalue, .value_len = 1 };
+	struct fdh_req req = req_with_query(NULL);
+	struct fdh_header h;
+	size_t len = 0;
+
+	(void)state;
+	req.head.hdrs = &hdr;
+	req.head.nhdrs = 1;
+	req.body = body;
+	req.body_len = 3;
+	assert_ptr_equal(fdh_req_body(&req, NULL), body);
+	assert_ptr_equal(fdh_req_body(&req, &len), body);
+	assert_int_equal(len, 3);
+	assert_int_equal(fdh_req_header_at(&req, 0, NULL), -EINVAL);
+	assert_int_equal(fdh_req_header_at(&req, 0, &h), 0);
+	assert_string_equal(h.value, "1");
+}
+
 int
 main(void)
 {
@@ -219,6 +242,7 @@ main(void)
 		cmocka_unit_test(test_query_param_null_arguments),
 		cmocka_unit_test(test_query_param_stays_within_query),
 		cmocka_unit_test(test_null_name_finds_nothing),
+		cmocka_unit_test(test_null_out_parameters),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

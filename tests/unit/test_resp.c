@@ -752,6 +752,22 @@ test_printf_at_the_buffer_edge(void **state)
 	}
 }
 
+/* NULL data with a length: refused, and the body there stays. */
+static void
+test_null_data_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(fdh_resp_body(&f->r, "kept", 4), 0);
+	assert_int_equal(fdh_resp_body(&f->r, NULL, 5), -EINVAL);
+	assert_int_equal(fdh_resp_append(&f->r, NULL, 3), -EINVAL);
+	assert_int_equal(fdh_resp_append(&f->r, NULL, 0), 0);
+	assert_int_equal(f->r.blen, 4);
+	assert_memory_equal(f->r.bbuf, "kept", 4);
+	assert_int_equal(fdh_resp_body(&f->r, NULL, 0), 0);
+	assert_int_equal(f->r.blen, 0);
+}
+
 static void
 test_body_replaces(void **state)
 {
@@ -846,6 +862,7 @@ main(void)
 		T(test_printf_appends_and_grows),
 		T(test_printf_at_the_buffer_edge),
 		T(test_body_replaces),
+		T(test_null_data_refused),
 		T(test_error_body),
 		T(test_error_after_error),
 	};
