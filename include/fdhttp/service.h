@@ -67,9 +67,10 @@ struct fdh_service {
 	/*
 	 * System calls the service's handlers need beyond the worker's
 	 * seccomp allowlist, by name ("uname"), NULL-terminated, or NULL.  A
-	 * name unknown on this architecture stops the service at start-up,
-	 * run alone too (exit status 1), though alone it has no sandbox.
-	 * See docs/security.md before adding one.
+	 * name unknown on this architecture stops the service at start-up:
+	 * a worker with exit status 126 (fdhttpd then stops), and run alone,
+	 * though alone it has no sandbox, with exit status 1.  See
+	 * docs/security.md before adding one.
 	 */
 	const char *const *syscalls;
 };
