@@ -21,7 +21,7 @@ struct fdh_named_fd {
 
 struct fdh_client_req {
 	const char *method;		/* "GET" when NULL */
-	const char *target;		/* path and query, "/echo?x=1" */
+	const char *target;		/* path and query, "/echo?x=1"; starts with '/' */
 	/*
 	 * Sent after "Host: localhost" (left out when one is given here).
 	 * Content-Length, Transfer-Encoding and X-FD are the client's to

@@ -404,11 +404,15 @@ value_valid(const char *s)
 	return true;
 }
 
-/* The request-target: visible ASCII, so no space can end it early. */
+/*
+ * The request-target: a path ("/echo?x=1"), the only form a server of
+ * this protocol routes, and visible ASCII, so no space can end it early.
+ * Sent without its '/', it would cost the connection a 400.
+ */
 static bool
 target_valid(const char *s)
 {
-	if (!s || !*s)
+	if (!s || *s != '/')
 		return false;
 	for (; *s; s++) {
 		unsigned char ch = (unsigned char)*s;

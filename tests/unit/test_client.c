@@ -388,6 +388,8 @@ test_invalid_requests(void **state)
 		{ .target = "/a b" },
 		{ .target = "/a\r\n" },
 		{ .target = "" },
+		{ .target = "no-slash" },
+		{ .target = "http://x/" },
 		{ .target = NULL },
 		{ .target = "/", .body = NULL, .body_len = 3 },
 	};
