@@ -22,7 +22,9 @@ struct fdh_resp;
 /*
  * A handler fills in resp and returns 0.  A negative errno return makes the
  * framework discard whatever the handler put in resp (closing its fds) and
- * answer 500.  The status defaults to 200.
+ * answer 500; so does a positive one ("handler returned 404, not 0 or a
+ * negative errno": fdh_resp_status() sets a status).  The status defaults
+ * to 200.
  */
 typedef int fdh_handler_fn(struct fdh_req *req, struct fdh_resp *resp, void *userdata);
 

@@ -116,6 +116,20 @@ resp_errorf(struct fdh_resp *r, int status, const char *fmt, ...)
 }
 
 /*
+ * A handler's non-zero return.  A positive one is a slip (return 404, for
+ * fdh_resp_status() and 0): answered as an error too, rather than as the
+ * 200 the handler did not mean, and the text says which.
+ */
+static __attribute__((noinline, cold)) void
+handler_failed(struct fdh_resp *r, int ret)
+{
+	if (ret < 0)
+		resp_errorf(r, 500, "handler failed: %s", strerror(-ret));
+	else
+		resp_errorf(r, 500, "handler returned %d, not 0 or a negative errno", ret);
+}
+
+/*
  * The framework's own answer to a request it will not serve; then close.
  * is_head: the head was parsed and asks HEAD, so the answer has no body
  * (RFC 9110 9.3.2), as a handler's would not.
@@ -491,8 +505,8 @@ conn_serve(struct fdh_dispatch *d, struct fdh_conn *c, char *buf, int *fds, unsi
 		if (d->closed)
 			fdh_dispatch_close_ended(d);
 		r = route->handler(req, &d->resp, route->userdata);
-		if (r < 0)
-			resp_errorf(&d->resp, 500, "handler failed: %s", strerror(-r));
+		if (r != 0)
+			handler_failed(&d->resp, r);
 		else if (d->resp.status != 200)
 			fdh_resp_settle(&d->resp);
 	}

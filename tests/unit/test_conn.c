@@ -140,6 +140,16 @@ h_fail(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	return -EIO;
 }
 
+/* A slip: a status returned instead of set. */
+static int
+h_return_status(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	(void)req;
+	(void)ud;
+	(void)fdh_resp_body(resp, "not found, it meant", 19);
+	return 404;
+}
+
 static int
 h_len(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 {
@@ -214,6 +224,7 @@ static const struct fdh_route routes[] = {
 	{ "GET", "/status", h_status, NULL },
 	{ "GET", "/many", h_many, NULL },
 	{ "POST", "/fail", h_fail, NULL },
+	{ "GET", "/return404", h_return_status, NULL },
 	{ "POST", "/len", h_len, NULL },
 	{ "GET", "/watched", h_watched, NULL },
 };
@@ -902,6 +913,12 @@ test_handler_error_is_500_and_keeps_connection(void **state)
 	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
 	assert_int_equal(m.status, 500);
 	assert_null(strstr(fdh_test_msg_body(&m), "partial work"));
+	fdh_test_msg_free(&m);
+	/* A positive return is no success either: a 500 that says what was returned. */
+	fdh_test_sends(c, "GET /return404 HTTP/1.1\r\n\r\n", NULL, 0);
+	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
+	assert_int_equal(m.status, 500);
+	assert_string_equal(fdh_test_msg_body(&m), "handler returned 404, not 0 or a negative errno\n");
 	fdh_test_msg_free(&m);
 	fdh_test_sends(c, "GET /hello/x HTTP/1.1\r\n\r\n", NULL, 0);
 	assert_int_equal(fdh_test_read_message(c, 2000, &m), 0);
