@@ -547,7 +547,8 @@ log_exit(const struct proc *p, int status)
 		fdh_log(level, "worker %u (pid %ld) killed by signal %d (SIG%s)%s%s", p->id,
 		    (long)p->pid, WTERMSIG(status), sig ? sig : "?",
 		    WCOREDUMP(status) ? ", core dumped" : "",
-		    WTERMSIG(status) == SIGSYS ? ": a system call its sandbox forbids" : "");
+		    WTERMSIG(status) == SIGSYS ? ": a system call its sandbox forbids (the kernel "
+		    "log's 'type=1326 ... syscall=N' names it; see docs/security.md)" : "");
 	}
 }
 

@@ -105,7 +105,8 @@ class SandboxTest(unittest.TestCase):
                     with self.assertRaises(OSError):
                         c.request("POST", "/" + call)
                 d.wait_log(r"worker \d \(pid %d\) killed by signal 31 \(SIGSYS\): a system "
-                           r"call its sandbox forbids" % victim)
+                           r"call its sandbox forbids \(the kernel log's 'type=1326 \.\.\. "
+                           r"syscall=N' names it" % victim)
                 self.assertEqual(body(other.request("GET", "/pid"))["pid"], mine)
                 # Replaced, and the replacement is ready before the next round.
                 wait_for(lambda: ready_count(d) == ready + 1, what="a replacement ready")
