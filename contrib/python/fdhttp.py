@@ -348,12 +348,17 @@ class Connection:
             try:
                 resp, keep = self._exchange(method, head, body, numbers, deadline, reused)
             except _NotSent:
-                # The server was closing this served connection as the
-                # request went (a draining worker shuts its input first):
-                # not a byte of it arrived, so it goes again, once, anew.
+                # The server was closing this connection as the request
+                # went (a draining worker shuts its input first, or was
+                # stopped before it read a byte): not a byte of it arrived,
+                # so it goes again, once, anew.
                 self.close()
                 self.connect(timeout=deadline.left())
-                resp, keep = self._exchange(method, head, body, numbers, deadline, False)
+                try:
+                    resp, keep = self._exchange(method, head, body, numbers, deadline, False)
+                except _NotSent:
+                    raise ConnectionClosed("the server closed the connection before it "
+                                           "read the request, twice") from None
         except socket.timeout:
             self.close()
             raise Timeout("%s %s: no complete response within the timeout"
@@ -375,9 +380,9 @@ class Connection:
 
     def _send(self, data, fds, deadline, reused):
         """Sends data, fds riding on the first sendmsg that moves a byte.
-        Returns False when the server stopped reading (it may have answered
-        early, as with 413) and True when everything went.  Raises _NotSent
-        when a reused connection took not a byte."""
+        Returns how many bytes did not go: 0 when everything went, more when
+        the server stopped reading (it may have answered early, as with
+        413).  Raises _NotSent when a reused connection took not a byte."""
         view = memoryview(data)
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         while view:
@@ -387,18 +392,24 @@ class Connection:
             except (BrokenPipeError, ConnectionResetError):
                 if reused and len(view) == len(data):
                     raise _NotSent() from None
-                return False
+                return len(view)
             anc = []
             view = view[n:]
-        return True
+        return 0
 
     def _exchange(self, method, head, body, numbers, deadline, reused):
-        sent_all = self._send(head + body, numbers, deadline, reused)
+        data = head + body
+        unsent = self._send(data, numbers, deadline, reused)
+        sent_all = unsent == 0
         reader = _Reader(self._sock, self.max_fds, deadline)
         try:
             resp, keep = reader.response(method == "HEAD", self.max_body)
         except ConnectionClosed:
             reader.close_fds()
+            if unsent == len(data) and not reader.buf:
+                # Closed before it read a byte, and not a word said (a
+                # refusal would have been read): the request never went.
+                raise _NotSent() from None
             if not sent_all:
                 raise ConnectionClosed("the server closed the connection while the "
                                        "request was sent") from None
@@ -411,7 +422,7 @@ class Connection:
 
 
 class _NotSent(Exception):
-    """A reused connection refused a request's first byte."""
+    """The server closed the connection before it took a byte of the request."""
 
 
 class _Reader:

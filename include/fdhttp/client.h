@@ -88,7 +88,7 @@ FDH_API void fdh_client_set_limits(struct fdh_client *c, size_t max_body, unsign
  * failure the connection is unusable: later calls get -ENOTCONN.  So does
  * a call that finds the server closed the connection since the last
  * response, or sent something nobody asked for, or whose first send the
- * server refused on a connection that had served (it was closing it):
+ * server refused (it was closing the connection) without an answer:
  * nothing was sent, and the request may go again on a new connection.  No
  * received fd outlives a failure: those are closed before the call returns,
  * and their close is the one wait the timeout does not bound (see

@@ -94,6 +94,7 @@ struct exchange {
 	bool done;			/* the final response is complete */
 	bool keep_alive;
 	bool eof;
+	bool heard;			/* a byte or an fd of the response came */
 };
 
 /* -1 for no deadline. */
@@ -814,6 +815,7 @@ exchange_read(struct exchange *x, int64_t deadline)
 		}
 		if (n < 0)
 			return (int)n;
+		x->heard = x->heard || n > 0 || got > 0;
 		x->nfds += got;
 		/*
 		 * Fewer fds than we had room for, and truncated: the kernel
@@ -1041,7 +1043,14 @@ fdh_client_request(struct fdh_client *c, const struct fdh_client_req *req,
 			/* No word from the server: the body goes anyway, a late 100 is skipped. */
 			x.want_continue = false;
 		} else if (r < 0) {
-			if (send_err)
+			/*
+			 * Closed before it took a byte, and not a word said (a
+			 * refusal, as fdhttpd's 403, is read first): the request
+			 * never went, and may go again, as on a served connection.
+			 */
+			if (send_err && iov[0].iov_base == head.p && !x.heard)
+				r = -ENOTCONN;
+			else if (send_err)
 				r = send_err;
 			goto fail;
 		} else if (x.done) {

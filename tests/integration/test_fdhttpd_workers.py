@@ -324,6 +324,29 @@ class WorkersTest(unittest.TestCase):
                 self.assertEqual(results["failed"], [])
                 self.assertGreater(results["ok"], 200)
 
+    def test_a_connection_unused_past_the_grace_loses_no_request(self):
+        """A connection opened before a SIGHUP and first used after the old
+        worker was killed at the end of --grace: the Python client finds it
+        ended before it sends (or, in the moment of the kill, has its first
+        byte refused), and sends the request on a new connection, to the
+        successor."""
+        sys.path.insert(0, os.path.join(SOURCE_DIR, "contrib", "python"))
+        import fdhttp  # noqa: E402
+
+        d = self.start("--grace", "0.3", workers=1)
+        (old,) = d.wait_workers(1)
+        c = fdhttp.Connection(d.sock_path, timeout=10)
+        self.addCleanup(c.close)
+        c.connect()
+        wait_for(lambda: "[1 conn]" in cmdline(old), what="the connection handed over")
+        d.send_signal(signal.SIGHUP)
+        d.wait_log(r"worker 1 \(pid %d\) .*killing it" % old)
+        wait_for(lambda: not os.path.exists("/proc/%d" % old) or
+                 "zombie" in open("/proc/%d/status" % old).read().lower(),
+                 what="the old worker gone")
+        r = c.request("POST", "/echo", body=b"late")
+        self.assertEqual((r.status, r.body), (200, b"late"))
+
     def test_a_drain_during_a_handler_leaves_its_client_one_more_request(self):
         """A response made while the worker was being told to drain says
         keep-alive, for the worker reads the news only after it: its client

@@ -1167,6 +1167,45 @@ test_input_shut_after_an_answer_is_not_connected(void **state)
 }
 
 /*
+ * A fresh connection that the server closes before it reads a byte (a
+ * worker killed at the end of a drain's grace): the send fails, not a
+ * byte gone, and nothing is answered: -ENOTCONN, the request may go again.
+ * One that answers first (fdhttpd's 403 from a full set of lingerers)
+ * gets its answer read, not -ENOTCONN.
+ */
+static void
+test_closed_before_a_byte_is_not_connected(void **state)
+{
+	static const struct step closed[] = { S_CLOSE, S_END };
+	static const struct step refused[] = {
+		S_SEND("HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 3\r\n\r\nno\n"),
+		S_CLOSE, S_END,
+	};
+	struct fdh_client_req req = { .target = "/" };
+	struct fdh_client_resp resp;
+	struct fdh_client *c;
+	struct fake f;
+	int before = fdh_test_count_fds(0), k;
+
+	(void)state;
+	for (k = 0; k < 2; k++) {
+		fake_start(&f, k == 0 ? closed : refused, 5000, &c);
+		assert_int_equal(pthread_join(f.th, NULL), 0);	/* closed by now */
+		if (k == 0) {
+			assert_int_equal(fdh_client_request(c, &req, &resp), -ENOTCONN);
+		} else {
+			assert_int_equal(fdh_client_request(c, &req, &resp), 0);
+			assert_int_equal(resp.status, 403);
+			fdh_client_resp_release(&resp);
+		}
+		assert_int_equal(f.failed_step, -1);
+		fdh_client_free(c);
+		fake_free(&f);
+	}
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
+/*
  * A response whose fds this process has no descriptors left for: the
  * kernel drops the rest (MSG_CTRUNC).  That is -EMFILE, the client's own
  * limit, not -EPROTO, which blames the server.
@@ -1518,6 +1557,7 @@ main(void)
 		cmocka_unit_test(test_stream_moved_between_requests),
 		cmocka_unit_test(test_input_shut_after_an_answer_is_not_connected),
 		cmocka_unit_test(test_response_fds_past_our_nofile_are_emfile),
+		cmocka_unit_test(test_closed_before_a_byte_is_not_connected),
 		cmocka_unit_test(test_big_bodies),
 		cmocka_unit_test(test_early_answer),
 		cmocka_unit_test(test_early_answer_open),
