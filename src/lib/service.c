@@ -122,23 +122,41 @@ on_signal(struct fdh_dispatch *d, int sfd, void *arg)
 	return 0;
 }
 
+/* Listens on path for the service run alone; 0, or 1 (the exit status) after saying why not. */
 static int
-run_standalone(const struct fdh_service *svc, const struct fdh_limits *limits,
-    const char *prog, const char *path)
+listen_standalone(const char *prog, const char *path, int *ret_lfd)
 {
-	struct standalone s = { .lfd = -1, .sfd = -1 };
-	struct fdh_dispatch *d = NULL;
-	struct fdh_dispatch_hooks hooks = { .conn_closed = on_conn_closed, .arg = &s };
-	sigset_t mask;
-	int r, status = 1;
+	int r = fdh_listen_unix(path, 0660, ret_lfd);
 
-	r = fdh_listen_unix(path, 0660, &s.lfd);
 	if (r < 0) {
 		fprintf(stderr, "%s: cannot listen on %s: %s\n", prog, path,
 		    r == -EADDRINUSE ? "a server is already listening there" :
 		    r == -EEXIST ? "the path exists and is not a socket" : strerror(-r));
 		return 1;
 	}
+	return 0;
+}
+
+/* Closes the listening socket lfd and removes its file. */
+static void
+unlisten(int lfd, const char *path)
+{
+	close(lfd);
+	if (path[0] != '@')
+		(void)unlink(path);
+}
+
+/* Serves on lfd, which listen_standalone() made; consumes it. */
+static int
+run_standalone(const struct fdh_service *svc, const struct fdh_limits *limits,
+    const char *prog, const char *path, int lfd)
+{
+	struct standalone s = { .lfd = lfd, .sfd = -1 };
+	struct fdh_dispatch *d = NULL;
+	struct fdh_dispatch_hooks hooks = { .conn_closed = on_conn_closed, .arg = &s };
+	sigset_t mask;
+	int r, status = 1;
+
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -173,11 +191,7 @@ out:
 	fdh_dispatch_free(d);
 	if (s.sfd >= 0)
 		close(s.sfd);
-	if (s.lfd >= 0) {
-		close(s.lfd);
-		if (path[0] != '@')
-			(void)unlink(path);
-	}
+	unlisten(s.lfd, path);
 	return status;
 }
 
@@ -268,7 +282,7 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 	const char *socket_path = NULL;
 	struct fdh_limits limits;
 	char **sargv, why[512];
-	int sargc = 0, i, r, status;
+	int sargc = 0, i, r, status, lfd = -1;
 
 	if (strrchr(prog, '/'))
 		prog = strrchr(prog, '/') + 1;
@@ -386,14 +400,23 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 			return 1;
 		}
 	}
+	/*
+	 * Before init: a socket already taken is found before the service
+	 * prepares, or says it is ready, for nothing.
+	 */
+	if (listen_standalone(prog, socket_path, &lfd) != 0) {
+		free(sargv);
+		return 1;
+	}
 	if (svc->init) {
 		r = svc->init(sargc, sargv, svc->userdata);
 		if (r < 0) {
+			unlisten(lfd, socket_path);
 			free(sargv);
 			return r == -EINVAL ? 2 : 1;
 		}
 	}
-	status = run_standalone(svc, &limits, prog, socket_path);
+	status = run_standalone(svc, &limits, prog, socket_path, lfd);
 	free(sargv);
 	return status;
 }

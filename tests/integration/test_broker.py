@@ -182,6 +182,25 @@ class BrokerTest(unittest.TestCase):
             d.wait_log(r"open O_RDONLY: opened beneath .*: \"%s/%s\"\n"
                        % (re.escape(t.data), re.escape(logged)))
 
+    def test_files_alone_listens_before_its_init(self):
+        """A service run alone takes its socket before its init hook runs:
+        a socket already served is said at once, before init prepares (or
+        refuses its arguments) for nothing; and when init refuses, the
+        socket it took is removed."""
+        sock = self.files_alone()
+        p = subprocess.run([files_path(), "--socket", sock], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("cannot listen on %s: a server is already listening there" % sock,
+                      p.stderr)
+        self.assertNotIn("--root", p.stderr)
+        other = os.path.join(self.tree.top, "other.sock")
+        p = subprocess.run([files_path(), "--socket", other], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--root DIR is required", p.stderr)
+        self.assertFalse(os.path.exists(other))
+
     def test_files_refuses_what_leads_out(self):
         d = self.files()
         with FdConn(d.sock_path) as c:
