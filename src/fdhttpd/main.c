@@ -143,6 +143,16 @@ main(int argc, char *argv[])
 	int r, err, sigfd;
 
 	ensure_stdio();
+	/*
+	 * First: by their default action SIGTERM, SIGINT and SIGHUP would end
+	 * a supervisor still starting; blocked, they wait in the signalfd and
+	 * are acted on once the loop runs (a clean stop, or a reload).
+	 */
+	sigfd = signals_open();
+	if (sigfd < 0) {
+		fprintf(stderr, "fdhttpd: signals: %s\n", strerror(-sigfd));
+		exit(1);
+	}
 	options_parse(argc, argv, &o);
 	fdh_log_setup(o.log_level, "supervisor");
 	spawn_raise_nofile();
@@ -161,10 +171,6 @@ main(int argc, char *argv[])
 		    stderr);
 		exit(2);
 	}
-	/* Blocked before the socket exists: a SIGTERM from now on is a clean stop. */
-	sigfd = signals_open();
-	if (sigfd < 0)
-		fatal("signals: %s", strerror(-sigfd));
 	/*
 	 * What clients and workers send is closed there: a lingering socket
 	 * among it would otherwise stop this loop, signals and all.
