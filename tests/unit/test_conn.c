@@ -1735,6 +1735,30 @@ drain_after_response(struct fdh_dispatch *d, void *arg)
 		fdh_dispatch_drain(d);
 }
 
+/*
+ * A connection added to d under tag, its first request served by turns on
+ * the caller's thread and its keep-alive answer read: sv[0] is the
+ * client's end.
+ */
+static void
+conn_served(struct fdh_dispatch *d, int sv[2], uint64_t tag)
+{
+	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+	unsigned long long n = fdh_dispatch_nrequests(d);
+	struct fdh_test_msg m;
+	int i;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(fdh_dispatch_add_conn(d, sv[1], &peer, -1, tag), 0);
+	assert_true(fdh_test_sends(sv[0], "GET /hello/a HTTP/1.1\r\n\r\n", NULL, 0) > 0);
+	for (i = 0; i < 20 && fdh_dispatch_nrequests(d) == n; i++)
+		assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
+	assert_int_equal(fdh_test_read_message(sv[0], 2000, &m), 0);
+	assert_int_equal(m.status, 200);
+	assert_null(strstr(m.data, "Connection: close"));
+	fdh_test_msg_free(&m);
+}
+
 /* Turns of the loop, a few ms apart, so that earlier answers are no longer recent. */
 static void
 age_answers(struct fdh_dispatch *d)
@@ -1758,28 +1782,19 @@ age_answers(struct fdh_dispatch *d)
 static void
 test_conn_closed_by_earlier_event_of_batch(void **state)
 {
-	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
 	struct fdh_dispatch_hooks hooks = { .request_done = drain_after_response };
 	struct fdh_limits lim;
 	struct fdh_dispatch *d;
 	struct fdh_test_msg m;
-	int sv[2][2], i, k, r, answered = -1, before = fdh_test_count_fds(0);
+	int sv[2][2], k, r, answered = -1, before = fdh_test_count_fds(0);
 
 	(void)state;
 	drain_armed = false;
 	fdh_limits_default(&lim);
 	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
 	fdh_dispatch_set_hooks(d, &hooks);
-	for (k = 0; k < 2; k++) {
-		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[k]), 0);
-		assert_int_equal(fdh_dispatch_add_conn(d, sv[k][1], &peer, -1, (uint64_t)k), 0);
-		assert_true(fdh_test_sends(sv[k][0], "GET /hello/a HTTP/1.1\r\n\r\n", NULL, 0) > 0);
-		for (i = 0; i < 20 && fdh_dispatch_nrequests(d) == (unsigned)k; i++)
-			assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
-		assert_int_equal(fdh_test_read_message(sv[k][0], 2000, &m), 0);
-		assert_int_equal(m.status, 200);
-		fdh_test_msg_free(&m);
-	}
+	for (k = 0; k < 2; k++)
+		conn_served(d, sv[k], (uint64_t)k);
 	age_answers(d);
 	drain_armed = true;
 	assert_true(fdh_test_sends(sv[0][0], "GET /hello/b HTTP/1.1\r\n\r\n", NULL, 0) > 0);
@@ -1826,7 +1841,6 @@ test_conn_closed_by_earlier_event_of_batch(void **state)
 static void
 test_idle_timeout_answers_a_request_already_queued(void **state)
 {
-	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
 	struct fdh_limits lim;
 	struct fdh_dispatch *d;
 	struct fdh_test_msg m;
@@ -1835,13 +1849,7 @@ test_idle_timeout_answers_a_request_already_queued(void **state)
 	(void)state;
 	limits_short(&lim);
 	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	assert_int_equal(fdh_dispatch_add_conn(d, sv[1], &peer, -1, 0), 0);
-	assert_true(fdh_test_sends(sv[0], "GET /hello/a HTTP/1.1\r\n\r\n", NULL, 0) > 0);
-	for (i = 0; i < 20 && fdh_dispatch_nrequests(d) == 0; i++)
-		assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
-	assert_int_equal(fdh_test_read_message(sv[0], 2000, &m), 0);
-	fdh_test_msg_free(&m);
+	conn_served(d, sv, 0);
 	/* Past the idle timeout, the loop not running: the next request waits in the socket. */
 	usleep((lim.idle_timeout_ms + 100) * 1000);
 	assert_true(fdh_test_sends(sv[0], "GET /hello/late HTTP/1.1\r\n\r\n", NULL, 0) > 0);
@@ -1870,7 +1878,6 @@ test_idle_timeout_answers_a_request_already_queued(void **state)
 static void
 test_drain_answers_a_request_already_queued(void **state)
 {
-	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
 	struct fdh_limits lim;
 	struct fdh_dispatch *d;
 	struct fdh_test_msg m;
@@ -1879,15 +1886,8 @@ test_drain_answers_a_request_already_queued(void **state)
 	(void)state;
 	fdh_limits_default(&lim);
 	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
-	for (k = 0; k < 2; k++) {
-		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[k]), 0);
-		assert_int_equal(fdh_dispatch_add_conn(d, sv[k][1], &peer, -1, (uint64_t)k), 0);
-		assert_true(fdh_test_sends(sv[k][0], "GET /hello/a HTTP/1.1\r\n\r\n", NULL, 0) > 0);
-		for (i = 0; i < 20 && fdh_dispatch_nrequests(d) == (unsigned)k; i++)
-			assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
-		assert_int_equal(fdh_test_read_message(sv[k][0], 2000, &m), 0);
-		fdh_test_msg_free(&m);
-	}
+	for (k = 0; k < 2; k++)
+		conn_served(d, sv[k], (uint64_t)k);
 	age_answers(d);
 	/* Sent, not yet read: the drain comes between. */
 	assert_true(fdh_test_sends(sv[0][0], "GET /hello/queued HTTP/1.1\r\n\r\n", NULL, 0) > 0);
