@@ -298,23 +298,18 @@ parse_allow_open(struct options *o, const char *arg)
 	}
 	if (a.dir[0] != '/')
 		usage_error("--allow-open: '%s' is not an absolute directory", a.dir);
+	/* Trailing slashes go ("/" stays): "/srv/" and "/srv" are one directory. */
 	len = strlen(a.dir);
-	while (len > 0 && a.dir[len - 1] == '/')
-		len--;
+	while (len > 1 && a.dir[len - 1] == '/')
+		a.dir[--len] = '\0';
 	/* Worker paths must be canonical: another spelling would never match. */
-	if (!broker_canonical(a.dir, len))
+	if (!broker_canonical(a.dir, len == 1 ? 0 : len))
 		usage_error("--allow-open %s: not a canonical path (\".\", \"..\" or \"//\" in it)",
 		    a.dir);
-	for (i = 0; i < o->nallow_open; i++) {
-		const char *other = o->allow_open[i].dir;
-		size_t olen = strlen(other);
-
-		while (olen > 0 && other[olen - 1] == '/')
-			olen--;
-		if (olen == len && strncmp(other, a.dir, len) == 0)
+	for (i = 0; i < o->nallow_open; i++)
+		if (strcmp(o->allow_open[i].dir, a.dir) == 0)
 			usage_error("--allow-open %s: given twice", a.dir);
-	}
-	/* Whether it exists and is a directory the broker finds as it opens it (exit 1). */
+	/* Whether it is a directory the broker finds as it opens it (exit 1, not 2). */
 	o->allow_open = xreallocarray(o->allow_open, o->nallow_open + 1, sizeof(*o->allow_open));
 #ifndef __clang__
 	/* GCC 12's analyzer loses a pointer stored at a computed index of a heap array. */

@@ -182,13 +182,15 @@ conn_failf(struct fdh_dispatch *d, struct fdh_conn *c, int *fds, unsigned nfds, 
 }
 
 /*
- * A drain (or drain_soon) began after c's response said keep-alive: its
- * client may send one more request, as in close_idle().
+ * c waits in state (CONN_WAIT or CONN_LINGER) for a last call's time.
+ * CONN_WAIT: a drain (or drain_soon) began after c's response said
+ * keep-alive, and its client may send one more request, as in
+ * close_idle().
  */
 static void
-conn_last_call(struct fdh_dispatch *d, struct fdh_conn *c)
+conn_last_call(struct fdh_dispatch *d, struct fdh_conn *c, enum fdh_conn_state state)
 {
-	c->state = CONN_WAIT;
+	c->state = (uint8_t)state;
 	fdh_dispatch_timer_arm(d, c, TIMER_LAST);
 	if (c->events != fdh_conn_wanted(d, c))
 		fdh_dispatch_conn_events(d, c, fdh_conn_wanted(d, c));
@@ -211,10 +213,7 @@ static __attribute__((noinline, cold)) void
 conn_linger(struct fdh_dispatch *d, struct fdh_conn *c)
 {
 	(void)shutdown(c->fd, SHUT_WR);
-	c->state = CONN_LINGER;
-	fdh_dispatch_timer_arm(d, c, TIMER_LAST);
-	if (c->events != fdh_conn_wanted(d, c))
-		fdh_dispatch_conn_events(d, c, fdh_conn_wanted(d, c));
+	conn_last_call(d, c, CONN_LINGER);
 }
 
 static __attribute__((noinline, cold)) void
@@ -247,7 +246,7 @@ static __attribute__((noinline, cold)) void
 conn_end(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after)
 {
 	if (!close_after)
-		conn_last_call(d, c);
+		conn_last_call(d, c, CONN_WAIT);
 	else if (c->linger)
 		conn_linger(d, c);
 	else

@@ -29,7 +29,11 @@
 #define STARVED_RETRY_MS 50
 /* Events taken per epoll_wait(); more stay queued for the next turn. */
 #define MAX_EVENTS 64
-/* How long a connection answered as a drain began may take to ask again. */
+/*
+ * A last call (TIMER_LAST): how long a connection answered as a drain
+ * began may take to ask again, a refused one lingers, and a request found
+ * queued as a connection ends may take to be read.
+ */
 #define LAST_CALL_MS 1000
 
 static unsigned
@@ -655,7 +659,7 @@ expire_timers(struct fdh_dispatch *d)
 	expire_list(d, TIMER_IDLE, &next);
 	expire_list(d, TIMER_REQUEST, &next);
 	expire_list(d, TIMER_WRITE, &next);
-	/* Only a drain arms the last list: one test on every other turn. */
+	/* Only drains, refusals and ends arm the last list: one test on every other turn. */
 	if (__builtin_expect(d->timers[TIMER_LAST].head != NULL, 0))
 		expire_list(d, TIMER_LAST, &next);
 	if ((d->starved || d->retry) && next > d->now + STARVED_RETRY_MS)

@@ -33,7 +33,7 @@ enum fdh_timer_kind {
 	TIMER_IDLE,
 	TIMER_REQUEST,
 	TIMER_WRITE,
-	TIMER_LAST,		/* answered as a drain began (close_idle()), or lingering */
+	TIMER_LAST,		/* a last call: LAST_CALL_MS in dispatch.c */
 	TIMER_KINDS,
 	TIMER_NONE = TIMER_KINDS,
 };
@@ -64,7 +64,7 @@ struct fdh_conn {
 	bool continue_due;		/* a 100 Continue waits for room to go */
 	bool drained;			/* read to its end: no fd waits in the socket */
 	bool linger;			/* closing from this side while input may be coming */
-	bool rd_shut;			/* a drain ended its input: see fdh_conn_idle_end() */
+	bool rd_shut;			/* its input shut: see fdh_conn_idle_end() */
 	struct fdh_conn *tprev;
 	struct fdh_conn *tnext;
 	struct fdh_conn *prev;		/* every open connection, for drain and free */
