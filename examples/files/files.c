@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -135,6 +136,8 @@ static int
 init(int argc, char **argv, void *ud)
 {
 	const char *root = NULL;
+	char real[PATH_MAX];
+	struct stat st;
 	size_t len;
 	int i;
 
@@ -151,6 +154,23 @@ init(int argc, char **argv, void *ud)
 	}
 	if (root == NULL || root[0] != '/') {
 		fdh_service_log(FDH_LOG_ERROR, "--root DIR is required, an absolute directory");
+		return -EINVAL;
+	}
+	/*
+	 * The broker compares paths by their spelling: DIR through a symlink
+	 * (/srv/data -> /data/srv) would put every path outside the
+	 * --allow-open directory, which names the real one, and every request
+	 * would get 403.  A DIR whose own path this worker may not search (the
+	 * broker opens as fdhttpd's user) is kept as given.
+	 */
+	if (realpath(root, real) != NULL && stat(real, &st) == 0) {
+		if (!S_ISDIR(st.st_mode)) {
+			fdh_service_log(FDH_LOG_ERROR, "--root %s: not a directory", root);
+			return -EINVAL;
+		}
+		root = real;
+	} else if (errno == ENOENT || errno == ENOTDIR) {
+		fdh_service_log(FDH_LOG_ERROR, "--root %s: %s", root, strerror(errno));
 		return -EINVAL;
 	}
 	len = strlen(root);

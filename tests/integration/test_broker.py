@@ -201,6 +201,36 @@ class BrokerTest(unittest.TestCase):
         self.assertIn("--root DIR is required", p.stderr)
         self.assertFalse(os.path.exists(other))
 
+    def test_files_root_through_a_symlink(self):
+        """Regression: --root spelled through a symlink to the --allow-open
+        directory put every path outside it by its spelling, and every
+        request got 403.  fdhttp-files now resolves --root at start."""
+        link = os.path.join(self.tree.top, "data-link")
+        os.symlink("data", link)
+        d = self.start(files_path(), "--root", link + "/")
+        with FdConn(d.sock_path) as c:
+            r = c.get("/open?path=sub/inner.txt")
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(read_fd(r.fds["file"]), b"inner")
+            r.close_fds()
+            self.assertEqual(c.get("/open?path=../secret.txt").status, 403)
+        d.wait_log(r"opened beneath %s \(ro\): \"%s/sub/inner.txt\"\n"
+                   % (re.escape(self.tree.data), re.escape(self.tree.data)))
+
+    def test_files_refuses_a_root_that_is_no_directory(self):
+        """A --root that does not exist, or is a file, stops fdhttpd at
+        start (status 2, the service's arguments are wrong) instead of
+        answering 404 to every request."""
+        t = self.tree
+        for root, why in ((os.path.join(t.top, "nope"), "No such file or directory"),
+                          (os.path.join(t.data, "hello.txt"), "not a directory")):
+            with self.subTest(root=root):
+                status, err = run_fdhttpd("--socket", os.path.join(t.top, "s.sock"),
+                                          *t.allow(), "--workers", "1", "--",
+                                          files_path(), "--root", root)
+                self.assertEqual(status, 2, err)
+                self.assertIn("--root %s: %s" % (root, why), err)
+
     def test_files_refuses_what_leads_out(self):
         d = self.files()
         with FdConn(d.sock_path) as c:
