@@ -21,6 +21,10 @@
  *	GET  /broker/slow?ms=M&path=P	sleeps M ms first, so that control
  *				messages pile up before the broker's answer
  *	GET  /pid		{"pid":P}
+ *	POST /rogue/return?ms=M	a compromised worker: sleeps M ms, then hands
+ *				back, in a CONN_RETURN on the control socket,
+ *				the fd "sock" of the request as the connection
+ *				it came on: the supervisor kills the worker
  *
  * With --bad-syscall the service's syscalls name one that does not exist.
  * With --init-open PATH the init hook sleeps half a second, then opens PATH
@@ -40,6 +44,8 @@
 #include <unistd.h>
 
 #include <fdhttp/service.h>
+#include "ctl.h"
+#include "engine.h"
 
 extern char **environ;
 
@@ -293,6 +299,31 @@ broker_slow(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 }
 
 static int
+rogue_return(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	char ms[16] = "0";
+	struct fdh_ctl_msg m;
+	struct timespec ts;
+	int fd = fdh_req_fd(req, "sock");
+	long v;
+
+	(void)ud;
+	if (fd < 0) {
+		fdh_resp_status(resp, 400);
+		return fdh_resp_printf(resp, "fd sock is required\n");
+	}
+	(void)query_param(req, "ms", ms, sizeof(ms));
+	v = strtol(ms, NULL, 10);
+	ts.tv_sec = v / 1000;
+	ts.tv_nsec = (v % 1000) * 1000000;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+	fdh_ctl_init(&m, FDH_CTL_CONN_RETURN);
+	m.u.closed.id = req->conn->tag;
+	return json_errno(resp, -fdh_ctl_send(FDH_CTL_WORKER_FD, &m, &fd, 1));
+}
+
+static int
 init(int argc, char **argv, void *ud)
 {
 	int i;
@@ -330,6 +361,7 @@ static const struct fdh_route routes[] = {
 	{ "GET",  "/broker/long",	broker_long,	NULL },
 	{ "GET",  "/broker/many",	broker_many,	NULL },
 	{ "GET",  "/broker/slow",	broker_slow,	NULL },
+	{ "POST", "/rogue/return",	rogue_return,	NULL },
 };
 
 /* A slip a route table may hold: a path without its leading '/'. */

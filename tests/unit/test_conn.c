@@ -1771,6 +1771,137 @@ age_answers(struct fdh_dispatch *d)
 	}
 }
 
+/* The conn_return hook's record: the tags offered, and copies of what it took. */
+static struct {
+	uint64_t refuse;		/* this tag is kept: -EAGAIN */
+	uint64_t tags[4];
+	int fds[4];
+	unsigned n;
+	unsigned closed;
+} handed;
+
+static int
+hand_back_hook(struct fdh_dispatch *d, uint64_t tag, int fd, void *arg)
+{
+	(void)d;
+	(void)arg;
+	if (tag == handed.refuse)
+		return -EAGAIN;
+	assert_true(handed.n < 4);
+	handed.tags[handed.n] = tag;
+	handed.fds[handed.n] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	assert_true(handed.fds[handed.n] >= 0);
+	handed.n++;
+	return 0;
+}
+
+static void
+hand_back_closed(struct fdh_dispatch *d, uint64_t tag, void *arg)
+{
+	(void)d;
+	(void)tag;
+	(void)arg;
+	handed.closed++;
+}
+
+/* Turns until d has answered one request more than n, and one more to end what it ended. */
+static void
+turn_until_answered(struct fdh_dispatch *d, unsigned long long n)
+{
+	int i;
+
+	for (i = 0; i < 20 && fdh_dispatch_nrequests(d) == n; i++)
+		assert_int_equal(fdh_dispatch_run_once(d, 100), 0);
+	assert_int_equal(fdh_dispatch_nrequests(d), n + 1);
+	(void)fdh_dispatch_run_once(d, 0);
+}
+
+/*
+ * A drain with a conn_return hook (a worker replaced by a successor) passes
+ * on the connections that have sent nothing, read or not yet read, and
+ * never reports them closed; their sockets stay whole and open, every
+ * byte still queued.  A served one closes, one whose request began is
+ * finished here, and one the hook refuses is served its first request.
+ */
+static void
+test_drain_hands_back_connections_yet_to_speak(void **state)
+{
+	struct fdh_peer peer = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+	struct fdh_dispatch_hooks hooks = {
+		.conn_closed = hand_back_closed,
+		.conn_return = hand_back_hook,
+	};
+	static const char req[] = "GET /hello/late HTTP/1.1\r\n\r\n";
+	struct fdh_limits lim;
+	struct fdh_dispatch *d;
+	struct fdh_test_msg m;
+	int served[2], begun[2], quiet[2], queued[2], kept[2], before = fdh_test_count_fds(0);
+	char buf[64];
+	unsigned i;
+
+	(void)state;
+	memset(&handed, 0, sizeof(handed));
+	handed.refuse = 5;
+	fdh_limits_default(&lim);
+	assert_int_equal(fdh_dispatch_new(&svc, &lim, &d), 0);
+	fdh_dispatch_set_hooks(d, &hooks);
+	conn_served(d, served, 1);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, begun), 0);
+	assert_int_equal(fdh_dispatch_add_conn(d, begun[1], &peer, -1, 2), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, quiet), 0);
+	assert_int_equal(fdh_dispatch_add_conn(d, quiet[1], &peer, -1, 3), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, kept), 0);
+	assert_int_equal(fdh_dispatch_add_conn(d, kept[1], &peer, -1, 5), 0);
+	assert_true(fdh_test_sends(begun[0], "GET /hello/b HTTP/1.1\r\n", NULL, 0) > 0);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(fdh_dispatch_run_once(d, 20), 0);
+	/* Added in the drain's turn: its request is queued, not read. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, queued), 0);
+	assert_true(fdh_test_sends(queued[0], req, NULL, 0) > 0);
+	assert_int_equal(fdh_dispatch_add_conn(d, queued[1], &peer, -1, 4), 0);
+
+	fdh_dispatch_drain(d);
+	assert_int_equal(handed.n, 2);
+	assert_true((handed.tags[0] == 3 && handed.tags[1] == 4) ||
+	    (handed.tags[0] == 4 && handed.tags[1] == 3));
+	assert_int_equal(fdh_dispatch_nconns(d), 2);
+	(void)fdh_dispatch_run_once(d, 0);
+	assert_closed_silently(served[0]);
+	/* Begun and kept: served here, once, then closed. */
+	assert_true(fdh_test_sends(begun[0], "\r\n", NULL, 0) > 0);
+	turn_until_answered(d, 1);
+	assert_int_equal(fdh_test_read_all(begun[0], 2000, &m), 0);
+	assert_true(m.eof && strstr(m.data, "Connection: close\r\n") != NULL);
+	fdh_test_msg_free(&m);
+	assert_true(fdh_test_sends(kept[0], req, NULL, 0) > 0);
+	turn_until_answered(d, 2);
+	assert_int_equal(fdh_test_read_all(kept[0], 2000, &m), 0);
+	assert_true(m.eof && strstr(m.data, "Connection: close\r\n") != NULL);
+	fdh_test_msg_free(&m);
+	/* Nothing left: the loop would end; only the three served here were reported. */
+	assert_int_equal(fdh_dispatch_run_once(d, 0), 1);
+	assert_int_equal(handed.closed, 3);
+	/* What went on is whole: the queued request unread, the quiet socket open both ways. */
+	for (i = 0; i < 2; i++) {
+		int fd = handed.fds[i], client = handed.tags[i] == 4 ? queued[0] : quiet[0];
+
+		if (handed.tags[i] == 3)
+			assert_true(fdh_test_sends(client, req, NULL, 0) > 0);
+		assert_int_equal(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), (ssize_t)strlen(req));
+		assert_memory_equal(buf, req, strlen(req));
+		assert_int_equal(send(fd, "ok", 2, MSG_NOSIGNAL), 2);
+		assert_int_equal(recv(client, buf, sizeof(buf), MSG_DONTWAIT), 2);
+		close(fd);
+	}
+	fdh_dispatch_free(d);
+	close(served[0]);
+	close(begun[0]);
+	close(quiet[0]);
+	close(queued[0]);
+	close(kept[0]);
+	assert_int_equal(fdh_test_count_fds(0), before);
+}
+
 /*
  * Two idle keep-alive connections: one sends a request, the other's client
  * hangs up, so both are in one batch of events; the request's answer
@@ -2191,6 +2322,7 @@ main(void)
 		cmocka_unit_test(test_fds_with_end_of_request_and_next_refused),
 		cmocka_unit_test(test_refused_head_request_has_no_body),
 		cmocka_unit_test(test_run_once_on_callers_thread),
+		cmocka_unit_test(test_drain_hands_back_connections_yet_to_speak),
 		cmocka_unit_test(test_conn_closed_by_earlier_event_of_batch),
 		cmocka_unit_test(test_drain_gives_the_just_answered_a_last_request),
 		cmocka_unit_test(test_drain_answers_a_request_already_queued),
