@@ -51,7 +51,7 @@ usage(const struct fdh_service *svc, const char *prog, FILE *f)
 	    "      --idle-timeout S       keep-alive wait (default %d)\n"
 	    "      --write-timeout S      response write without progress (default %d)\n"
 	    "  -h, --help                 this text\n"
-	    "      --version              print the version\n",
+	    "  -V, --version              print the version\n",
 	    prog, prog, svc->name ? svc->name : prog, FDH_DEFAULT_MAX_HEAD,
 	    FDH_DEFAULT_MAX_HEADERS, FDH_DEFAULT_MAX_BODY, FDH_DEFAULT_MAX_FDS,
 	    FDH_DEFAULT_MAX_CONNS, FDH_DEFAULT_REQUEST_TIMEOUT_MS / 1000,
@@ -334,7 +334,7 @@ fdh_service_main(const struct fdh_service *svc, int argc, char *argv[])
 			free(sargv);
 			return 0;
 		}
-		if (strcmp(a, "--version") == 0) {
+		if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
 			printf("%s (fdhttp %s)\n", prog, FDH_VERSION);
 			free(sargv);
 			return 0;

@@ -385,6 +385,11 @@ class SocketTest(unittest.TestCase):
         p = subprocess.run([fdhttpd_path(), "--version"], capture_output=True)
         self.assertEqual(p.returncode, 0)
         self.assertRegex(p.stdout.decode(), r"^fdhttpd \d+\.\d+\.\d+\n$")
+        # A service run alone answers -V as fdhttpd and fdhttp do.
+        for opt in ("-V", "--version"):
+            p = subprocess.run([echo_path(), opt], capture_output=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertRegex(p.stdout.decode(), r"^fdhttp-echo \(fdhttp \d+\.\d+\.\d+\)\n$")
 
     def test_limits_reach_the_workers(self):
         d = self.start("--max-body", "10", "--max-head", "300")
