@@ -563,10 +563,21 @@ class _Reader:
         return Response("HTTP/1.%d" % minor, status, reason, headers, body, fds), keep
 
 
+_USAGE = """usage: fdhttp.py SOCKET PATH [BODY]
+
+Sends one request (GET, or POST with BODY) to the fdhttp service on SOCKET
+and prints the status line, the headers, the body and the number of each
+fd of the response.  Exit status: 0 for a 2xx or 3xx answer, 22 for 4xx
+and 5xx (as fdhttp(1)), 2 for a bad command line."""
+
+
 def _main(argv):
     """python3 fdhttp.py SOCKET PATH [BODY]: one request, for a quick look."""
+    if len(argv) == 2 and argv[1] in ("-h", "--help"):
+        print(_USAGE)
+        return 0
     if len(argv) not in (3, 4):
-        print("usage: fdhttp.py SOCKET PATH [BODY]", file=sys.stderr)
+        print(_USAGE.split("\n", 1)[0], file=sys.stderr)
         return 2
     with Connection(argv[1]) as conn:
         body = argv[3].encode() if len(argv) == 4 else b""
@@ -578,7 +589,7 @@ def _main(argv):
             print(resp.body.decode(errors="replace"))
             for name, fd in resp.fds.items():
                 print("fd %s: %d" % (name, fd))
-    return 0 if resp.status < 400 else 1
+    return 0 if resp.status < 400 else 22
 
 
 if __name__ == "__main__":

@@ -224,6 +224,37 @@ class EchoTests(unittest.TestCase):
             conn.get("/health")
 
 
+class CommandLineTests(unittest.TestCase):
+    """python3 fdhttp.py SOCKET PATH [BODY], with fdhttp(1)'s exit statuses."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.service = Service()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.service.stop()
+
+    def run_main(self, *args):
+        return subprocess.run([sys.executable, fdhttp.__file__, *args], capture_output=True,
+                              text=True, timeout=30)
+
+    def test_statuses(self):
+        p = self.run_main(self.service.sock_path, "/echo", "hi")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(p.stdout.startswith("200 OK\n"), p.stdout)
+        self.assertIn("\nhi\n", p.stdout)
+        p = self.run_main(self.service.sock_path, "/nope")
+        self.assertEqual(p.returncode, 22, p.stderr)
+        self.assertTrue(p.stdout.startswith("404 "), p.stdout)
+        p = self.run_main(self.service.sock_path)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("usage: fdhttp.py SOCKET PATH [BODY]", p.stderr)
+        p = self.run_main("--help")
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("Exit status", p.stdout)
+
+
 class ScriptedServer:
     """Accepts one connection, reads one request, and sends what a test
     scripted: a list of (bytes, [fds]) sendmsg calls, then closes (or not)."""
