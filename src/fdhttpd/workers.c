@@ -772,8 +772,15 @@ workers_replace_step(struct sup *s)
 
 	if (s->stopping)
 		return;
+	/*
+	 * One at a time: a successor starting, or one waiting out the
+	 * backoff after the last died (its slot still served by cur).  A
+	 * build that does not come up is then tried in one slot only, not in
+	 * each slot in turn while the first waits.
+	 */
 	for (i = 0; i < s->nslots; i++)
-		if (s->slots[i].next != NULL)
+		if (s->slots[i].next != NULL ||
+		    (s->slots[i].cur != NULL && s->slots[i].respawn_at != 0))
 			return;
 	for (i = 0; i < s->nslots; i++) {
 		struct slot *sl = &s->slots[i];

@@ -720,6 +720,31 @@ class WorkersTest(unittest.TestCase):
         self.assertEqual(d.request().status, 200)
         self.assertEqual(d.stop(), 0)
 
+    def test_a_build_that_does_not_come_up_is_tried_in_one_slot(self):
+        """Regression: while the first slot's successor waited out its
+        backoff after dying, the next slot started a successor of the same
+        broken build, and so on: replacements went one at a time only
+        while they came up.  Now the other slots wait; the old workers
+        serve, and the restart completes once the build comes up."""
+        tmp = tempfile.mkdtemp(prefix="fdhttpd-broken-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o755)            # workers run as nobody and look for the file
+        broken = os.path.join(tmp, "broken")
+        script = 'if [ -e "$0" ]; then exit 1; fi; exec "$1"'
+        d = self.start(workers=2, service="/bin/sh",
+                       service_args=("-c", script, broken, echo_path()))
+        old = d.wait_workers(2)
+        open(broken, "w").close()
+        d.send_signal(signal.SIGHUP)
+        d.wait_log(r"worker 1: starting again in 200 ms")
+        after = d.read_log().split("SIGHUP: replacing all 2 workers")[1]
+        self.assertEqual(set(re.findall(r"worker (\d) \(pid \d+\) started", after)), {"1"},
+                         after)
+        self.assertEqual(d.request().status, 200)
+        os.unlink(broken)
+        d.wait_log(r"SIGHUP: all 2 workers replaced")
+        self.assertEqual(set(d.workers()) & set(old), set())
+
     def test_unanswered_flush_stalls_accepting_once(self):
         # At the cap the supervisor asks workers for the closes they hold
         # back and stops accepting until they answer, 100 ms at most.  A
