@@ -281,8 +281,9 @@ broker_many(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	return fdh_resp_printf(resp, "{\"ok\":%ld,\"bytes\":%zu}\n", ok, bytes);
 }
 
-static int
-broker_slow(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+/* Sleeps as many ms as the query's "ms" says (none without it). */
+static void
+sleep_query_ms(const struct fdh_req *req)
 {
 	char ms[16] = "0";
 	struct timespec ts;
@@ -292,32 +293,30 @@ broker_slow(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 	v = strtol(ms, NULL, 10);
 	ts.tv_sec = v / 1000;
 	ts.tv_nsec = (v % 1000) * 1000000;
-	/* The supervisor's messages queue meanwhile, ahead of the answer. */
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
+}
+
+static int
+broker_slow(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	/* The supervisor's messages queue meanwhile, ahead of the answer. */
+	sleep_query_ms(req);
 	return broker(req, resp, ud);
 }
 
 static int
 rogue_return(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 {
-	char ms[16] = "0";
 	struct fdh_ctl_msg m;
-	struct timespec ts;
 	int fd = fdh_req_fd(req, "sock");
-	long v;
 
 	(void)ud;
 	if (fd < 0) {
 		fdh_resp_status(resp, 400);
 		return fdh_resp_printf(resp, "fd sock is required\n");
 	}
-	(void)query_param(req, "ms", ms, sizeof(ms));
-	v = strtol(ms, NULL, 10);
-	ts.tv_sec = v / 1000;
-	ts.tv_nsec = (v % 1000) * 1000000;
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
+	sleep_query_ms(req);
 	fdh_ctl_init(&m, FDH_CTL_CONN_RETURN);
 	m.u.closed.id = req->conn->tag;
 	return json_errno(resp, -fdh_ctl_send(FDH_CTL_WORKER_FD, &m, &fd, 1));
