@@ -99,11 +99,14 @@ FDH_API void fdh_service_log(enum fdh_log_level level, const char *fmt, ...)
  * open(2) flags, for a worker whose sandbox forbids it to open files
  * itself.  fdhttpd opens it beneath one of its --allow-open directories
  * (".." and symlinks cannot lead out), write flags only where that
- * directory is ":rw"; O_CLOEXEC and O_NOCTTY are always added.
+ * directory is ":rw"; O_CLOEXEC and O_NOCTTY are always added.  O_TRUNC
+ * needs O_WRONLY or O_RDWR: the file is truncated here, in the caller,
+ * once its fd has come (fdhttpd does not spend its own time on it).
  *
  * Returns the fd, owned by the caller, or a negative errno: -EACCES when
  * the policy refuses; the open's own error (-ENOENT, -EISDIR, ...);
- * -EINVAL for a relative path or flags the broker does not take (O_PATH);
+ * -EINVAL for a relative path, flags the broker does not take (O_PATH) or
+ * O_TRUNC on a read-only open;
  * -ENAMETOOLONG for a path of PATH_MAX bytes or more; -ETIMEDOUT when no
  * answer came within 5 s; -ENOTSUP in a service run alone (--socket),
  * which has no supervisor to ask and no sandbox: it may open files itself.

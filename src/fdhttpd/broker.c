@@ -30,7 +30,12 @@
  *
  * The supervisor never blocks on a worker's behalf: every open is made
  * with O_NONBLOCK, so that a FIFO or a device cannot hold it, and the flag
- * is taken off again unless the worker asked for it.
+ * is taken off again unless the worker asked for it.  Nor does it
+ * truncate: freeing a large file's blocks takes the filesystem seconds
+ * (tens of them for a fragmented file on a mount with discard), which a
+ * worker with a :rw directory could make on purpose.  O_TRUNC is left
+ * out of the open, and fdh_broker_open() truncates, in the worker, on the
+ * writable fd it gets; so O_TRUNC needs O_WRONLY or O_RDWR.
  *
  * Nor does it answer a worker that does not read: with BROKER_MAX_UNREAD
  * answers unread, the worker's next OPEN is left in its socket, unread,
@@ -461,7 +466,12 @@ decide_and_open(const struct fdh_ctl_open *req, char *why, size_t len)
 		snprintf(why, len, "refused: %s is read-only", d->name);
 		return -EACCES;
 	}
-	how.flags = (uint64_t)(unsigned)(req->flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if ((req->flags & O_TRUNC) && (req->flags & O_ACCMODE) == O_RDONLY) {
+		snprintf(why, len, "refused: O_TRUNC without O_WRONLY or O_RDWR");
+		return -EINVAL;
+	}
+	how.flags = (uint64_t)(unsigned)((req->flags & ~O_TRUNC) | O_CLOEXEC | O_NOCTTY |
+	    O_NONBLOCK);
 	how.mode = (req->flags & O_CREAT) || (req->flags & O_TMPFILE) == O_TMPFILE ?
 	    BROKER_CREATE_MODE : 0;
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;

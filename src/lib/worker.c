@@ -25,6 +25,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -570,6 +571,19 @@ broker_wait(struct worker *w, uint32_t id, int64_t deadline)
 	}
 }
 
+/* O_TRUNC as open(2) applies it: to a regular file only. */
+static int
+truncate_regular(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == -1)
+		return -errno;
+	if (S_ISREG(st.st_mode) && st.st_size != 0 && ftruncate(fd, 0) == -1)
+		return -errno;
+	return 0;
+}
+
 int
 fdh_broker_open(const char *path, int flags)
 {
@@ -577,7 +591,7 @@ fdh_broker_open(const char *path, int flags)
 	struct fdh_ctl_msg m;
 	int64_t deadline;
 	size_t len;
-	int r;
+	int r, err;
 
 	if (path == NULL || path[0] != '/')
 		return -EINVAL;
@@ -604,7 +618,13 @@ fdh_broker_open(const char *path, int flags)
 	}
 	if (r < 0)
 		return r;
-	return broker_wait(w, m.u.open.id, deadline);
+	r = broker_wait(w, m.u.open.id, deadline);
+	/* The broker leaves the truncation, which can take long, to us (broker.c). */
+	if (r >= 0 && (flags & O_TRUNC) && (err = truncate_regular(r)) < 0) {
+		close(r);
+		return err;
+	}
+	return r;
 }
 
 static int

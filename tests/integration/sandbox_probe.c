@@ -13,7 +13,8 @@
  *	GET  /uname		uname(), a call the service adds: {"sysname":"Linux"}
  *	GET  /broker?flags=F&path=P	fdh_broker_open(P, F): {"errno":"0"} with fd
  *				"file", or {"errno":"EACCES"}; F is ro, wo, rw,
- *				creat (wo|creat), creat-ro, trunc, append, dir or
+ *				creat (wo|creat), creat-ro, trunc (ro|trunc),
+ *				wtrunc (wo|trunc), append, dir or
  *				tmpfile (rw|tmpfile)
  *	GET  /broker/long	a path of PATH_MAX bytes: {"errno":"ENAMETOOLONG"}
  *	GET  /broker/many?n=N&path=P	N opens of P in a row, each read and
@@ -191,6 +192,7 @@ parse_flags(const char *s)
 		{ "creat", O_WRONLY | O_CREAT },
 		{ "creat-ro", O_RDONLY | O_CREAT },
 		{ "trunc", O_RDONLY | O_TRUNC },
+		{ "wtrunc", O_WRONLY | O_TRUNC },
 		{ "append", O_WRONLY | O_APPEND },
 		{ "dir", O_RDONLY | O_DIRECTORY },
 		{ "tmpfile", O_RDWR | O_TMPFILE },

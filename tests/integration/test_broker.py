@@ -289,7 +289,8 @@ class BrokerTest(unittest.TestCase):
             (t.data + "/new.txt", "creat", "EACCES"),
             (t.data + "/new.txt", "creat-ro", "EACCES"),
             (t.data + "/sub", "dir", "0"),
-            (t.rw + "/old.txt", "wo", "0"),                  # :rw, the longer prefix
+            (t.rw + "/old.txt", "wtrunc", "0"),              # :rw, the longer prefix
+            (t.rw + "/old.txt", "trunc", "EINVAL"),          # O_TRUNC needs write access
             (t.rw + "/made.txt", "creat", "0"),
             (t.rw + "/../made.txt", "creat", "EACCES"),      # out of rw, into ro
             (t.rw + "/../hello.txt", "ro", "EACCES"),        # out of rw: refused, too
@@ -308,7 +309,7 @@ class BrokerTest(unittest.TestCase):
                     err, r = self.ask(c, path, flags)
                     self.assertEqual(err, want)
                     self.assertEqual(len(r.fds), 1 if want == "0" else 0)
-                    if flags in ("wo", "creat") and want == "0":
+                    if flags in ("wo", "wtrunc", "creat") and want == "0":
                         os.write(r.fds["file"], b"written")
                     r.close_fds()
             r = c.get("/broker/long")
@@ -317,7 +318,7 @@ class BrokerTest(unittest.TestCase):
         self.assertFalse(os.path.exists(t.data + "/made.txt"))
         with open(t.rw + "/made.txt") as f:
             self.assertEqual(f.read(), "written")
-        with open(t.rw + "/old.txt") as f:
+        with open(t.rw + "/old.txt") as f:     # "old" gone: truncated by the worker
             self.assertEqual(f.read(), "written")
         with open(t.data + "/hello.txt") as f:
             self.assertEqual(f.read(), "hello")
@@ -331,6 +332,8 @@ class BrokerTest(unittest.TestCase):
                          % (re.escape(t.rw), re.escape(t.rw)))
         self.assertRegex(log, r"open O_RDONLY: refused: outside every --allow-open directory: "
                               r"\"/etc/hostname\"")
+        self.assertRegex(log, r"open O_RDONLY\|O_TRUNC: refused: O_TRUNC without O_WRONLY or "
+                              r"O_RDWR: \"%s/old.txt\"" % re.escape(t.rw))
 
     def test_mounts_beneath_an_allowed_directory_are_not_crossed(self):
         """A mount inside an allowed directory (a bind mount of anywhere, a
@@ -385,7 +388,7 @@ class BrokerTest(unittest.TestCase):
             (w + "/./private/f", "wo", "EACCES"),
             (w + "//private/f", "wo", "EACCES"),
             (w + "/alias/f", "wo", "EACCES"),
-            (w + "/alias/f", "trunc", "EACCES"),
+            (w + "/alias/f", "wtrunc", "EACCES"),
             (w + "/sub/up/f", "append", "EACCES"),
             (w + "/private", "tmpfile", "EACCES"),
             (w + "/alias", "tmpfile", "EACCES"),
