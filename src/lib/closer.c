@@ -79,8 +79,20 @@
 /* The first allocation of the pending array; it doubles from there. */
 #define PENDING_MIN 64
 
-/* The filesystems whose files are released without waiting on anyone. */
-enum { DEV_MEMFD, DEV_ANON, DEV_PIDFS, NDEVS };
+/*
+ * The filesystems whose files are released without waiting on anyone:
+ * the kernel's internal tmpfs (memfds), up to a size, and pidfs.  Not
+ * anonymous inodes: an epoll instance with millions of watches, or an
+ * inotify one, takes seconds to release, and one eventfd's inode is
+ * every one's, so their kinds cannot be told apart by it.
+ */
+enum { DEV_MEMFD, DEV_PIDFS, NDEVS };
+
+/*
+ * The most a memfd closed in place may hold, in 512-byte blocks (16 MiB):
+ * freeing its pages costs about 2 ms; one of gigabytes, seconds.
+ */
+#define MEMFD_INLINE_BLOCKS	(16ULL * 1024 * 1024 / 512)
 
 static struct {
 	int sock;		/* our end, non-blocking; -1: not started, or the child is gone */
@@ -677,14 +689,17 @@ manager_main(int sock, int ready, pid_t parent, bool confine, const char *title)
  * the device can change.  Returns whether the kernel told.
  */
 static bool
-closer_stat(int fd, mode_t *ret_type, dev_t *ret_dev)
+closer_stat(int fd, mode_t *ret_type, dev_t *ret_dev, uint64_t *ret_blocks)
 {
 	struct statx stx;
 
-	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) == -1)
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_BLOCKS,
+	    &stx) == -1)
 		return false;
 	*ret_type = stx.stx_mode & S_IFMT;
 	*ret_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	/* Unknown: as if large. */
+	*ret_blocks = (stx.stx_mask & STATX_BLOCKS) ? stx.stx_blocks : UINT64_MAX;
 	return true;
 }
 
@@ -692,60 +707,65 @@ closer_stat(int fd, mode_t *ret_type, dev_t *ret_dev)
 static void
 learn_dev(unsigned which, int fd)
 {
+	uint64_t blocks;
 	mode_t type;
 
 	if (fd < 0)
 		return;
-	if (closer_stat(fd, &type, &closer.devs[which]))
+	if (closer_stat(fd, &type, &closer.devs[which], &blocks))
 		closer.have_dev[which] = true;
 	close(fd);
 }
 
 /*
  * Whether closing fd may wait.  A pipe's release wakes its other end and
- * frees buffers; memfds live on the kernel's internal tmpfs; eventfds,
- * signalfds, timerfds, epoll and (before pidfs) pidfds are anonymous
- * inodes, which no server or peer stands behind.  Anything else may: a
- * socket, a terminal, a regular file on any filesystem, and what cannot be
- * looked at.
+ * frees its buffers (a megabyte at most, pipe-max-size); a memfd of
+ * MEMFD_INLINE_BLOCKS at most lives on the kernel's internal tmpfs, and a
+ * pidfd on pidfs, which no server or peer stands behind.  Anything else
+ * may: a socket, a terminal, a regular file on any filesystem, a large
+ * memfd, an anonymous inode (epoll, inotify, and pidfds before pidfs),
+ * and what cannot be looked at.
  */
 static bool
 closer_may_wait(int fd)
 {
+	uint64_t blocks;
 	mode_t type;
 	dev_t dev;
-	unsigned i;
 
-	/*
-	 * A memfd first, for half a statx(): F_GET_SEALS answers for the
-	 * kernel's shmem and hugetlbfs files alone, which no server stands
-	 * behind, and asks no filesystem.
-	 */
-	if (fcntl(fd, F_GET_SEALS) >= 0)
-		return false;
-	if (!closer_stat(fd, &type, &dev))
+	if (!closer_stat(fd, &type, &dev, &blocks))
 		return true;
 	if (type == S_IFIFO)
 		return false;
-	for (i = 0; i < NDEVS; i++)
-		if (closer.have_dev[i] && closer.devs[i] == dev)
-			return false;
-	return true;
+	if (closer.have_dev[DEV_MEMFD] && closer.devs[DEV_MEMFD] == dev)
+		return blocks > MEMFD_INLINE_BLOCKS;
+	return !(closer.have_dev[DEV_PIDFS] && closer.devs[DEV_PIDFS] == dev);
 }
 
 int
 fdh_closer_start(bool confine, const char *title)
 {
-	int sv[2] = { -1, -1 }, ready[2] = { -1, -1 }, err = 0, r;
+	int sv[2] = { -1, -1 }, ready[2] = { -1, -1 }, err = 0, r, anon;
+	uint64_t blocks;
+	mode_t type;
+	dev_t dev;
 	pid_t parent = getpid(), pid;
 	ssize_t n;
 
 	if (closer.started)
 		return 0;
 	learn_dev(DEV_MEMFD, memfd_create("fdhttp-closer", MFD_CLOEXEC));
-	learn_dev(DEV_ANON, eventfd(0, EFD_CLOEXEC));
-	/* pidfds have a filesystem of their own since Linux 6.9 (pidfs). */
+	/*
+	 * pidfds have a filesystem of their own since Linux 6.9 (pidfs);
+	 * before, they are anonymous inodes, as an eventfd is.
+	 */
 	learn_dev(DEV_PIDFS, (int)syscall(SYS_pidfd_open, getpid(), 0));
+	anon = eventfd(0, EFD_CLOEXEC);
+	if (closer.have_dev[DEV_PIDFS] && (anon < 0 ||
+	    (closer_stat(anon, &type, &dev, &blocks) && dev == closer.devs[DEV_PIDFS])))
+		closer.have_dev[DEV_PIDFS] = false;
+	if (anon >= 0)
+		close(anon);
 
 	if (pipe2(ready, O_CLOEXEC) == -1) {
 		r = -errno;

@@ -44,8 +44,9 @@ int fdh_closer_start(bool confine, const char *title);
 bool fdh_closer_reaped(pid_t pid);
 
 /*
- * Consumes fd.  A pipe, a memfd, an eventfd, a pidfd or another anonymous
- * inode is closed now: their release never waits.  Anything else goes to
+ * Consumes fd.  A pipe, a memfd of 16 MiB at most or a pidfd on pidfs is
+ * closed now: their release is quick and waits on no one.  Anything else
+ * (an epoll instance with millions of watches, a memfd of gigabytes) goes to
  * the closer, and is gone from this process's table at once, unless the
  * closer cannot take it yet (fdh_closer_held()).  Before fdh_closer_start(),
  * and in processes that never call it, fd is closed now.  fd < 0 is ignored.

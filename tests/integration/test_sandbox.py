@@ -156,12 +156,13 @@ class SandboxTest(unittest.TestCase):
                 self.addCleanup(mine.close)
                 mine.settimeout(10)
                 ms = 300 if when == "draining" else 0
+                sent = []
 
                 def rogue():
                     # Answered or cut off: the supervisor kills it either way.
                     try:
-                        c.request("POST", "/rogue/return?ms=%d" % ms, fds=[theirs.fileno()],
-                                  xfd="sock")
+                        sent.append(body(c.request("POST", "/rogue/return?ms=%d" % ms,
+                                                   fds=[theirs.fileno()], xfd="sock")))
                     except (OSError, EOFError):
                         pass
                 t = threading.Thread(target=rogue)
@@ -173,6 +174,9 @@ class SandboxTest(unittest.TestCase):
                     d.wait_log(r"worker 1 \(pid %d\) draining: replaced" % victim)
                 t.join(15)
                 theirs.close()
+                # An answer, when one came, says the CONN_RETURN went (descriptors
+                # in flight are charged to the worker's user, and can run out).
+                self.assertIn(sent, ([], [{"errno": "0"}]))
                 d.wait_log(r"error supervisor: worker 1 \(pid %d\): bad control message: "
                            r"%s; killing it" % (victim, re.escape(why)))
                 self.assertEqual(mine.recv(1), b"")
