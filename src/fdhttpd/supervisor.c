@@ -149,6 +149,10 @@ hand_off(struct sup *s, struct pending_conn *c)
 			conns_assign(s, c->id, p);
 			/* It stops reporting each close at once on reading this. */
 			p->eager = false;
+			/* Twice --max-requests, without overflow: see workers_retire_unasked(). */
+			if (++p->nhanded >= s->o->max_requests && s->o->max_requests != 0 &&
+			    p->nhanded - s->o->max_requests == s->o->max_requests)
+				workers_retire_unasked(s, p);
 			if (s->send_short) {
 				log_debug("handing over connections again");
 				s->send_short = false;

@@ -49,6 +49,7 @@ struct proc {
 	unsigned gen;		/* the SIGHUP generation it was started in */
 	enum proc_state state;
 	unsigned nconns;	/* connections handed over and not reported closed */
+	unsigned long long nhanded;	/* connections handed over, ever */
 	bool blocked;		/* control socket full: skipped until POLLOUT */
 	bool drain_pending;	/* DRAIN still to send when the socket has room */
 	bool retiring;		/* asked to be replaced (--max-requests) */
@@ -258,6 +259,7 @@ struct proc *workers_pick(struct sup *s);
 bool workers_have_room(const struct sup *s);
 void workers_on_ctl(struct sup *s, struct proc *p, short revents);
 void workers_ctl_failed(struct sup *s, struct proc *p, int err);
+void workers_retire_unasked(struct sup *s, struct proc *p);
 void workers_reap(struct sup *s);
 void workers_timers(struct sup *s, int64_t now);
 int64_t workers_next_timer(const struct sup *s);

@@ -431,6 +431,27 @@ on_ready(struct sup *s, struct proc *p)
 	check_all_ready(s);
 }
 
+/*
+ * --max-requests as far as the supervisor can tell: it never sees a
+ * request, only the connections it hands over.  A worker handed twice as
+ * many connections as it may answer requests that has not said it
+ * answered them (RETIRE) is replaced all the same: a compromised one
+ * would never say so.  An honest one says so first unless most of its
+ * connections carried no request; replaced early, it loses nothing.  A
+ * compromised worker holding a keep-alive connection keeps it until it
+ * ends: nothing the supervisor sees counts its requests.
+ */
+void
+workers_retire_unasked(struct sup *s, struct proc *p)
+{
+	(void)s;
+	if (p->state != PROC_READY || p->retiring)
+		return;
+	p->retiring = true;
+	log_warn("worker %u (pid %ld) was handed %llu connections and has not said it answered "
+	    "--max-requests: replacing it", p->id, (long)p->pid, p->nhanded);
+}
+
 static void
 protocol_error(struct proc *p, const char *why)
 {
@@ -469,6 +490,11 @@ on_message(struct sup *s, struct proc *p, const struct fdh_ctl_msg *m)
 			p->flush_wait = false;
 		break;
 	case FDH_CTL_RETIRE:
+		/* Without it, a replacement the worker could ask for as often as it liked. */
+		if (s->o->max_requests == 0) {
+			protocol_error(p, "RETIRE without --max-requests");
+			break;
+		}
 		if (p->state == PROC_READY && !p->retiring) {
 			p->retiring = true;
 			log_info("worker %u (pid %ld) answered %llu requests (--max-requests): replacing it",

@@ -26,6 +26,8 @@
  *				back, in a CONN_RETURN on the control socket,
  *				the fd "sock" of the request as the connection
  *				it came on: the supervisor kills the worker
+ *	POST /rogue/retire	sends RETIRE, as if it had served --max-requests:
+ *				without that option, the supervisor kills it
  *
  * With --bad-syscall the service's syscalls name one that does not exist.
  * With --init-open PATH the init hook sleeps half a second, then opens PATH
@@ -325,6 +327,18 @@ rogue_return(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 }
 
 static int
+rogue_retire(struct fdh_req *req, struct fdh_resp *resp, void *ud)
+{
+	struct fdh_ctl_msg m;
+
+	(void)req;
+	(void)ud;
+	fdh_ctl_init(&m, FDH_CTL_RETIRE);
+	m.u.retire.nrequests = 1000000;
+	return json_errno(resp, -fdh_ctl_send(FDH_CTL_WORKER_FD, &m, NULL, 0));
+}
+
+static int
 init(int argc, char **argv, void *ud)
 {
 	int i;
@@ -363,6 +377,7 @@ static const struct fdh_route routes[] = {
 	{ "GET",  "/broker/many",	broker_many,	NULL },
 	{ "GET",  "/broker/slow",	broker_slow,	NULL },
 	{ "POST", "/rogue/return",	rogue_return,	NULL },
+	{ "POST", "/rogue/retire",	rogue_retire,	NULL },
 };
 
 /* A slip a route table may hold: a path without its leading '/'. */

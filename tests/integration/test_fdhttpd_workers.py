@@ -445,6 +445,23 @@ class WorkersTest(unittest.TestCase):
                  what="a fresh worker ready")
         self.assertNotIn(first, d.wait_workers(1, exclude=[first]))
 
+    def test_max_requests_bounds_the_connections_a_worker_is_handed(self):
+        """The supervisor never sees a request: a worker that does not say
+        it served --max-requests (a compromised one would not) is replaced
+        once it has been handed twice as many connections.  Here the
+        connections send nothing, so an honest worker reaches that too;
+        they go on to its successor."""
+        d = self.start("--max-requests", "3", "--grace", "30", workers=1)
+        (old,) = d.wait_workers(1)
+        quiet = [d.conn() for _ in range(6)]
+        for c in quiet:
+            self.addCleanup(c.close)
+        d.wait_log(r"warn supervisor: worker 1 \(pid %d\) was handed 6 connections and has "
+                   r"not said it answered --max-requests: replacing it" % old)
+        d.wait_log(r"worker 1 \(pid %d\) exited with status 0" % old)
+        for c in quiet:
+            self.assertEqual(c.request().status, 200)
+
     def test_max_requests_keeps_no_connection_alive_past_n(self):
         """Regression: a worker past --max-requests went on serving its
         keep-alive connections, as fast as they asked, until its successor

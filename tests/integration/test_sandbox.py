@@ -182,6 +182,20 @@ class SandboxTest(unittest.TestCase):
                 self.assertEqual(mine.recv(1), b"")
                 self.assertNotEqual(body(d.request("GET", "/pid"))["pid"], victim)
 
+    def test_a_worker_asks_for_no_replacement_without_max_requests(self):
+        """RETIRE says a worker served --max-requests: without that option,
+        it is a lie (a worker could have itself replaced as often as it
+        liked, and log a count of its choosing), and the worker is killed."""
+        d = self.start(workers=1, service=probe_path())
+        c = connect(d.sock_path)
+        self.addCleanup(c.close)
+        victim = body(c.request("GET", "/pid"))["pid"]
+        self.assertEqual(body(c.request("POST", "/rogue/retire")), {"errno": "0"})
+        d.wait_log(r"error supervisor: worker 1 \(pid %d\): bad control message: RETIRE "
+                   r"without --max-requests; killing it" % victim)
+        self.assertNotIn("answered 1000000 requests", d.read_log())
+        self.assertNotEqual(body(d.request("GET", "/pid"))["pid"], victim)
+
     def test_service_syscalls_extend_the_allowlist(self):
         d = self.start(workers=1, service=probe_path())
         self.assertEqual(body(d.request("GET", "/uname")), {"sysname": "Linux"})
