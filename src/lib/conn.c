@@ -116,6 +116,24 @@ resp_errorf(struct fdh_resp *r, int status, const char *fmt, ...)
 }
 
 /*
+ * The kernel refused the response's fds.  Descriptors in flight, sent and
+ * not yet received, are charged to the user who sent them, and past its
+ * RLIMIT_NOFILE every sendmsg() with fds fails (ETOOMANYREFS) until
+ * receivers read: clients that leave answers with fds unread bring every
+ * process of that user there.  Nothing was sent: the client is told so in
+ * a 503, rather than find its connection closed without an answer.
+ */
+static __attribute__((noinline, cold)) void
+conn_fds_refused(struct fdh_dispatch *d, struct fdh_conn *c, bool is_head)
+{
+	if (d->hooks.fds_refused)
+		d->hooks.fds_refused(d, d->hooks.arg);
+	fdh_resp_error(&d->resp, 503, "the response's descriptors could not be sent: too "
+	    "many sent by this service wait unread in clients' sockets; try again later");
+	conn_respond(d, c, true, is_head);
+}
+
+/*
  * A handler's non-zero return.  A positive one is a slip (return 404, for
  * fdh_resp_status() and 0): answered as an error too, rather than as the
  * 200 the handler did not mean, and the text says which.
@@ -359,6 +377,10 @@ conn_respond(struct fdh_dispatch *d, struct fdh_conn *c, bool close_after, bool 
 		conn_finish(d, c, close_after);
 		return;
 	}
+	if (n == -ETOOMANYREFS && r->nfds > 0) {
+		conn_fds_refused(d, c, is_head);
+		return;
+	}
 	if (n < 0 && n != -EAGAIN) {
 		fdh_resp_reset(r);	/* the peer is gone; the fds die with the response */
 		fdh_conn_close(d, c);
@@ -398,6 +420,12 @@ conn_write(struct fdh_dispatch *d, struct fdh_conn *c)
 	if (n == -EAGAIN)
 		return;
 	if (n <= 0) {
+		/*
+		 * Closed, not answered 503 as conn_respond() does: rare (the
+		 * first send found the socket full), and the head is made.
+		 */
+		if (n == -ETOOMANYREFS && d->hooks.fds_refused)
+			d->hooks.fds_refused(d, d->hooks.arg);
 		fdh_conn_close(d, c);
 		return;
 	}

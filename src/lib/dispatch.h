@@ -29,6 +29,12 @@ struct fdh_dispatch_hooks {
 	 * it served here, as without the hook.
 	 */
 	int (*conn_return)(struct fdh_dispatch *d, uint64_t tag, int fd, void *arg);
+	/*
+	 * Optional.  The kernel refused a response's fds (ETOOMANYREFS: this
+	 * user's fds in flight are over its RLIMIT_NOFILE); the client got a
+	 * 503 without them, or its connection closed when part was sent.
+	 */
+	void (*fds_refused)(struct fdh_dispatch *d, void *arg);
 	void *arg;
 };
 

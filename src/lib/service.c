@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "closer.h"
 #include "ctl.h"
 #include "dispatch.h"
@@ -153,7 +154,11 @@ run_standalone(const struct fdh_service *svc, const struct fdh_limits *limits,
 {
 	struct standalone s = { .lfd = lfd, .sfd = -1 };
 	struct fdh_dispatch *d = NULL;
-	struct fdh_dispatch_hooks hooks = { .conn_closed = on_conn_closed, .arg = &s };
+	struct fdh_dispatch_hooks hooks = {
+		.conn_closed = on_conn_closed,
+		.fds_refused = fdh_service_warn_fds_refused,
+		.arg = &s,
+	};
 	sigset_t mask;
 	int r, status = 1;
 
@@ -273,6 +278,29 @@ fdh_service_log(enum fdh_log_level level, const char *fmt, ...)
 		fdh_log(level, "%s: %s", log_name, msg);
 	else if (level >= FDH_LOG_INFO)
 		fprintf(stderr, "%s: %s\n", log_name, msg);
+}
+
+void
+fdh_service_warn_fds_refused(struct fdh_dispatch *d, void *arg)
+{
+	static int64_t last_ms;
+	static unsigned held;
+	int64_t now = fdh_mono_ms();
+
+	(void)d;
+	(void)arg;
+	/* A client keeping the condition up would write a line per request. */
+	if (last_ms != 0 && now - last_ms < FDS_REFUSED_LOG_MS) {
+		held++;
+		return;
+	}
+	/* Not getrlimit(): the sandbox has no prlimit64. */
+	fdh_service_log(FDH_LOG_WARN, "a response's descriptors could not be sent (ETOOMANYREFS): "
+	    "uid %u has more in flight than this process's RLIMIT_NOFILE, as clients leave "
+	    "answers with descriptors unread; answered 503 (%u more since the last such line)",
+	    (unsigned)getuid(), held);
+	last_ms = now;
+	held = 0;
 }
 
 int

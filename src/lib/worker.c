@@ -718,6 +718,7 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 		.conn_closed = on_conn_closed,
 		.request_done = on_request_done,
 		.conn_return = on_conn_return,
+		.fds_refused = fdh_service_warn_fds_refused,
 		.arg = &w,
 	};
 	struct fdh_ctl_msg m;

@@ -35,6 +35,14 @@ int fdh_worker_env_limits(struct fdh_limits *l);
  */
 void fdh_worker_log_setup(void);
 
+struct fdh_dispatch;
+/*
+ * The fds_refused hook of the dispatcher, alone and as a worker: a warning
+ * through fdh_service_log(), one per FDS_REFUSED_LOG_MS at most.
+ */
+#define FDS_REFUSED_LOG_MS	10000
+void fdh_service_warn_fds_refused(struct fdh_dispatch *d, void *arg);
+
 /*
  * Runs the service as a worker of fdhttpd over the control socket named in
  * the environment.  limits already hold the values fdhttpd passed.  Returns

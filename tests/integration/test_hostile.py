@@ -13,10 +13,14 @@ on a slow machine, not below 20000).
 """
 
 import os
+import resource
 import select
 import selectors
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -24,7 +28,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttp_testlib import build_request  # noqa: E402
-from fdhttpd_testlib import Fdhttpd, cmdline  # noqa: E402
+from fdhttpd_testlib import Fdhttpd, cmdline, echo_path, wait_for  # noqa: E402
 from hostile_testlib import (Baseline, Canary, connect, raise_nofile, snapshot,  # noqa: E402
                              worker_pids)
 
@@ -466,6 +470,63 @@ class HostileTest(unittest.TestCase):
         ("absolute-form served as its path",
          b"GET http://x/health HTTP/1.1\r\nHost: y\r\nConnection: close\r\n\r\n", 200),
     ]
+
+    def test_answers_left_unread_with_fds_bring_503_not_silence(self):
+        """Descriptors in flight are charged to the user who sent them, and
+        past that process's RLIMIT_NOFILE the kernel refuses every
+        sendmsg() with fds (ETOOMANYREFS) until receivers read.  A client
+        that leaves answers with fds unread brings a service there; other
+        clients' answers with fds then get a 503 that says so, and a
+        warning is logged, where the connection used to close without an
+        answer.  Once the hoarder reads, fds go again."""
+        if os.geteuid() != 0 or shutil.which("setpriv") is None:
+            self.skipTest("needs root and setpriv to serve as nobody")
+        tmp = tempfile.mkdtemp(prefix="fdh-inflight-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o777)
+        sock = os.path.join(tmp, "s.sock")
+        log = open(os.path.join(tmp, "log"), "w+")
+        self.addCleanup(log.close)
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+        p = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                              echo_path(), "--socket", sock, "--max-conns", "4",
+                              "--max-fds", "4"], preexec_fn=low_limit,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        self.addCleanup(p.wait, 10)
+        self.addCleanup(p.terminate)
+        wait_for(lambda: os.path.exists(sock), what="fdhttp-echo listening")
+        rd, wr = os.pipe2(os.O_CLOEXEC)
+        self.addCleanup(os.close, rd)
+        self.addCleanup(os.close, wr)
+        hoard = connect(sock)
+        self.addCleanup(hoard.close)
+        req = (b"POST /echo HTTP/1.1\r\nHost: x\r\nX-FD: a,b,c,d\r\n"
+               b"Content-Length: 0\r\n\r\n")
+        # Four fds sent back for each, none read, until the service's own
+        # answer to the hoarder is refused (a 503, and the connection closes).
+        for _ in range(40):
+            try:
+                socket.send_fds(hoard.sock, [req], [rd, rd, wr, wr])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.01)
+        other = connect(sock)
+        self.addCleanup(other.close)
+        r = other.request("POST", "/fd/memfd", body=b"x")
+        self.assertEqual((r.status, r.header("connection")), (503, "close"), r.body)
+        self.assertIn(b"descriptors could not be sent", r.body)
+        self.assertEqual(r.fds, {})
+        wait_for(lambda: "ETOOMANYREFS" in open(log.name).read(), what="the warning")
+        hoard.close()
+        c = connect(sock)
+        self.addCleanup(c.close)
+        r = c.request("POST", "/fd/memfd", body=b"x")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(os.read(r.fds["output"], 8), b"x")
+        r.close_fds()
 
     def test_smuggling_through_fdhttpd(self):
         d = self.start(workers=2)
