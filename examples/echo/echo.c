@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,9 +95,9 @@ mono_ms(void)
  * before our read(), which would then wait for its next write, holding
  * the worker and every connection on it.  Setting O_NONBLOCK would change
  * the client's copy too (one open file description), so the read itself
- * is asked not to wait (RWF_NOWAIT).  A regular file or a block device
- * never waits for a writer, and may answer EAGAIN while its data is not
- * cached: those are read plainly.
+ * is asked not to wait (RWF_NOWAIT).  A block device, or a regular file
+ * on a disk or in memory (plain_fs()), never waits for a writer, and may
+ * answer EAGAIN while its data is not cached: those are read plainly.
  */
 static ssize_t
 read_nowait(int fd, bool plain, char *buf, size_t len)
@@ -108,6 +109,39 @@ read_nowait(int fd, bool plain, char *buf, size_t len)
 		n = plain ? read(fd, buf, len) : preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
 	while (n == -1 && errno == EINTR);
 	return n == -1 ? -errno : n;
+}
+
+/*
+ * Whether a regular file on this filesystem is read without waiting on
+ * anyone: disks and memory.  Not FUSE or a network filesystem, whose
+ * server may never answer, nor tracefs (trace_pipe waits for events),
+ * procfs (/proc/kmsg) or sysfs, whose "regular" files wait as pipes do.
+ */
+static bool
+plain_fs(int fd)
+{
+	static const unsigned long local[] = {
+		0xEF53,		/* ext2, ext3, ext4 */
+		0x58465342,	/* xfs */
+		0x9123683E,	/* btrfs */
+		0xF2F52010,	/* f2fs */
+		0x2FC12FC1,	/* zfs */
+		0x01021994,	/* tmpfs, and memfds */
+		0x958458f6,	/* hugetlbfs */
+		0x794C7630,	/* overlayfs, a container's root */
+		0x73717368,	/* squashfs */
+		0x9660,		/* iso9660 */
+		0x4d44,		/* vfat */
+	};
+	struct statfs sf;
+	size_t i;
+
+	if (fstatfs(fd, &sf) == -1)
+		return false;
+	for (i = 0; i < sizeof(local) / sizeof(local[0]); i++)
+		if ((unsigned long)sf.f_type == local[i])
+			return true;
+	return false;
 }
 
 static int
@@ -125,7 +159,9 @@ fd_read(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 		return text(resp, 400, "this route needs an fd named input");
 	if (fstat(fd, &st) == -1)
 		return text(resp, 400, "fd input cannot be read");
-	plain = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
+	if (S_ISDIR(st.st_mode))
+		return text(resp, 400, "fd input is a directory");
+	plain = S_ISBLK(st.st_mode) || (S_ISREG(st.st_mode) && plain_fs(fd));
 	/*
 	 * A writer that never closes, or trickles a byte now and then, must
 	 * not hold the service (one handler at a time) for long: the whole
@@ -139,12 +175,16 @@ fd_read(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 
 		if (n == -EAGAIN) {
 			left = deadline - mono_ms();
-			r = left > 0 ? poll(&p, 1, (int)left) : 0;
+			/* poll() says a file is always ready: look again in 10 ms. */
+			if (left > 0 && S_ISREG(st.st_mode))
+				r = poll(NULL, 0, left < 10 ? (int)left : 10) == 0 ? 1 : -1;
+			else
+				r = left > 0 ? poll(&p, 1, (int)left) : 0;
 			if (r == 0) {
 				fdh_resp_body(resp, NULL, 0);
 				return text(resp, 504, "fd input did not reach its end within 5 s");
 			}
-			continue;	/* ready, or EINTR: read again */
+			continue;	/* ready, a moment gone, or EINTR: read again */
 		}
 		if (n == -EOPNOTSUPP) {
 			/* A terminal, say: its reads cannot be asked not to wait. */
@@ -300,11 +340,15 @@ static const struct fdh_route routes[] = {
 	{ "POST", "/crash",     crash,     NULL },
 };
 
+/* /fd/read asks which filesystem a regular file is on (plain_fs()). */
+static const char *const syscalls[] = { "fstatfs", NULL };
+
 static const struct fdh_service service = {
 	.name = "echo",
 	.routes = routes,
 	.nroutes = sizeof(routes) / sizeof(routes[0]),
 	.init = init,
+	.syscalls = syscalls,
 	.usage = "      --enable-crash         POST /crash aborts the process (respawn tests)\n",
 };
 

@@ -7,6 +7,7 @@ Run by ctest (FDH_ECHO names the executable), or by hand:
 import fcntl
 import os
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -109,6 +110,39 @@ class EchoFdTests(unittest.TestCase):
         os.close(w)
         resp = self.conn.request("POST", "/fd/read", fds=[r], xfd="input")
         self.assertEqual((resp.status, resp.body), (200, b"through a pipe"))
+
+    def test_fd_read_of_a_file_whose_reads_wait_is_bounded(self):
+        """Regression: a regular file was read plainly, as if on a disk, and
+        tracefs's trace_pipe (or a file on FUSE) waits for as long as it
+        likes: the worker answered nothing, on any connection.  Files on
+        other filesystems than disks and memory are read without waiting,
+        within the 5 s bound."""
+        path = "/sys/kernel/tracing/trace_pipe"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            self.skipTest("%s: %s" % (path, e.strerror))
+        self.addCleanup(os.close, fd)
+        start = time.monotonic()
+        resp = self.conn.request("POST", "/fd/read", fds=[fd], xfd="input")
+        self.assertIn(resp.status, (400, 504), resp.body)
+        self.assertLess(time.monotonic() - start, 8)
+        self.assertEqual(self.conn.request("GET", "/health").status, 200)
+
+    def test_fd_read_of_a_directory_says_so(self):
+        fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.addCleanup(os.close, fd)
+        resp = self.conn.request("POST", "/fd/read", fds=[fd], xfd="input")
+        self.assertEqual((resp.status, resp.body), (400, b"fd input is a directory\n"))
+
+    def test_fd_read_from_a_file_on_disk(self):
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(b"on disk")
+            f.flush()
+            fd = os.open(f.name, os.O_RDONLY | os.O_CLOEXEC)
+            self.addCleanup(os.close, fd)
+            resp = self.conn.request("POST", "/fd/read", fds=[fd], xfd="input")
+        self.assertEqual((resp.status, resp.body), (200, b"on disk"))
 
     def test_fd_read_of_a_trickling_writer_times_out_as_a_whole(self):
         """The handler's 5 s bound the whole read: a writer that sends a byte
