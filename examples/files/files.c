@@ -124,6 +124,10 @@ open_file(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 		return text(resp, 414, "path is too long");
 	case -ELOOP:
 		return text(resp, 403, "too many symlinks on the way");
+	case -ENXIO:
+	case -EOPNOTSUPP:
+		/* A socket, or a device with no driver: nothing open(2) can hand out. */
+		return text(resp, 403, "not a file that can be opened");
 	default:
 		break;
 	}

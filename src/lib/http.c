@@ -484,7 +484,7 @@ fdh_http_parse(struct fdh_http_parser *p, char *buf, size_t len, struct fdh_head
 	if (p->nxfd > 1)
 		return fail(ret_err, 400, "more than one X-FD header");
 	if (head->path == NULL || split_target(head) == -1)
-		return fail(ret_err, 400, "request target must be an absolute path");
+		return fail(ret_err, 400, "request target must be a path (/...) or http://host/path");
 
 	head->http_minor = (uint8_t)p->llhttp.http_minor;
 	/*

@@ -232,6 +232,9 @@ class BrokerTest(unittest.TestCase):
                 self.assertIn("--root %s: %s" % (root, why), err)
 
     def test_files_refuses_what_leads_out(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.bind(os.path.join(self.tree.data, "sock"))  # open(2) says ENXIO: not a 500
         d = self.files()
         with FdConn(d.sock_path) as c:
             for rel, status in (("../secret.txt", 403), ("/etc/hostname", 403),
@@ -241,7 +244,7 @@ class BrokerTest(unittest.TestCase):
                                 # ".." that stays inside is refused too: only canonical
                                 # paths say by their prefix where they lead
                                 ("sub/../hello.txt", 403), ("./hello.txt", 403),
-                                ("missing.txt", 404),
+                                ("missing.txt", 404), ("sock", 403),
                                 ("sub/missing", 404), ("x" * 4100, 414),
                                 # a NUL would cut the path short of what was asked
                                 ("hello.txt%00.png", 400), ("hello%2", 400)):
