@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -167,6 +168,7 @@ void
 fdh_dispatch_close_ended(struct fdh_dispatch *d)
 {
 	struct fdh_conn *c;
+	int queued;
 
 	for (c = d->closed; c; c = c->next) {
 		if (c->closing_fd >= 0) {
@@ -185,7 +187,19 @@ fdh_dispatch_close_ended(struct fdh_dispatch *d)
 				 * and the client is to see the end now.
 				 */
 				(void)shutdown(c->closing_fd, SHUT_RDWR);
-				fdh_closer_queue(c->closing_fd);
+				/*
+				 * Shut, it takes nothing more; with nothing
+				 * queued, our close releases no client's fd
+				 * and waits on no one.  Closed here, it cannot
+				 * stay in our table when the closer is refused
+				 * more fds in flight (ETOOMANYREFS: clients
+				 * holding answers with fds unread can bring
+				 * this user there).
+				 */
+				if (ioctl(c->closing_fd, FIONREAD, &queued) == 0 && queued == 0)
+					close(c->closing_fd);
+				else
+					fdh_closer_queue(c->closing_fd);
 			}
 			c->closing_fd = -1;
 			d->open_fds--;

@@ -211,7 +211,8 @@ static int
 add_rules(scmp_filter_ctx ctx, const struct extras *x)
 {
 	const int self[] = { (int)getpid() };
-	const int tcgets[] = { TCGETS };
+	/* isatty() on stdio; how much a connection still holds unread (dispatch.c) */
+	const int ioctls[] = { TCGETS, FIONREAD };
 	size_t i;
 	int r;
 
@@ -227,9 +228,9 @@ add_rules(scmp_filter_ctx ctx, const struct extras *x)
 		    sizeof(prctl_opts) / sizeof(prctl_opts[0]));
 	for (i = 0; r == 0 && i < sizeof(msg_calls) / sizeof(msg_calls[0]); i++)
 		r = add_arg_clear(ctx, x, msg_calls[i].name, msg_calls[i].arg, MSG_OOB);
-	/* isatty() on stdio; any other ioctl (TIOCSTI on a terminal) kills. */
+	/* Those two; any other ioctl (TIOCSTI on a terminal) kills. */
 	if (r == 0)
-		r = add_arg_values(ctx, x, "ioctl", 1, tcgets, 1);
+		r = add_arg_values(ctx, x, "ioctl", 1, ioctls, 2);
 	/*
 	 * Signals to itself only (abort(), raise()): the worker has no
 	 * business signalling the other processes of its user.

@@ -29,8 +29,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fdhttp_testlib import build_request  # noqa: E402
 from fdhttpd_testlib import Fdhttpd, cmdline, echo_path, wait_for  # noqa: E402
-from hostile_testlib import (Baseline, Canary, connect, raise_nofile, snapshot,  # noqa: E402
-                             worker_pids)
+from hostile_testlib import (Baseline, Canary, connect, fd_count, raise_nofile,  # noqa: E402
+                             snapshot, worker_pids)
 
 MiB = 1024 * 1024
 FD_REQUESTS = int(os.environ.get("FDH_HOSTILE_FD_REQUESTS", "100000"))
@@ -513,13 +513,20 @@ class HostileTest(unittest.TestCase):
             except (BrokenPipeError, ConnectionResetError):
                 break
             time.sleep(0.01)
-        other = connect(sock)
-        self.addCleanup(other.close)
-        r = other.request("POST", "/fd/memfd", body=b"x")
-        self.assertEqual((r.status, r.header("connection")), (503, "close"), r.body)
-        self.assertIn(b"descriptors could not be sent", r.body)
-        self.assertEqual(r.fds, {})
+        before = fd_count(p.pid)
+        for _ in range(20):
+            other = connect(sock)
+            self.addCleanup(other.close)
+            r = other.request("POST", "/fd/memfd", body=b"x")
+            self.assertEqual((r.status, r.header("connection")), (503, "close"), r.body)
+            self.assertIn(b"descriptors could not be sent", r.body)
+            self.assertEqual(r.fds, {})
         wait_for(lambda: "ETOOMANYREFS" in open(log.name).read(), what="the warning")
+        # The connections it ended are not left in its table: its closer is
+        # refused fds in flight too, and would hold them, until it stopped
+        # reading from every client.
+        wait_for(lambda: fd_count(p.pid) <= before, timeout=3,
+                 what="the service's descriptors back to %d (%d)" % (before, fd_count(p.pid)))
         hoard.close()
         c = connect(sock)
         self.addCleanup(c.close)
