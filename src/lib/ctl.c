@@ -232,8 +232,19 @@ fdh_ctl_recv(int sock, enum fdh_ctl_side side, struct fdh_ctl_msg *m,
 		}
 	}
 
-	if (n == 0 && nfds == 0 && why == NULL)
-		return 0;	/* hang-up (SEQPACKET has no empty records of ours) */
+	if (n == 0 && nfds == 0 && why == NULL) {
+		char byte;
+
+		/*
+		 * A hang-up, or an empty record, which none of ours is: after a
+		 * hang-up, reading goes on saying 0.  Taken for a hang-up, it
+		 * would have the worker killed a second later without a word.
+		 */
+		if (recv(sock, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+			return 0;
+		*ret_why = "an empty record";
+		return -EBADMSG;
+	}
 	if (msg.msg_flags & MSG_CTRUNC)
 		why = "too many fds (control data truncated)";
 	if (why != NULL)

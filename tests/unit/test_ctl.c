@@ -286,6 +286,26 @@ test_conn_return(void **state)
 	assert_int_equal(fdh_test_count_fds(0), p->base_fds);
 }
 
+/* An empty record is a bad message, not the hang-up that reads the same way. */
+static void
+test_empty_record(void **state)
+{
+	struct pair *p = *state;
+	struct fdh_ctl_msg got;
+	int fds[FDH_CTL_MAX_FDS];
+	const char *why = NULL;
+	size_t nfds = 0;
+
+	assert_int_equal(send(p->wrk, "", 0, 0), 0);
+	assert_int_equal(fdh_ctl_recv(p->sup, FDH_CTL_SUPERVISOR, &got, fds, &nfds, &why),
+	    -EBADMSG);
+	assert_string_equal(why, "an empty record");
+	assert_int_equal(fdh_ctl_recv(p->sup, FDH_CTL_SUPERVISOR, &got, fds, &nfds, &why),
+	    -EAGAIN);
+	assert_int_equal(shutdown(p->wrk, SHUT_WR), 0);
+	assert_int_equal(fdh_ctl_recv(p->sup, FDH_CTL_SUPERVISOR, &got, fds, &nfds, &why), 0);
+}
+
 int
 main(void)
 {
@@ -297,6 +317,7 @@ main(void)
 		T(test_open_reply_disagreeing),
 		T(test_conns_closed_batch),
 		T(test_conn_return),
+		T(test_empty_record),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
