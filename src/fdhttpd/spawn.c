@@ -96,9 +96,7 @@ spawn_nofile(const struct fdh_limits *l)
  * its copies of connections handed over, up to SUP_HANDED_BATCH for up to
  * SUP_HANDED_MS, which the room for refusals lingering, seldom all in use,
  * covers; should an accept find no descriptor meanwhile, it pauses, as for
- * any shortage, and the copies are gone when it resumes.  Nor the
- * connections a draining worker hands back while its successor has no
- * room (supervisor.h, pending): accepting pauses while they wait.
+ * any shortage, and the copies are gone when it resumes.
  */
 #define SUP_NOFILE(workers, ndirs) \
 	(2ULL * ((unsigned long long)(workers) + 1) + SUP_MAX_LINGER + 4 + (ndirs) + 16)

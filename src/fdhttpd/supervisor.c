@@ -188,51 +188,16 @@ hand_off(struct sup *s, struct pending_conn *c)
 	return false;
 }
 
-/* Queues c behind the connections already waiting; false when out of memory. */
-static bool
-pending_push(struct sup *s, const struct pending_conn *c)
-{
-	if (s->npending == s->cpending) {
-		size_t n = s->cpending ? s->cpending * 2 : 4;
-		struct pending_conn *v = reallocarray(s->pending, n, sizeof(*v));
-
-		if (v == NULL)
-			return false;
-		s->pending = v;
-		s->cpending = n;
-	}
-	s->pending[s->npending++] = *c;
-	return true;
-}
-
-/* Hands over the waiting connections, oldest first, while workers take them. */
-static void
-pending_step(struct sup *s)
-{
-	size_t i = 0;
-
-	while (i < s->npending && hand_off(s, &s->pending[i]))
-		i++;
-	if (i == 0)
-		return;
-	memmove(s->pending, s->pending + i, (s->npending - i) * sizeof(*s->pending));
-	s->npending -= i;
-}
-
 static void
 drop_pending(struct sup *s)
 {
-	size_t i;
-
-	for (i = 0; i < s->npending; i++) {
-		struct pending_conn *c = &s->pending[i];
-
-		fdh_closer_queue(c->fd);	/* it may hold the client's fds */
-		if (c->pidfd != -1)
-			close(c->pidfd);
-		conns_drop(s, c->id);
-	}
-	s->npending = 0;
+	if (!s->have_pending)
+		return;
+	fdh_closer_queue(s->pending.fd);	/* it may hold the client's fds */
+	if (s->pending.pidfd != -1)
+		close(s->pending.pidfd);
+	conns_drop(s, s->pending.id);
+	s->have_pending = false;
 }
 
 /*
@@ -270,25 +235,16 @@ place(struct sup *s, int fd, const struct ucred *cred, bool may_ask)
 	c.peer.uid = cred->uid;
 	c.peer.gid = cred->gid;
 	c.pidfd = peer_pidfd(s, fd);
-	/* Behind those waiting, when there are: handed over in the order they came. */
-	if (s->npending == 0 && hand_off(s, &c))
-		return;
-	/* Every worker went full or blocked meanwhile: hold it, stop accepting. */
-	if (!pending_push(s, &c)) {
-		log_error("out of memory; closing a connection");
-		fdh_closer_queue(c.fd);
-		if (c.pidfd != -1)
-			close(c.pidfd);
-		conns_drop(s, c.id);
+	if (!hand_off(s, &c)) {
+		/* Every worker went full or blocked meanwhile: hold it, stop accepting. */
+		s->pending = c;
+		s->have_pending = true;
 	}
 }
 
-/*
- * Checks one accepted connection and hands it over, or refuses it.
- * may_ask: as for place(); the one connection held for a recheck must be free.
- */
+/* Checks one accepted connection and hands it over, or refuses it. */
 static void
-admit(struct sup *s, int fd, bool may_ask)
+admit(struct sup *s, int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -306,58 +262,7 @@ admit(struct sup *s, int fd, bool may_ask)
 		    (unsigned)cred.uid);
 		return;
 	}
-	place(s, fd, &cred, may_ask && s->recheck_fd == -1);
-}
-
-/*
- * Whether fd is a connection accepted on our socket: a stream socket, not
- * listening, named as the listening socket is.  What a worker hands back
- * could otherwise be any socket it holds, one a client passed it in a
- * request say, and would reach another worker as a client's connection.
- */
-static bool
-accepted_here(const struct sup *s, int fd)
-{
-	struct sockaddr_un a;
-	socklen_t len = sizeof(a), olen = sizeof(int);
-	int type = 0, listening = 1;
-
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) == -1 || type != SOCK_STREAM)
-		return false;
-	olen = sizeof(int);
-	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &olen) == -1 || listening)
-		return false;
-	if (getsockname(fd, (struct sockaddr *)&a, &len) == -1)
-		return false;
-	return s->listen_len != 0 && len == s->listen_len && memcmp(&a, &s->listen_addr, len) == 0;
-}
-
-const char *
-supervisor_conn_returned(struct sup *s, struct proc *p, uint64_t id, int fd)
-{
-	if (!p->hand_back_sent) {
-		fdh_closer_queue(fd);
-		return "CONN_RETURN while not draining to a successor";
-	}
-	if (conns_close(s, id, p) < 0) {
-		fdh_closer_queue(fd);
-		return "CONN_RETURN for a connection it does not hold";
-	}
-	if (!accepted_here(s, fd)) {
-		fdh_closer_queue(fd);
-		return "CONN_RETURN of a socket that is no connection to ours";
-	}
-	if (s->stopping) {
-		/* Stopped after the worker sent it: no worker takes connections now. */
-		(void)shutdown(fd, SHUT_RDWR);
-		fdh_closer_queue(fd);
-		return NULL;
-	}
-	log_debug("worker %u (pid %ld) handed back a connection it had read nothing from",
-	    p->id, (long)p->pid);
-	/* The worker vouches for nothing: the peer is asked again, as at accept. */
-	admit(s, fd, true);
-	return NULL;
+	place(s, fd, &cred, true);
 }
 
 /* The connection held for workers' FLUSH answers: decided once they are in. */
@@ -383,7 +288,7 @@ drop_recheck(struct sup *s)
 static bool
 can_accept(const struct sup *s, int64_t now)
 {
-	return !s->stopping && s->sock->fd != -1 && s->npending == 0 && s->recheck_fd == -1 &&
+	return !s->stopping && s->sock->fd != -1 && !s->have_pending && s->recheck_fd == -1 &&
 	    now >= s->accept_pause_until && workers_have_room(s);
 }
 
@@ -406,7 +311,7 @@ accept_one(struct sup *s)
 		fd = accept4(s->sock->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	while (fd == -1 && (errno == EINTR || errno == ECONNABORTED));
 	if (fd != -1) {
-		admit(s, fd, true);
+		admit(s, fd);
 		return;
 	}
 	switch (errno) {
@@ -505,7 +410,7 @@ poll_timeout(const struct sup *s, int64_t now)
 		t = r;
 	if (s->accept_pause_until > now && (t == 0 || s->accept_pause_until < t))
 		t = s->accept_pause_until;
-	if (s->npending > 0 && s->send_retry_at != 0 && (t == 0 || s->send_retry_at < t))
+	if (s->have_pending && s->send_retry_at != 0 && (t == 0 || s->send_retry_at < t))
 		t = s->send_retry_at;
 	if (s->recheck_fd != -1 && (t == 0 || s->recheck_at < t))
 		t = s->recheck_at;
@@ -533,11 +438,11 @@ run(struct sup *s)
 		int64_t now = fdh_mono_ms();
 		int r;
 
-		if (s->npending > 0 && !s->stopping)
-			pending_step(s);
+		if (s->have_pending && !s->stopping && hand_off(s, &s->pending))
+			s->have_pending = false;
 		recheck_step(s, now);
 		/* Every worker looks full: the closes they hold back may say otherwise. */
-		if (!s->stopping && (s->npending > 0 || !workers_have_room(s)))
+		if (!s->stopping && (s->have_pending || !workers_have_room(s)))
 			workers_flush(s);
 		workers_replace_step(s);
 		if (s->nhanded > 0 && now >= s->handed_since + SUP_HANDED_MS)
@@ -620,12 +525,6 @@ supervisor_run(const struct options *o, struct sockfile *sock, int sigfd)
 	s.sigfd = sigfd;
 	s.pidfd_supported = true;
 	s.recheck_fd = -1;
-	s.listen_len = sizeof(s.listen_addr);
-	if (getsockname(sock->fd, (struct sockaddr *)&s.listen_addr, &s.listen_len) == -1) {
-		/* No connection will match: workers' hand-backs are then refused. */
-		log_warn("getsockname on the listening socket: %s", strerror(errno));
-		s.listen_len = 0;
-	}
 	r = workers_init(&s);
 	if (r < 0)
 		fatal("starting workers: %s", strerror(-r));
@@ -634,7 +533,6 @@ supervisor_run(const struct options *o, struct sockfile *sock, int sigfd)
 	fatal_pop(&undo);
 	handed_flush(&s);
 	drop_pending(&s);
-	free(s.pending);
 	drop_recheck(&s);
 	reject_free(&s);
 	workers_free(&s);

@@ -11,7 +11,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/types.h>
 
 #include <fdhttp/common.h>
@@ -54,8 +53,6 @@ struct proc {
 	bool drain_pending;	/* DRAIN still to send when the socket has room */
 	bool retiring;		/* asked to be replaced (--max-requests) */
 	bool was_ready;
-	bool hand_back;		/* its DRAIN is to say FDH_CTL_F_HAND_BACK */
-	bool hand_back_sent;	/* such a DRAIN went: CONN_RETURN may come */
 	bool killed;		/* SIGKILL sent */
 	bool unsandboxed;	/* READY without the sandbox: killed for it */
 	/*
@@ -191,17 +188,8 @@ struct sup {
 	struct uid_count *uids;
 	size_t nuids, cuids;
 
-	/*
-	 * Connections no worker could take yet, oldest first: one accepted
-	 * while every worker went full (accepting then pauses), or those a
-	 * draining worker handed back (at most its --max-conns) while its
-	 * successor had no room for them.
-	 */
-	struct pending_conn *pending;
-	size_t npending, cpending;
-	/* What getsockname() says of the listening socket and of every connection it accepts. */
-	struct sockaddr_un listen_addr;
-	socklen_t listen_len;
+	bool have_pending;
+	struct pending_conn pending;
 	/* Our copies of connections handed over, for the closer (supervisor.c). */
 	int handed[SUP_HANDED_BATCH];
 	unsigned nhanded;
@@ -249,7 +237,6 @@ ctl_send_temporary(int r)
 
 /* supervisor.c */
 int supervisor_run(const struct options *o, struct sockfile *sock, int sigfd);
-const char *supervisor_conn_returned(struct sup *s, struct proc *p, uint64_t id, int fd);
 
 /* workers.c */
 int workers_init(struct sup *s);

@@ -290,16 +290,12 @@ proc_send_drain(struct proc *p)
 	int r;
 
 	fdh_ctl_init(&m, FDH_CTL_DRAIN);
-	if (p->hand_back)
-		m.h.flags |= FDH_CTL_F_HAND_BACK;
 	r = workers_send(p, &m, NULL, 0);
 	if (r == -EAGAIN) {
 		p->drain_pending = true;	/* sent on POLLOUT */
 		return;
 	}
 	p->drain_pending = false;
-	if (r == 0 && p->hand_back)
-		p->hand_back_sent = true;
 	if (ctl_send_temporary(r)) {
 		/*
 		 * Short of memory, with room in the socket: POLLOUT would spin.
@@ -328,8 +324,6 @@ proc_drain(struct sup *s, struct proc *p, const char *why)
 		return;
 	p->state = PROC_DRAINING;
 	p->retiring = false;
-	/* Replaced, a successor takes the connections that have not spoken yet. */
-	p->hand_back = !s->stopping;
 	if (!p->killed)
 		p->kill_at = fdh_mono_ms() + s->o->grace_ms;
 	log_info("worker %u (pid %ld) draining: %s", p->id, (long)p->pid, why);
@@ -561,13 +555,7 @@ workers_on_ctl(struct sup *s, struct proc *p, short revents)
 		workers_ctl_failed(s, p, r < 0 ? -r : 0);
 		return;
 	}
-	if (m.h.type == FDH_CTL_CONN_RETURN) {
-		why = supervisor_conn_returned(s, p, m.u.closed.id, fds[0]);
-		if (why)
-			protocol_error(p, why);
-		return;
-	}
-	on_message(s, p, &m);	/* no other supervisor-bound type carries fds */
+	on_message(s, p, &m);	/* no supervisor-bound type carries fds */
 }
 
 static void
@@ -590,35 +578,6 @@ log_exit(const struct proc *p, int status)
 	}
 }
 
-/*
- * A draining worker exits as soon as it has handed back its last
- * connection, and its CONN_RETURNs may still wait in our end of the
- * socket: read before the socket closes, or each would close with it.
- * The rest it said is moot now.
- */
-static void
-read_returns(struct sup *s, struct proc *p)
-{
-	struct fdh_ctl_msg m;
-	int fds[FDH_CTL_MAX_FDS];
-	const char *why;
-	size_t nfds;
-
-	if (!p->hand_back_sent)
-		return;
-	while (p->ctl != -1 &&
-	    fdh_ctl_recv(p->ctl, FDH_CTL_SUPERVISOR, &m, fds, &nfds, &why) == 1) {
-		if (m.h.type != FDH_CTL_CONN_RETURN)
-			continue;	/* no other type carries fds */
-		why = supervisor_conn_returned(s, p, m.u.closed.id, fds[0]);
-		if (why) {
-			log_error("worker %u (pid %ld): bad control message: %s", p->id,
-			    (long)p->pid, why);
-			return;
-		}
-	}
-}
-
 static void
 on_death(struct sup *s, struct proc *p, int status)
 {
@@ -627,7 +586,6 @@ on_death(struct sup *s, struct proc *p, int status)
 	struct slot *sl = &s->slots[i];
 
 	log_exit(p, status);
-	read_returns(s, p);
 	conns_release_proc(s, p);
 	proc_close_ctl(p);
 	if (sl->cur != p && sl->next != p)
@@ -896,11 +854,8 @@ workers_shutdown(struct sup *s)
 
 	for (i = 0; i < s->nslots; i++)
 		s->slots[i].respawn_at = 0;
-	for (k = 0; k < s->nprocs; k++) {
-		/* A DRAIN still to send goes without: nobody would take what it handed back. */
-		s->procs[k]->hand_back = false;
+	for (k = 0; k < s->nprocs; k++)
 		proc_drain(s, s->procs[k], "shutting down");
-	}
 }
 
 /*

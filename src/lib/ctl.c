@@ -29,7 +29,6 @@ fdh_ctl_type_name(unsigned type)
 	case FDH_CTL_CONN_CLOSED:	return "CONN_CLOSED";
 	case FDH_CTL_RETIRE:		return "RETIRE";
 	case FDH_CTL_CONNS_CLOSED:	return "CONNS_CLOSED";
-	case FDH_CTL_CONN_RETURN:	return "CONN_RETURN";
 	case FDH_CTL_OPEN:		return "OPEN";
 	case FDH_CTL_NEW_CONN:		return "NEW_CONN";
 	case FDH_CTL_DRAIN:		return "DRAIN";
@@ -49,7 +48,6 @@ ctl_size(unsigned type)
 	case FDH_CTL_FLUSH:
 		return sizeof(struct fdh_ctl_hdr);
 	case FDH_CTL_CONN_CLOSED:
-	case FDH_CTL_CONN_RETURN:
 		return sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_closed);
 	case FDH_CTL_RETIRE:
 		return sizeof(struct fdh_ctl_hdr) + sizeof(struct fdh_ctl_retire);
@@ -74,7 +72,6 @@ ctl_flags_allowed(unsigned type)
 	case FDH_CTL_NEW_CONN:		return FDH_CTL_F_PIDFD | FDH_CTL_F_LAZY;
 	case FDH_CTL_OPEN_REPLY:	return FDH_CTL_F_FD;
 	case FDH_CTL_CONNS_CLOSED:	return FDH_CTL_F_FLUSHED;
-	case FDH_CTL_DRAIN:		return FDH_CTL_F_HAND_BACK;
 	default:			return 0;
 	}
 	/* NOLINTEND(bugprone-branch-clone) */
@@ -86,7 +83,6 @@ ctl_nfds(const struct fdh_ctl_hdr *h)
 	switch (h->type) {
 	case FDH_CTL_NEW_CONN:		return (h->flags & FDH_CTL_F_PIDFD) ? 2 : 1;
 	case FDH_CTL_OPEN_REPLY:	return (h->flags & FDH_CTL_F_FD) ? 1 : 0;
-	case FDH_CTL_CONN_RETURN:	return 1;
 	default:			return 0;
 	}
 }

@@ -33,7 +33,6 @@ enum fdh_ctl_type {
 	FDH_CTL_CONN_CLOSED	= 2,	/* a connection from NEW_CONN ended */
 	FDH_CTL_RETIRE		= 3,	/* served --max-requests: replace me */
 	FDH_CTL_CONNS_CLOSED	= 4,	/* several connections from NEW_CONN ended */
-	FDH_CTL_CONN_RETURN	= 5,	/* fd: a connection from NEW_CONN, never read */
 	FDH_CTL_OPEN		= 8,	/* broker: open this path for me */
 	/* supervisor → worker */
 	FDH_CTL_NEW_CONN	= 64,	/* fds: the connection [, the peer's pidfd] */
@@ -54,12 +53,6 @@ enum fdh_ctl_type {
 #define FDH_CTL_F_FD		0x1u
 /* CONNS_CLOSED flag: the last of the answer to a FLUSH. */
 #define FDH_CTL_F_FLUSHED	0x1u
-/*
- * DRAIN flag: a successor serves in this worker's place (SIGHUP,
- * --max-requests), so a connection that has sent nothing yet goes back
- * in a CONN_RETURN rather than keep this worker until it speaks.
- */
-#define FDH_CTL_F_HAND_BACK	0x1u
 
 /* The most ids one CONNS_CLOSED carries. */
 #define FDH_CTL_CLOSED_MAX	16
@@ -101,15 +94,6 @@ struct fdh_ctl_conn {
 struct fdh_ctl_closed {
 	uint64_t id;
 };
-
-/*
- * CONN_RETURN: the connection with this id is gone from the worker, and
- * travels back with the message: not a byte of it was read, so another
- * worker can serve it whole.  Sent only after a DRAIN with
- * FDH_CTL_F_HAND_BACK.  The supervisor trusts neither the fd nor the id
- * beyond its own records: it checks that the fd is a connection accepted
- * on its socket and reads the peer's credentials anew.
- */
 
 /*
  * CONNS_CLOSED: the first n ids are gone from the worker (n at most

@@ -541,9 +541,8 @@ fail:
 	return r;
 }
 
-/* Takes c out of the loop; it is freed after the batch. */
-static void
-conn_unlink(struct fdh_dispatch *d, struct fdh_conn *c)
+void
+fdh_dispatch_conn_gone(struct fdh_dispatch *d, struct fdh_conn *c)
 {
 	struct fdh_conn **pp;
 
@@ -570,12 +569,6 @@ conn_unlink(struct fdh_dispatch *d, struct fdh_conn *c)
 	c->next = d->closed;
 	d->closed = c;
 	d->nconns--;
-}
-
-void
-fdh_dispatch_conn_gone(struct fdh_dispatch *d, struct fdh_conn *c)
-{
-	conn_unlink(d, c);
 	if (d->hooks.conn_closed)
 		d->hooks.conn_closed(d, c->tag, d->hooks.arg);
 }
@@ -624,43 +617,10 @@ close_idle(struct fdh_dispatch *d)
 	}
 }
 
-/*
- * A drain passes on, through the conn_return hook, each connection that
- * has not sent a byte: whole and unread, another process can serve it.
- * Kept, it would hold this one alive until its client spoke, and be lost
- * with it if it did not speak before the process was made to end.
- */
-static void
-hand_back(struct fdh_dispatch *d)
-{
-	struct fdh_conn *c, *next;
-
-	for (c = d->conns; c; c = next) {
-		next = c->next;
-		if (c->state != CONN_WAIT || c->served || c->in_len != 0 || c->nfds != 0 ||
-		    c->rd_shut || c->linger)
-			continue;
-		if (d->hooks.conn_return(d, c->tag, c->fd, d->hooks.arg) < 0)
-			continue;
-		fdh_dispatch_timer_disarm(d, c);
-		conn_unlink(d, c);
-		/*
-		 * The copy that went on holds the socket: this close is never
-		 * its last, so it neither releases fds queued on it nor wakes
-		 * the kernel's collector.  The pidfd closes after the batch.
-		 */
-		close(c->fd);
-		c->fd = -1;
-		d->open_fds--;
-	}
-}
-
 void
 fdh_dispatch_drain(struct fdh_dispatch *d)
 {
 	d->draining = true;
-	if (d->hooks.conn_return)
-		hand_back(d);
 	close_idle(d);
 }
 

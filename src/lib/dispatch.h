@@ -22,14 +22,6 @@ struct fdh_dispatch_hooks {
 	/* A response was sent in full. */
 	void (*request_done)(struct fdh_dispatch *d, void *arg);
 	/*
-	 * Optional.  fdh_dispatch_drain() offers it each connection that has
-	 * sent nothing yet (no byte read, nothing answered), fd borrowed: 0
-	 * when the hook passed the connection on (the dispatcher then closes
-	 * its copy, and conn_closed is not called for it), negative to have
-	 * it served here, as without the hook.
-	 */
-	int (*conn_return)(struct fdh_dispatch *d, uint64_t tag, int fd, void *arg);
-	/*
 	 * Optional.  The kernel refused a response's fds (ETOOMANYREFS: this
 	 * user's fds in flight are over its RLIMIT_NOFILE); the client got a
 	 * 503 without them, or its connection closed when part was sent.
@@ -81,8 +73,7 @@ unsigned long long fdh_dispatch_nrequests(const struct fdh_dispatch *d);
 /*
  * Graceful stop: idle keep-alive connections close now; a request in
  * progress is finished and answered with Connection: close; a connection
- * that has not sent its first request yet goes to the conn_return hook,
- * or, kept, is served that one request.
+ * that has not sent its first request yet is served that one request.
  * fdh_dispatch_run() returns 0 once no connection is left.
  */
 void fdh_dispatch_drain(struct fdh_dispatch *d);

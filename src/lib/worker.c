@@ -64,7 +64,6 @@ struct worker {
 	bool retire_sent;
 	bool retire_pending;		/* RETIRE still to send */
 	bool draining;
-	bool hand_back;			/* the DRAIN said FDH_CTL_F_HAND_BACK */
 	bool hung_up;			/* the supervisor is gone */
 	bool sandboxed;			/* the seccomp filter is to close in */
 	/*
@@ -76,7 +75,6 @@ struct worker {
 	struct held_conn *held;
 	size_t nheld, cheld;
 	bool held_drain;
-	bool held_hand_back;
 	bool held_flush;
 	char held_failure[160];		/* non-empty: the socket failed */
 	uint32_t open_id;		/* the last broker request's */
@@ -294,42 +292,13 @@ on_new_conn(struct worker *w, const struct fdh_ctl_conn *c, int *fds, size_t nfd
 	set_title(w);
 }
 
-/*
- * The drain's conn_return hook: a connection that has sent nothing goes
- * back to the supervisor, for the successor to serve.  Not when this
- * worker is stopped rather than replaced: no successor would take it.
- */
-static int
-on_conn_return(struct fdh_dispatch *d, uint64_t id, int fd, void *arg)
-{
-	struct worker *w = arg;
-	struct fdh_ctl_msg m;
-	int r;
-
-	(void)d;
-	if (!w->hand_back || w->hung_up)
-		return -ENOTSUP;
-	fdh_ctl_init(&m, FDH_CTL_CONN_RETURN);
-	m.u.closed.id = id;
-	r = fdh_ctl_send(w->ctl, &m, &fd, 1);
-	/*
-	 * Full, or the fds in flight at the limit (ETOOMANYREFS): served
-	 * here instead, as before hand-backs.  Other failures are the
-	 * socket's, and the next report says so.
-	 */
-	return r;
-}
-
 static void
-on_drain(struct worker *w, bool hand_back)
+on_drain(struct worker *w)
 {
 	if (!w->draining)
 		fdh_log(FDH_LOG_DEBUG, "draining");
 	w->draining = true;
-	w->hand_back = hand_back;
 	fdh_dispatch_drain(w->d);
-	w->hand_back = false;
-	set_title(w);
 }
 
 /* Every ended connection is reported, the last report marked F_FLUSHED. */
@@ -351,7 +320,7 @@ on_message(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
 		on_new_conn(w, &m->u.conn, fds, nfds);
 		break;
 	case FDH_CTL_DRAIN:
-		on_drain(w, (m->h.flags & FDH_CTL_F_HAND_BACK) != 0);
+		on_drain(w);
 		break;
 	case FDH_CTL_FLUSH:
 		on_flush(w);
@@ -389,7 +358,7 @@ handle_held(struct worker *w)
 	}
 	if (w->held_drain) {
 		w->held_drain = false;
-		on_drain(w, w->held_hand_back);
+		on_drain(w);
 	}
 	if (w->held_failure[0] != '\0') {
 		supervisor_gone(w, w->held_failure);
@@ -406,7 +375,6 @@ hold(struct worker *w, const struct fdh_ctl_msg *m, int *fds, size_t nfds)
 {
 	if (m->h.type == FDH_CTL_DRAIN) {
 		w->held_drain = true;
-		w->held_hand_back = (m->h.flags & FDH_CTL_F_HAND_BACK) != 0;
 		/*
 		 * The response being made now is the last on its connection.
 		 * In the service's init hook there is no dispatcher yet, nor a
@@ -717,7 +685,6 @@ fdh_worker_main(const struct fdh_service *svc, const struct fdh_limits *limits,
 	struct fdh_dispatch_hooks hooks = {
 		.conn_closed = on_conn_closed,
 		.request_done = on_request_done,
-		.conn_return = on_conn_return,
 		.fds_refused = fdh_service_warn_fds_refused,
 		.arg = &w,
 	};

@@ -22,10 +22,6 @@
  *	GET  /broker/slow?ms=M&path=P	sleeps M ms first, so that control
  *				messages pile up before the broker's answer
  *	GET  /pid		{"pid":P}
- *	POST /rogue/return?ms=M	a compromised worker: sleeps M ms, then hands
- *				back, in a CONN_RETURN on the control socket,
- *				the fd "sock" of the request as the connection
- *				it came on: the supervisor kills the worker
  *	POST /rogue/retire	sends RETIRE, as if it had served --max-requests:
  *				without that option, the supervisor kills it
  *
@@ -48,7 +44,6 @@
 
 #include <fdhttp/service.h>
 #include "ctl.h"
-#include "engine.h"
 
 extern char **environ;
 
@@ -310,23 +305,6 @@ broker_slow(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 }
 
 static int
-rogue_return(struct fdh_req *req, struct fdh_resp *resp, void *ud)
-{
-	struct fdh_ctl_msg m;
-	int fd = fdh_req_fd(req, "sock");
-
-	(void)ud;
-	if (fd < 0) {
-		fdh_resp_status(resp, 400);
-		return fdh_resp_printf(resp, "fd sock is required\n");
-	}
-	sleep_query_ms(req);
-	fdh_ctl_init(&m, FDH_CTL_CONN_RETURN);
-	m.u.closed.id = req->conn->tag;
-	return json_errno(resp, -fdh_ctl_send(FDH_CTL_WORKER_FD, &m, &fd, 1));
-}
-
-static int
 rogue_retire(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 {
 	struct fdh_ctl_msg m;
@@ -376,7 +354,6 @@ static const struct fdh_route routes[] = {
 	{ "GET",  "/broker/long",	broker_long,	NULL },
 	{ "GET",  "/broker/many",	broker_many,	NULL },
 	{ "GET",  "/broker/slow",	broker_slow,	NULL },
-	{ "POST", "/rogue/return",	rogue_return,	NULL },
 	{ "POST", "/rogue/retire",	rogue_retire,	NULL },
 };
 

@@ -22,7 +22,7 @@ fdh_python_test(test_bench)
 add_executable(fdh-sandbox-probe integration/sandbox_probe.c)
 target_compile_options(fdh-sandbox-probe PRIVATE ${FDH_WARNINGS})
 target_link_libraries(fdh-sandbox-probe PRIVATE fdhttp_static)
-# /rogue/return speaks the control protocol as a compromised worker would:
+# /rogue/retire speaks the control protocol as a compromised worker would:
 # the private headers come with the test support.
 target_link_libraries(fdh-sandbox-probe PRIVATE fdh_testsupport)
 set_property(TEST integration/test_sandbox APPEND PROPERTY ENVIRONMENT

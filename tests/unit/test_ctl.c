@@ -243,49 +243,6 @@ test_conns_closed_batch(void **state)
 	assert_string_equal(why, "unexpected type");
 }
 
-/*
- * CONN_RETURN: a connection goes back from a draining worker, its fd with
- * it, and only that way; DRAIN says whether to hand back.
- */
-static void
-test_conn_return(void **state)
-{
-	struct pair *p = *state;
-	struct fdh_ctl_msg m, got;
-	int fds[FDH_CTL_MAX_FDS], fd = fdh_test_make_memfd("conn");
-	const char *why = NULL;
-	size_t nfds = 0;
-
-	assert_true(fd >= 0);
-	fdh_ctl_init(&m, FDH_CTL_DRAIN);
-	m.h.flags = FDH_CTL_F_HAND_BACK;
-	assert_int_equal(fdh_ctl_send(p->sup, &m, NULL, 0), 0);
-	assert_int_equal(fdh_ctl_recv(p->wrk, FDH_CTL_WORKER, &got, fds, &nfds, &why), 1);
-	assert_int_equal(got.h.flags, FDH_CTL_F_HAND_BACK);
-
-	fdh_ctl_init(&m, FDH_CTL_CONN_RETURN);
-	m.u.closed.id = 0x500000007ULL;
-	/* Without its connection, or with a second fd, it is not sent. */
-	assert_int_equal(fdh_ctl_send(p->wrk, &m, NULL, 0), -EINVAL);
-	assert_int_equal(fdh_ctl_send(p->wrk, &m, (int[]){ fd, fd }, 2), -EINVAL);
-	assert_int_equal(fdh_ctl_send(p->wrk, &m, &fd, 1), 0);
-	assert_int_equal(fdh_ctl_recv(p->sup, FDH_CTL_SUPERVISOR, &got, fds, &nfds, &why), 1);
-	assert_int_equal(got.h.type, FDH_CTL_CONN_RETURN);
-	assert_int_equal(got.u.closed.id, 0x500000007ULL);
-	assert_int_equal(nfds, 1);
-	close(fds[0]);
-
-	/* Received without its fd: refused. */
-	send_raw(p->wrk, &m, sizeof(m.h) + sizeof(m.u.closed), -1);
-	assert_int_equal(fdh_ctl_recv(p->sup, FDH_CTL_SUPERVISOR, &got, fds, &nfds, &why),
-	    -EBADMSG);
-	/* A worker's type: a worker does not read it, fd or not. */
-	send_raw(p->sup, &m, sizeof(m.h) + sizeof(m.u.closed), fd);
-	assert_int_equal(fdh_ctl_recv(p->wrk, FDH_CTL_WORKER, &got, fds, &nfds, &why), -EBADMSG);
-	close(fd);
-	assert_int_equal(fdh_test_count_fds(0), p->base_fds);
-}
-
 /* An empty record is a bad message, not the hang-up that reads the same way. */
 static void
 test_empty_record(void **state)
@@ -316,7 +273,6 @@ main(void)
 		T(test_open_reply_with_fd),
 		T(test_open_reply_disagreeing),
 		T(test_conns_closed_batch),
-		T(test_conn_return),
 		T(test_empty_record),
 	};
 
