@@ -408,6 +408,44 @@ class BrokenServerTests(unittest.TestCase):
         with self.assertRaises(fdhttp.ConnectionClosed):
             self.exchange([(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", self.fds(1))])
 
+    def test_connection_closed_before_its_first_request_is_replaced(self):
+        """A connection opened ahead (connect()) and closed by the server
+        before it read a byte, as when its worker was killed at the end of
+        --grace after a SIGHUP: the client finds it ended before sending,
+        and sends the request on a new connection."""
+        with tempfile.TemporaryDirectory(prefix="fdh-pyclient-") as tmp:
+            path = os.path.join(tmp, "s.sock")
+            srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            srv.bind(path)
+            srv.listen(2)
+            srv.settimeout(10)
+            shut = threading.Event()
+            seen = []
+
+            def serve():
+                first, _ = srv.accept()
+                first.shutdown(socket.SHUT_RDWR)    # not a byte read
+                shut.set()
+                second, _ = srv.accept()
+                with first, second:
+                    buf = b""
+                    while b"\r\n\r\n" not in buf:
+                        buf += second.recv(65536)
+                    seen.append(buf.split(b"\r\n", 1)[0])
+                    second.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            t = threading.Thread(target=serve)
+            t.start()
+            try:
+                with fdhttp.Connection(path, timeout=5) as conn:
+                    conn.connect()
+                    self.assertTrue(shut.wait(10))
+                    resp = conn.get("/again")
+                    self.assertEqual((resp.status, resp.body), (200, b"ok"))
+            finally:
+                t.join(10)
+                srv.close()     # before tearDown counts the fds
+            self.assertEqual(seen, [b"GET /again HTTP/1.1"])
+
     def test_timeout(self):
         start = time.monotonic()
         with self.assertRaises(fdhttp.Timeout):
