@@ -176,10 +176,11 @@ fd_read(struct fdh_req *req, struct fdh_resp *resp, void *ud)
 		if (n == -EAGAIN) {
 			left = deadline - mono_ms();
 			/* poll() says a file is always ready: look again in 10 ms. */
-			if (left > 0 && S_ISREG(st.st_mode))
-				r = poll(NULL, 0, left < 10 ? (int)left : 10) == 0 ? 1 : -1;
-			else
-				r = left > 0 ? poll(&p, 1, (int)left) : 0;
+			if (left > 0 && S_ISREG(st.st_mode)) {
+				(void)poll(NULL, 0, left < 10 ? (int)left : 10);
+				continue;
+			}
+			r = left > 0 ? poll(&p, 1, (int)left) : 0;
 			if (r == 0) {
 				fdh_resp_body(resp, NULL, 0);
 				return text(resp, 504, "fd input did not reach its end within 5 s");

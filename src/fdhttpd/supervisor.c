@@ -152,7 +152,7 @@ hand_off(struct sup *s, struct pending_conn *c)
 			/* Twice --max-requests, without overflow: see workers_retire_unasked(). */
 			if (++p->nhanded >= s->o->max_requests && s->o->max_requests != 0 &&
 			    p->nhanded - s->o->max_requests == s->o->max_requests)
-				workers_retire_unasked(s, p);
+				workers_retire_unasked(p);
 			if (s->send_short) {
 				log_debug("handing over connections again");
 				s->send_short = false;

@@ -246,7 +246,7 @@ struct proc *workers_pick(struct sup *s);
 bool workers_have_room(const struct sup *s);
 void workers_on_ctl(struct sup *s, struct proc *p, short revents);
 void workers_ctl_failed(struct sup *s, struct proc *p, int err);
-void workers_retire_unasked(struct sup *s, struct proc *p);
+void workers_retire_unasked(struct proc *p);
 void workers_reap(struct sup *s);
 void workers_timers(struct sup *s, int64_t now);
 int64_t workers_next_timer(const struct sup *s);

@@ -436,9 +436,8 @@ on_ready(struct sup *s, struct proc *p)
  * ends: nothing the supervisor sees counts its requests.
  */
 void
-workers_retire_unasked(struct sup *s, struct proc *p)
+workers_retire_unasked(struct proc *p)
 {
-	(void)s;
 	if (p->state != PROC_READY || p->retiring)
 		return;
 	p->retiring = true;
